@@ -1,0 +1,19 @@
+# Build stage: the same scripts/build.sh that CI runs (CGO_ENABLED=0,
+# -trimpath, version ldflags from prometheus/common/version).
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION
+ARG REVISION=unknown
+ARG BRANCH=unknown
+RUN VERSION="${VERSION:-$(cat VERSION)}" REVISION="${REVISION}" BRANCH="${BRANCH}" \
+    ./scripts/build.sh /out/authbroker_exporter
+
+# Final stage: static, non-root, nothing but the binary.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/authbroker_exporter /bin/authbroker_exporter
+USER nonroot:nonroot
+EXPOSE 8766
+ENTRYPOINT ["/bin/authbroker_exporter"]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Proves the release build: builds with scripts/build.sh (the Dockerfile's
+# command) and checks the binary is static, trimmed and carries its version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)/authbroker_exporter
+trap 'rm -rf "$(dirname "$out")"' EXIT
+./scripts/build.sh "$out"
+info=$(go version -m "$out")
+for want in "CGO_ENABLED=0" "-trimpath=true"; do
+	grep -qF -- "$want" <<<"$info" || { echo "check-build: binary lacks build setting $want" >&2; exit 1; }
+done
+ver=$("$out" --version 2>&1)
+grep -qF "version $(cat VERSION)" <<<"$ver" || { echo "check-build: --version does not report $(cat VERSION): $ver" >&2; exit 1; }
+grep -qE "revision: [0-9a-f]{7,}|revision: unknown" <<<"$ver" || { echo "check-build: no revision in --version" >&2; exit 1; }
+# The Dockerfile must keep calling the same script.
+grep -q 'scripts/build.sh' Dockerfile || { echo "check-build: Dockerfile does not use scripts/build.sh" >&2; exit 1; }
+echo "check-build: ok ($(du -h "$out" | cut -f1), static, trimpath, $(head -1 <<<"$ver"))"
