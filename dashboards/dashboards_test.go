@@ -66,6 +66,50 @@ var contract = map[string][]string{
 	"authbroker_exporter_build_info":                        {"version", "revision", "branch", "goversion", "goos", "goarch", "tags"},
 }
 
+// The project README documents the same contract (a test elsewhere ties it
+// to the collector); disagreeing with it means this list drifted.
+func TestContractMatchesREADME(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(authbroker_\\w+)` \\| \\w+ \\| ([^|]*) \\|")
+	backticked := regexp.MustCompile("`(\\w+)`")
+	documented := map[string][]string{}
+	for _, sm := range row.FindAllStringSubmatch(string(readme), -1) {
+		var ls []string
+		for _, l := range backticked.FindAllStringSubmatch(sm[2], -1) {
+			ls = append(ls, l[1])
+		}
+		documented[sm[1]] = ls
+	}
+	if len(documented) == 0 {
+		t.Fatal("no metric table in README.md")
+	}
+	for name, want := range contract {
+		got, ok := documented[name]
+		if !ok {
+			t.Errorf("%s is not in README's metric table", name)
+			continue
+		}
+		if !sameSet(got, want) {
+			t.Errorf("%s: README labels %v, test contract %v", name, got, want)
+		}
+	}
+	for name := range documented {
+		if _, ok := contract[name]; !ok {
+			t.Errorf("README documents %s, missing from the test contract", name)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
 // Standard series scraped with the exporter (Prometheus' up, the Go and
 // process collectors) that the dashboards may use too.
 var standard = map[string][]string{
