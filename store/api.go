@@ -252,19 +252,6 @@ type UsageAmount struct {
 	Unit              string
 }
 
-// EffectiveUsedFraction follows the broker client's precedence:
-// usedFraction; else used/limit when limit > 0; else used/100 for percent;
-// else 1 - remainingFraction. ok is false when none applies.
-func (a UsageAmount) EffectiveUsedFraction() (fraction float64, ok bool) {
-	panic("unimplemented")
-}
-
-// MatchUsageReport picks the report for one OAuth credential using the
-// 18.2.3 org-aware rules (protocol §8). API-key entries never match.
-func MatchUsageReport(reports []UsageReport, e *Entry) (*UsageReport, bool) {
-	panic("unimplemented")
-}
-
 // Clock is injected so tests never sleep. The zero Options use the wall clock.
 type Clock interface {
 	Now() time.Time
@@ -299,109 +286,12 @@ type Logger interface {
 	Log(keyvals ...any) error
 }
 
-// New starts the background sync (stream first, long-poll after a 404)
-// and returns at once; the store is not Ready until the first snapshot.
-// Close stops every goroutine the store started.
-func New(opts Options) *Store { panic("unimplemented") }
-
-// Snapshot returns the current immutable view. It never blocks on I/O and
-// holds the store's lock only long enough to copy entry pointers.
-func (s *Store) Snapshot() View { panic("unimplemented") }
-
-// Status returns the sync status.
-func (s *Store) Status() SyncStatus { panic("unimplemented") }
-
-// Counters returns a copy of the outcome counters.
-func (s *Store) Counters() Counters { panic("unimplemented") }
-
-// Ready reports whether a broker snapshot has been applied.
-func (s *Store) Ready() bool { panic("unimplemented") }
-
-// List returns the active credentials, optionally of one provider ("" = all).
-func (s *Store) List(provider string) []*Entry { panic("unimplemented") }
-
-// RefreshSnapshot does one unconditional GET /v1/snapshot and applies it.
-func (s *Store) RefreshSnapshot(ctx context.Context) (View, error) { panic("unimplemented") }
-
-// WaitForFreshSnapshot long-polls up to maxWait for a generation other than
-// the local one; it reports whether the generation moved.
-func (s *Store) WaitForFreshSnapshot(ctx context.Context, maxWait time.Duration) (bool, error) {
-	panic("unimplemented")
-}
-
-// PrepareForRequest waits (up to 5 s) for a fresh snapshot when the
-// credential's rotation is due within 1 s; it reports whether it moved.
-func (s *Store) PrepareForRequest(ctx context.Context, id int64) (bool, error) {
-	panic("unimplemented")
-}
-
-// MarkCredentialSuspect asks the broker to refresh id and mirrors the result.
-func (s *Store) MarkCredentialSuspect(ctx context.Context, id int64) error { panic("unimplemented") }
-
-// RefreshOAuthCredential refreshes id through the broker and returns the
-// redacted entry (the port never hands out the access token).
-func (s *Store) RefreshOAuthCredential(ctx context.Context, id int64) (*Entry, error) {
-	panic("unimplemented")
-}
-
-// UpdateCredential mirrors a credential changed elsewhere, in memory only.
-func (s *Store) UpdateCredential(id int64, c Credential) { panic("unimplemented") }
-
-// DisableCredential drops id locally and tells the broker in the background
-// (fire-and-forget; failures are counted and logged).
-func (s *Store) DisableCredential(id int64, cause string) { panic("unimplemented") }
-
-// DisableCredentialRemote disables id at the broker and then drops it
-// locally; false when id is not mirrored.
-func (s *Store) DisableCredentialRemote(ctx context.Context, id int64, cause string) (bool, error) {
-	panic("unimplemented")
-}
-
-// TryDisableIfMatches disables id (fire-and-forget) when it is mirrored.
-func (s *Store) TryDisableIfMatches(id int64, expected string, cause string) bool {
-	panic("unimplemented")
-}
-
-// UpsertRemote uploads one credential and mirrors the provider's rows.
-func (s *Store) UpsertRemote(ctx context.Context, provider string, c UploadCredential) ([]*Entry, error) {
-	panic("unimplemented")
-}
-
-// ReplaceRemote disables every row of provider, then uploads each credential.
-func (s *Store) ReplaceRemote(ctx context.Context, provider string, cs []UploadCredential) ([]*Entry, error) {
-	panic("unimplemented")
-}
-
-// DeleteProviderRemote disables every row of provider at the broker.
-func (s *Store) DeleteProviderRemote(ctx context.Context, provider, cause string) error {
-	panic("unimplemented")
-}
+// The Store's methods live in store.go (state and reads), sync.go (the
+// background sync, status and counters), ops.go (refresh, disable, upload)
+// and usage.go (usage cache and matching); the client in client.go and
+// stream.go; wire decoding in wire.go.
 
 // The client-side mutators the broker forbids.
 func (s *Store) ReplaceForProvider(provider string, cs []UploadCredential) error { return ErrReadOnly }
 func (s *Store) UpsertForProvider(provider string, c UploadCredential) error     { return ErrReadOnly }
 func (s *Store) DeleteForProvider(provider, cause string) error                  { return ErrReadOnly }
-
-// GetCache, SetCache and CleanExpiredCache are the seed's ephemeral
-// key/value cache (in memory, expiry in Unix seconds).
-func (s *Store) GetCache(key string) (string, bool)              { panic("unimplemented") }
-func (s *Store) SetCache(key, value string, expiresAt time.Time) { panic("unimplemented") }
-func (s *Store) CleanExpiredCache()                              { panic("unimplemented") }
-
-// UsageReports returns the broker's usage reports: single-flight, cached for
-// UsageTTL, failures cached as "no data" (nil, nil-error-free) for the same
-// TTL. ctx bounds only this caller's wait, never the shared fetch.
-func (s *Store) UsageReports(ctx context.Context) ([]UsageReport, error) { panic("unimplemented") }
-
-// UsageReport matches id's usage report (nil when none).
-func (s *Store) UsageReport(ctx context.Context, id int64) (*UsageReport, error) {
-	panic("unimplemented")
-}
-
-// Disabled lists the broker's tombstones (404 from an old broker = none).
-func (s *Store) Disabled(ctx context.Context, provider string) ([]Tombstone, error) {
-	panic("unimplemented")
-}
-
-// Close stops the background sync and every goroutine the store owns.
-func (s *Store) Close() { panic("unimplemented") }

@@ -1,0 +1,550 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults from the broker client (protocol §9) and DESIGN.md.
+const (
+	DefaultRequestTimeout    = 10 * time.Second
+	DefaultMaxFrameBytes     = 16 << 20
+	DefaultStreamIdleTimeout = 60 * time.Second
+
+	capabilitiesHeader = "OMP-Auth-Broker-Capabilities"
+	capabilities       = "codex-meter-block-scopes"
+	maxErrorBody       = 64 << 10
+	maxErrorMessage    = 256
+)
+
+// ClientOptions configure a Client. Only URL is required.
+type ClientOptions struct {
+	URL   string      // base URL; a trailing "/" is stripped
+	Token TokenSource // nil sends no Authorization (healthz only)
+	// Transport defaults to one with dial, TLS-handshake and response-header
+	// timeouts; requests never get a total http.Client timeout (it would
+	// kill the stream), each attempt is bounded by RequestTimeout instead.
+	Transport      http.RoundTripper
+	RequestTimeout time.Duration // per attempt; default 10 s
+	// MaxFrameBytes bounds one SSE frame and one response body; default
+	// 16 MiB (a full snapshot frame must fit).
+	MaxFrameBytes int
+	// StreamIdleTimeout: a stream that delivers no byte for this long is
+	// dropped (the broker sends a keepalive every 20 s); default 60 s.
+	StreamIdleTimeout time.Duration
+	UserAgent         string
+	Clock             Clock // receipt times and the idle watchdog; nil = wall clock
+}
+
+// Client speaks the broker's HTTP protocol. It is safe for concurrent use.
+type Client struct {
+	base       string
+	token      TokenSource
+	transport  http.RoundTripper
+	owned      *http.Transport
+	httpc      *http.Client
+	timeout    time.Duration
+	maxBody    int
+	idle       time.Duration
+	userAgent  string
+	clock      Clock
+	subscriber func(streamConn) sseSubscriber
+}
+
+// NewClient validates the options and builds a Client.
+func NewClient(opts ClientOptions) (*Client, error) {
+	base := strings.TrimRight(strings.TrimSpace(opts.URL), "/")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("auth-broker URL must be an absolute http(s) URL")
+	}
+	c := &Client{
+		base:      base,
+		token:     opts.Token,
+		transport: opts.Transport,
+		timeout:   opts.RequestTimeout,
+		maxBody:   opts.MaxFrameBytes,
+		idle:      opts.StreamIdleTimeout,
+		userAgent: opts.UserAgent,
+		clock:     opts.Clock,
+	}
+	if c.transport == nil {
+		c.owned = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   4,
+			ForceAttemptHTTP2:     true,
+		}
+		c.transport = c.owned
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultRequestTimeout
+	}
+	if c.maxBody <= 0 {
+		c.maxBody = DefaultMaxFrameBytes
+	}
+	if c.idle <= 0 {
+		c.idle = DefaultStreamIdleTimeout
+	}
+	if c.clock == nil {
+		c.clock = wallClock{}
+	}
+	if c.userAgent == "" {
+		c.userAgent = "authbroker_exporter"
+	}
+	c.httpc = &http.Client{Transport: c.transport}
+	c.subscriber = newR3labsSubscriber
+	return c, nil
+}
+
+// CloseIdleConnections releases idle keep-alive connections.
+func (c *Client) CloseIdleConnections() { c.httpc.CloseIdleConnections() }
+
+// HTTPError is a non-success status from the broker. Message is the
+// broker's "error" text with anything the client sent as a secret scrubbed
+// out; response bodies are never quoted otherwise.
+type HTTPError struct {
+	Method  string
+	Path    string
+	Status  int
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("auth-broker %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, msg)
+}
+
+// NetError is a transport failure (connection refused, reset, a per-attempt
+// timeout) after the one allowed retry.
+type NetError struct {
+	Method, Path string
+	Timeout      bool
+	Err          error
+}
+
+func (e *NetError) Error() string {
+	if e.Timeout {
+		return fmt.Sprintf("auth-broker %s %s: timeout: %v", e.Method, e.Path, e.Err)
+	}
+	return fmt.Sprintf("auth-broker %s %s: %v", e.Method, e.Path, e.Err)
+}
+
+func (e *NetError) Unwrap() error { return e.Err }
+
+type request struct {
+	method, path string
+	query        url.Values
+	body         []byte
+	header       http.Header
+	timeout      time.Duration
+	noAuth       bool
+	secrets      []string // values the error message must not echo
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *request) op() string { return r.method + " " + r.path }
+
+// do runs one logical request: at most two attempts for transport errors,
+// and one more after a 401 when the token source yields a new token.
+func (c *Client) do(ctx context.Context, r *request) (*response, error) {
+	if r.timeout <= 0 {
+		r.timeout = c.timeout
+	}
+	var tok string
+	if !r.noAuth && c.token != nil {
+		var err error
+		if tok, err = c.token.Token(); err != nil {
+			return nil, &TokenError{Err: err}
+		}
+	}
+	resp, err := c.attempts(ctx, r, tok)
+	if err != nil || resp.status != http.StatusUnauthorized || r.noAuth || c.token == nil {
+		return resp, err
+	}
+	if changed, rerr := c.token.Reload(); rerr != nil || !changed {
+		return resp, nil
+	}
+	if tok, err = c.token.Token(); err != nil {
+		return nil, &TokenError{Err: err}
+	}
+	return c.attempts(ctx, r, tok)
+}
+
+func (c *Client) attempts(ctx context.Context, r *request, tok string) (*response, error) {
+	var last error
+	for attempt := 0; attempt < 2; attempt++ {
+		resp, err := c.once(ctx, r, tok)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var ne *NetError
+		if !errors.As(err, &ne) {
+			return nil, err
+		}
+		last = err
+	}
+	return nil, last
+}
+
+func (c *Client) once(ctx context.Context, r *request, tok string) (*response, error) {
+	actx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	target := c.base + r.path
+	if len(r.query) > 0 {
+		target += "?" + r.query.Encode()
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(actx, r.method, target, body)
+	if err != nil {
+		return nil, fmt.Errorf("auth-broker %s: building request: %w", r.op(), err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for k, v := range r.header {
+		req.Header[k] = v
+	}
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return nil, c.netErr(r, actx, err)
+	}
+	defer resp.Body.Close()
+	limit := c.maxBody
+	if resp.StatusCode >= 300 {
+		limit = maxErrorBody
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		return nil, c.netErr(r, actx, err)
+	}
+	if len(b) > limit {
+		if resp.StatusCode >= 300 {
+			b = b[:limit]
+		} else {
+			return nil, protoErr(r.op(), "response larger than %d bytes", limit)
+		}
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+func (c *Client) netErr(r *request, actx context.Context, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // url.Error repeats the full URL
+	}
+	timeout := errors.Is(actx.Err(), context.DeadlineExceeded)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		timeout = true
+	}
+	if timeout && errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer within %s", r.timeout)
+	}
+	return &NetError{Method: r.method, Path: r.path, Timeout: timeout, Err: err}
+}
+
+// statusErr builds the HTTPError for a non-success response.
+func (c *Client) statusErr(r *request, resp *response) *HTTPError {
+	var we wireError
+	msg := ""
+	if json.Unmarshal(resp.body, &we) == nil {
+		msg = c.scrub(we.Error, r.secrets)
+	}
+	return &HTTPError{Method: r.method, Path: r.path, Status: resp.status, Message: msg}
+}
+
+// scrub removes the bearer token and request secrets from a broker message
+// (validation errors may quote the offending value), flattens it to one
+// line and bounds its length.
+func (c *Client) scrub(msg string, secrets []string) string {
+	if c.token != nil {
+		if tok, err := c.token.Token(); err == nil && tok != "" {
+			msg = strings.ReplaceAll(msg, tok, redacted)
+		}
+	}
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, redacted)
+		}
+	}
+	msg = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg)
+	if len(msg) > maxErrorMessage {
+		cut := maxErrorMessage
+		for cut > 0 && !utf8RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// Healthz calls GET /v1/healthz (no token).
+func (c *Client) Healthz(ctx context.Context) (Health, error) {
+	r := &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return Health{}, err
+	}
+	if resp.status != http.StatusOK {
+		return Health{}, c.statusErr(r, resp)
+	}
+	var w wireHealth
+	if err := decode(r.op(), resp.body, &w); err != nil {
+		return Health{}, err
+	}
+	return Health(w), nil
+}
+
+// SnapshotRequest selects a plain GET (zero value) or a long-poll: with
+// LongPoll the request carries If-None-Match: "<Generation>" and wait=Wait,
+// and the broker answers 304 when the generation did not move in time.
+type SnapshotRequest struct {
+	LongPoll   bool
+	Generation int64
+	Wait       time.Duration
+}
+
+// SnapshotResult is a 200 (Snapshot set) or a 304 (NotModified). Generation
+// comes from the ETag, falling back to the body (200) or the request (304).
+type SnapshotResult struct {
+	NotModified bool
+	Generation  int64
+	Snapshot    *Snapshot
+}
+
+// Snapshot calls GET /v1/snapshot.
+func (c *Client) Snapshot(ctx context.Context, req SnapshotRequest) (*SnapshotResult, error) {
+	return c.snapshot(ctx, req, c.clock)
+}
+
+func (c *Client) snapshot(ctx context.Context, sr SnapshotRequest, clk Clock) (*SnapshotResult, error) {
+	r := &request{method: http.MethodGet, path: "/v1/snapshot", header: http.Header{capabilitiesHeader: {capabilities}}}
+	if sr.LongPoll {
+		wait := max(sr.Wait, 0)
+		r.query = url.Values{"wait": {strconv.FormatInt(wait.Milliseconds(), 10)}}
+		r.header.Set("If-None-Match", `"`+strconv.FormatInt(sr.Generation, 10)+`"`)
+		r.timeout = max(c.timeout, wait+time.Second)
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	recv := clk.Now()
+	etag, hasTag := parseETag(resp.header.Get("ETag"))
+	switch resp.status {
+	case http.StatusNotModified:
+		res := &SnapshotResult{NotModified: true, Generation: sr.Generation}
+		if hasTag {
+			res.Generation = etag
+		}
+		return res, nil
+	case http.StatusOK:
+		s, err := decodeSnapshot(r.op(), resp.body, recv)
+		if err != nil {
+			return nil, err
+		}
+		if hasTag {
+			s.Generation = etag
+		}
+		return &SnapshotResult{Generation: s.Generation, Snapshot: s}, nil
+	default:
+		return nil, c.statusErr(r, resp)
+	}
+}
+
+// parseETag follows the broker's own If-None-Match parsing: trim, drop W/,
+// drop one pair of quotes, a non-negative integer.
+func parseETag(v string) (int64, bool) {
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "W/")
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// Usage calls GET /v1/usage. The broker fans out to every provider, so the
+// attempt timeout is RequestTimeout × (maxAccountsPerProvider + 1) like the
+// broker client's.
+func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
+	r := &request{method: http.MethodGet, path: "/v1/usage",
+		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status != http.StatusOK {
+		return nil, c.statusErr(r, resp)
+	}
+	var w wireUsage
+	if err := decode(r.op(), resp.body, &w); err != nil {
+		return nil, err
+	}
+	out, err := w.convert()
+	if err != nil {
+		return nil, jsonProtoErr(r.op(), err)
+	}
+	return out, nil
+}
+
+// Refresh calls POST /v1/credential/:id/refresh and returns the redacted
+// entry (no rotatesInMs, no blocks).
+func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
+	return c.refresh(ctx, id, c.clock)
+}
+
+func (c *Client) refresh(ctx context.Context, id int64, clk Clock) (*Entry, error) {
+	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/refresh"}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status != http.StatusOK {
+		return nil, c.statusErr(r, resp)
+	}
+	var w wireEntryResponse
+	if err := decode(r.op(), resp.body, &w); err != nil {
+		return nil, err
+	}
+	if w.Entry == nil {
+		return nil, protoErr(r.op(), "missing entry")
+	}
+	e := new(Entry)
+	if err := w.Entry.convert(e, clk.Now()); err != nil {
+		return nil, jsonProtoErr(r.op(), err)
+	}
+	return e, nil
+}
+
+// Disable calls POST /v1/credential/:id/disable; an empty cause lets the
+// broker use its default.
+func (c *Client) Disable(ctx context.Context, id int64, cause string) error {
+	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/disable"}
+	if cause != "" {
+		r.body, _ = json.Marshal(map[string]string{"cause": cause})
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	if resp.status != http.StatusOK {
+		return c.statusErr(r, resp)
+	}
+	return nil
+}
+
+// Upload calls POST /v1/credential and returns the provider's active rows.
+func (c *Client) Upload(ctx context.Context, provider string, cred UploadCredential) ([]*Entry, error) {
+	return c.upload(ctx, provider, cred, c.clock)
+}
+
+func (c *Client) upload(ctx context.Context, provider string, cred UploadCredential, clk Clock) ([]*Entry, error) {
+	if provider == "" {
+		return nil, errors.New("auth-broker upload: provider is required")
+	}
+	wc, err := cred.wireBody()
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(map[string]any{"provider": provider, "credential": wc})
+	if err != nil {
+		return nil, errors.New("auth-broker upload: encoding request failed")
+	}
+	r := &request{method: http.MethodPost, path: "/v1/credential", body: body, secrets: cred.secrets()}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status != http.StatusOK {
+		return nil, c.statusErr(r, resp)
+	}
+	var w wireEntriesResponse
+	if err := decode(r.op(), resp.body, &w); err != nil {
+		return nil, err
+	}
+	if w.Entries == nil {
+		return nil, protoErr(r.op(), "missing entries")
+	}
+	recv := clk.Now()
+	out := make([]*Entry, len(w.Entries))
+	for i := range w.Entries {
+		out[i] = new(Entry)
+		if err := w.Entries[i].convert(out[i], recv); err != nil {
+			return nil, jsonProtoErr(r.op(), err)
+		}
+	}
+	return out, nil
+}
+
+// Disabled calls GET /v1/credentials/disabled (provider "" = all). An old
+// broker without the route (404) has no tombstones.
+func (c *Client) Disabled(ctx context.Context, provider string) ([]Tombstone, error) {
+	r := &request{method: http.MethodGet, path: "/v1/credentials/disabled"}
+	if provider != "" {
+		r.query = url.Values{"provider": {provider}}
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.status {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return []Tombstone{}, nil
+	default:
+		return nil, c.statusErr(r, resp)
+	}
+	var w wireDisabled
+	if err := decode(r.op(), resp.body, &w); err != nil {
+		return nil, err
+	}
+	out, err := w.convert()
+	if err != nil {
+		return nil, jsonProtoErr(r.op(), err)
+	}
+	return out, nil
+}

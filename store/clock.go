@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retryDelay is the sync loop's retry delay: it doubles from initial up to max
+// and is reset by the loop after a healthy exchange.
+type retryDelay struct {
+	initial, max, next time.Duration
+}
+
+func newRetryDelay(initial, max time.Duration) retryDelay {
+	return retryDelay{initial: initial, max: max, next: initial}
+}
+
+// Next returns the delay to wait now and escalates the following one.
+func (b *retryDelay) Next() time.Duration {
+	d := b.next
+	b.next *= 2
+	if b.next > b.max || b.next <= 0 {
+		b.next = b.max
+	}
+	if d > b.max {
+		d = b.max
+	}
+	return d
+}
+
+func (b *retryDelay) Reset() { b.next = b.initial }

@@ -1,0 +1,270 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/r3labs/sse/v2"
+	"gopkg.in/cenkalti/backoff.v1"
+)
+
+// ErrStreamEnded is returned by Client.Stream when the broker closed the
+// stream without the caller cancelling; ErrStreamIdle when no byte (not
+// even a keepalive) arrived within the idle timeout.
+var (
+	ErrStreamEnded = errors.New("auth-broker snapshot stream ended unexpectedly")
+	ErrStreamIdle  = errors.New("auth-broker snapshot stream idle (no data, no keepalive)")
+)
+
+var errStreamStopped = errors.New("stream stopped by handler")
+
+const streamPath = "/v1/snapshot/stream"
+
+// streamConn is what one stream connection needs from the client.
+type streamConn struct {
+	url        string
+	header     map[string]string
+	maxBuffer  int
+	httpClient *http.Client // no Timeout: the body is read for hours
+}
+
+// sseSubscriber is the seam around r3labs/sse: it reads one connection and
+// hands over every non-empty event until the connection ends. A nil return
+// means the server closed the stream (or ctx ended).
+type sseSubscriber interface {
+	Subscribe(ctx context.Context, onEvent func(data []byte)) error
+}
+
+type r3labsSubscriber struct{ c *sse.Client }
+
+func newR3labsSubscriber(conn streamConn) sseSubscriber {
+	c := sse.NewClient(conn.url, sse.ClientMaxBufferSize(conn.maxBuffer))
+	c.Connection = conn.httpClient
+	for k, v := range conn.header {
+		c.Headers[k] = v
+	}
+	// One connection per Subscribe: the store runs its own context-aware
+	// backoff, and must see a 404 to latch long-poll mode.
+	c.ReconnectStrategy = &backoff.StopBackOff{}
+	c.ResponseValidator = validateStream
+	return &r3labsSubscriber{c: c}
+}
+
+func (s *r3labsSubscriber) Subscribe(ctx context.Context, onEvent func(data []byte)) error {
+	return s.c.SubscribeRawWithContext(ctx, func(ev *sse.Event) {
+		// Keepalive comments never reach here; events without data do.
+		if len(ev.Data) > 0 {
+			onEvent(ev.Data)
+		}
+	})
+}
+
+// validateStream runs before r3labs reads the body; on error it must close
+// the body itself. Errors are permanent so r3labs never retries.
+func validateStream(_ *sse.Client, resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
+		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if mt == "text/event-stream" {
+			return nil
+		}
+		resp.Body.Close()
+		return backoff.Permanent(protoErr("GET "+streamPath, "Content-Type %s is not text/event-stream",
+			quoteShort(resp.Header.Get("Content-Type"))))
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return backoff.Permanent(ErrStreamUnsupported)
+	}
+	return backoff.Permanent(&statusBody{status: resp.StatusCode, body: body})
+}
+
+// statusBody carries a non-200 stream answer out of the validator so the
+// client can build a scrubbed HTTPError.
+type statusBody struct {
+	status int
+	body   []byte
+}
+
+func (e *statusBody) Error() string { return http.StatusText(e.status) }
+
+// observedBody reports every successful read to the idle watchdog.
+type observedBody struct {
+	io.ReadCloser
+	onRead func()
+}
+
+func (b *observedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.onRead()
+	}
+	return n, err
+}
+
+type observingTransport struct {
+	base   http.RoundTripper
+	onRead func()
+}
+
+func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	t.onRead()
+	resp.Body = &observedBody{ReadCloser: resp.Body, onRead: t.onRead}
+	return resp, nil
+}
+
+// streamConfig is per call so the store can pass its own clock and idle
+// timeout; onBytes is a test hook.
+type streamConfig struct {
+	idle    time.Duration
+	clock   Clock
+	onBytes func()
+}
+
+// Stream follows GET /v1/snapshot/stream until ctx ends, the connection
+// fails, or handle returns an error (returned as is). The first frame must
+// be a snapshot. It returns ErrStreamUnsupported on 404, *HTTPError for
+// other statuses, *ProtocolError for bad frames, ErrStreamIdle, ErrStreamEnded,
+// *NetError, or ctx.Err().
+func (c *Client) Stream(ctx context.Context, handle func(*StreamFrame) error) error {
+	return c.stream(ctx, streamConfig{idle: c.idle, clock: c.clock}, handle)
+}
+
+func (c *Client) stream(ctx context.Context, cfg streamConfig, handle func(*StreamFrame) error) error {
+	var tok string
+	if c.token != nil {
+		var err error
+		if tok, err = c.token.Token(); err != nil {
+			return &TokenError{Err: err}
+		}
+	}
+	err := c.streamOnce(ctx, cfg, tok, handle)
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status == http.StatusUnauthorized && c.token != nil {
+		if changed, rerr := c.token.Reload(); rerr == nil && changed {
+			if tok, err = c.token.Token(); err != nil {
+				return &TokenError{Err: err}
+			}
+			return c.streamOnce(ctx, cfg, tok, handle)
+		}
+	}
+	return err
+}
+
+func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, handle func(*StreamFrame) error) error {
+	if cfg.idle <= 0 {
+		cfg.idle = c.idle
+	}
+	if cfg.clock == nil {
+		cfg.clock = c.clock
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var lastByte atomic.Int64
+	lastByte.Store(cfg.clock.Now().UnixNano())
+	onRead := func() {
+		lastByte.Store(cfg.clock.Now().UnixNano())
+		if cfg.onBytes != nil {
+			cfg.onBytes()
+		}
+	}
+
+	wctx, stopWatchdog := context.WithCancel(sctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.watchdog(wctx, cfg, &lastByte, cancel)
+	}()
+	defer func() {
+		stopWatchdog()
+		wg.Wait()
+	}()
+
+	header := map[string]string{
+		capabilitiesHeader: capabilities,
+		"User-Agent":       c.userAgent,
+	}
+	if tok != "" {
+		header["Authorization"] = "Bearer " + tok
+	}
+	sub := c.subscriber(streamConn{
+		url:        c.base + streamPath,
+		header:     header,
+		maxBuffer:  c.maxBody,
+		httpClient: &http.Client{Transport: &observingTransport{base: c.transport, onRead: onRead}},
+	})
+
+	var (
+		handlerErr error
+		first      = true
+	)
+	err := sub.Subscribe(sctx, func(data []byte) {
+		if handlerErr != nil {
+			return // events already queued when the handler stopped the stream
+		}
+		f, err := decodeFrame(data, cfg.clock.Now())
+		if err == nil && first && f.Kind != EventSnapshot {
+			err = protoErr("stream", "first frame is %s, not snapshot", quoteShort(f.Kind))
+		}
+		if err == nil {
+			first = false
+			err = handle(f)
+		}
+		if err != nil {
+			handlerErr = err
+			cancel(errStreamStopped)
+		}
+	})
+	switch {
+	case handlerErr != nil:
+		return handlerErr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(context.Cause(sctx), ErrStreamIdle):
+		return ErrStreamIdle
+	case err == nil:
+		return ErrStreamEnded
+	}
+	var sb *statusBody
+	var pe *ProtocolError
+	switch {
+	case errors.Is(err, ErrStreamUnsupported), errors.As(err, &pe):
+		return err
+	case errors.As(err, &sb):
+		r := &request{method: http.MethodGet, path: streamPath}
+		return c.statusErr(r, &response{status: sb.status, body: sb.body})
+	case errors.Is(err, bufio.ErrTooLong):
+		return protoErr("stream", "frame larger than %d bytes", c.maxBody)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrStreamEnded
+	}
+	return c.netErr(&request{method: http.MethodGet, path: streamPath, timeout: c.timeout}, sctx, err)
+}
+
+// watchdog cancels the connection with ErrStreamIdle once no byte has
+// arrived for cfg.idle. It sleeps on the injected clock, so tests drive it.
+func (c *Client) watchdog(ctx context.Context, cfg streamConfig, lastByte *atomic.Int64, cancel context.CancelCauseFunc) {
+	for {
+		idleFor := cfg.clock.Now().Sub(time.Unix(0, lastByte.Load()))
+		if idleFor >= cfg.idle {
+			cancel(ErrStreamIdle)
+			return
+		}
+		if cfg.clock.Sleep(ctx, cfg.idle-idleFor) != nil {
+			return
+		}
+	}
+}

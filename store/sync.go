@@ -1,0 +1,301 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/log/level"
+)
+
+func newCounters() Counters {
+	return Counters{
+		SyncRequests:     map[[2]string]uint64{},
+		SyncErrors:       map[[2]string]uint64{},
+		StreamEvents:     map[[2]string]uint64{},
+		RefreshRequests:  map[[2]string]uint64{},
+		RefreshErrors:    map[[2]string]uint64{},
+		DisableRequests:  map[[2]string]uint64{},
+		DisableErrors:    map[[2]string]uint64{},
+		UsageFetchErrors: map[string]uint64{},
+	}
+}
+
+// Counters returns a copy of the outcome counters.
+func (s *Store) Counters() Counters {
+	s.sm.Lock()
+	defer s.sm.Unlock()
+	c := s.count
+	c.SyncRequests = maps.Clone(c.SyncRequests)
+	c.SyncErrors = maps.Clone(c.SyncErrors)
+	c.StreamEvents = maps.Clone(c.StreamEvents)
+	c.RefreshRequests = maps.Clone(c.RefreshRequests)
+	c.RefreshErrors = maps.Clone(c.RefreshErrors)
+	c.DisableRequests = maps.Clone(c.DisableRequests)
+	c.DisableErrors = maps.Clone(c.DisableErrors)
+	c.UsageFetchErrors = maps.Clone(c.UsageFetchErrors)
+	return c
+}
+
+func (s *Store) mode() Mode {
+	if !s.opts.Stream {
+		return ModePoll
+	}
+	s.sm.Lock()
+	defer s.sm.Unlock()
+	if s.status.streamUnsupported {
+		return ModePoll
+	}
+	return ModeStream
+}
+
+// pollWindow is how long a long-poll may legitimately stay unanswered: the
+// client's own long-poll timeout, max(request timeout, wait + 1 s).
+func (s *Store) pollWindow() (d time.Duration) {
+	return max(s.client.timeout, s.opts.PollWait+time.Second)
+}
+
+// Status returns the sync status.
+func (s *Store) Status() SyncStatus {
+	mode := s.mode()
+	now := s.clock.Now()
+	connected := s.streamConnected.Load()
+	s.sm.Lock()
+	defer s.sm.Unlock()
+	st := SyncStatus{
+		Mode:              mode,
+		StreamConnected:   connected,
+		StreamUnsupported: s.status.streamUnsupported,
+		LastSync:          s.status.lastSync,
+		LastError:         s.status.lastError,
+		LastErrorReason:   s.status.lastErrorReason,
+		GenerationResets:  s.status.resets,
+		ClockSkew:         s.status.skew,
+		HasClockSkew:      s.status.hasSkew,
+	}
+	if mode == ModeStream {
+		st.Live = connected
+	} else {
+		st.Live = s.status.pollOK && now.Sub(s.status.lastPollAnswer) <= s.pollWindow()
+	}
+	return st
+}
+
+func (s *Store) sleep(d time.Duration) bool {
+	return s.clock.Sleep(s.ctx, d) == nil
+}
+
+// run is the background sync: the stream while it is wanted and supported,
+// long-poll otherwise, each with the same context-aware backoff.
+func (s *Store) run() {
+	bo := newRetryDelay(s.opts.BackoffInitial, s.opts.BackoffMax)
+	unconditional := true
+	for s.ctx.Err() == nil {
+		if s.mode() == ModeStream {
+			err := s.followStream(&bo)
+			if s.ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrStreamUnsupported) {
+				s.latchPoll()
+				continue
+			}
+			if !s.sleep(bo.Next()) {
+				return
+			}
+			continue
+		}
+		if !s.pollOnce(&bo, &unconditional) {
+			return
+		}
+	}
+}
+
+// followStream runs one stream connection. The backoff is reset after its
+// first frame, so a stream that keeps dropping right after connecting
+// still escalates.
+func (s *Store) followStream(bo *retryDelay) error {
+	connected := false
+	err := s.client.stream(s.ctx, streamConfig{idle: s.opts.IdleTimeout, clock: s.clock}, func(f *StreamFrame) error {
+		s.applyFrame(f)
+		if !connected {
+			connected = true
+			s.streamConnected.Store(true)
+			bo.Reset()
+			s.syncOK(ModeStream, SyncResultOK)
+		}
+		return nil
+	})
+	s.streamConnected.Store(false)
+	if s.ctx.Err() != nil {
+		return err
+	}
+	s.syncFailed(ModeStream, err, !connected)
+	return err
+}
+
+func (s *Store) applyFrame(f *StreamFrame) {
+	result := EventApplied
+	if f.Kind == EventSnapshot {
+		s.adoptSnapshot(f.Snapshot, true)
+	} else if !s.applyDelta(f) {
+		result = EventStale
+	}
+	s.sm.Lock()
+	s.count.StreamEvents[[2]string{f.Kind, result}]++
+	s.sm.Unlock()
+}
+
+func (s *Store) latchPoll() {
+	s.sm.Lock()
+	s.status.streamUnsupported = true
+	s.sm.Unlock()
+	level.Info(s.log).Log("msg", "auth-broker has no snapshot stream (404); using long-poll from now on")
+}
+
+// pollOnce does one long-poll, or one unconditional GET before the first
+// snapshot and after any failure: a restarted broker may reuse the
+// generation the mirror holds and would answer 304 for stale data.
+func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
+	req := SnapshotRequest{}
+	s.mu.RLock()
+	if s.ready && !*unconditional {
+		req = SnapshotRequest{LongPoll: true, Generation: s.gen, Wait: s.opts.PollWait}
+	}
+	s.mu.RUnlock()
+	res, err := s.client.snapshot(s.ctx, req, s.clock)
+	if s.ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		*unconditional = true
+		s.syncFailed(ModePoll, err, true)
+		return s.sleep(bo.Next())
+	}
+	*unconditional = false
+	bo.Reset()
+	if res.NotModified {
+		s.syncOK(ModePoll, SyncResultUnchanged)
+		return true
+	}
+	s.adoptSnapshot(res.Snapshot, false)
+	s.syncOK(ModePoll, SyncResultOK)
+	return true
+}
+
+func (s *Store) syncOK(mode Mode, result string) {
+	now := s.clock.Now()
+	s.sm.Lock()
+	s.count.SyncRequests[[2]string{mode.String(), result}]++
+	s.status.lastError, s.status.lastErrorReason = "", ""
+	s.status.lastSync = now
+	if mode == ModePoll {
+		s.status.pollOK = true
+		s.status.lastPollAnswer = now
+	}
+	prev, failures := s.status.health, s.status.failures
+	s.status.health, s.status.failures = healthUp, 0
+	s.sm.Unlock()
+	switch prev {
+	case healthUnknown:
+		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
+	case healthDown:
+		level.Info(s.log).Log("msg", "auth-broker mirror recovered", "mode", mode.String(), "failed_attempts", failures)
+	}
+}
+
+// syncFailed records a failed connection or long-poll. Only the transition
+// into the failed state is logged, not every retry.
+func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
+	reason := syncReason(err)
+	s.sm.Lock()
+	if countRequest {
+		s.count.SyncRequests[[2]string{mode.String(), SyncResultError}]++
+	}
+	s.count.SyncErrors[[2]string{mode.String(), reason}]++
+	s.status.lastError, s.status.lastErrorReason = err.Error(), reason
+	if mode == ModePoll {
+		s.status.pollOK = false
+	}
+	prev := s.status.health
+	s.status.health = healthDown
+	s.status.failures++
+	s.sm.Unlock()
+	if prev != healthDown {
+		level.Warn(s.log).Log("msg", "auth-broker mirror degraded; retrying with backoff", "mode", mode.String(), "reason", reason, "err", err)
+	}
+}
+
+func isTokenErr(err error) bool {
+	var te *TokenError
+	return errors.As(err, &te)
+}
+
+func syncReason(err error) string {
+	var (
+		he *HTTPError
+		pe *ProtocolError
+		ne *NetError
+	)
+	switch {
+	case errors.Is(err, ErrStreamIdle):
+		return SyncReasonIdle
+	case errors.Is(err, ErrStreamEnded):
+		return SyncReasonEOF
+	case errors.Is(err, ErrStreamUnsupported):
+		return SyncReason4xx
+	case errors.As(err, &pe):
+		return SyncReasonProtocol
+	case errors.As(err, &he):
+		switch {
+		case he.Status == http.StatusUnauthorized:
+			return SyncReasonUnauthorized
+		case he.Status >= 500:
+			return SyncReason5xx
+		default:
+			return SyncReason4xx
+		}
+	case isTokenErr(err):
+		return SyncReasonUnauthorized
+	case errors.As(err, &ne) && ne.Timeout, errors.Is(err, context.DeadlineExceeded):
+		return SyncReasonTimeout
+	default:
+		return SyncReasonNetwork
+	}
+}
+
+// opReason classifies refresh, disable and usage failures.
+func opReason(err error) string {
+	var (
+		he *HTTPError
+		pe *ProtocolError
+		ne *NetError
+	)
+	switch {
+	case errors.As(err, &he):
+		switch he.Status {
+		case http.StatusNotFound:
+			return ReasonNotFound
+		case http.StatusUnauthorized:
+			return ReasonUnauthorized
+		default:
+			return ReasonUpstream
+		}
+	case errors.As(err, &pe):
+		return ReasonInvalidResponse
+	case isTokenErr(err):
+		return ReasonUnauthorized
+	case errors.As(err, &ne):
+		if ne.Timeout {
+			return ReasonTimeout
+		}
+		return ReasonNetwork
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// The caller stopped waiting for the broker.
+		return ReasonTimeout
+	default:
+		return ReasonNetwork
+	}
+}
