@@ -155,7 +155,8 @@ type Thresholds struct {
 	// expiry times are broker-clock instants (default 30s).
 	MaxClockSkew time.Duration
 	// DisabledRecent: a refresh_failed tombstone younger than this
-	// degrades (default 24h); older ones are listed but accepted.
+	// degrades (default 1h, like the AuthBrokerCredentialDisabled alert);
+	// older ones are listed but accepted.
 	DisabledRecent time.Duration
 }
 
@@ -167,7 +168,7 @@ func DefaultThresholds() Thresholds {
 		StaleAfter:     2 * time.Minute,
 		UsageWarning:   0.9,
 		MaxClockSkew:   30 * time.Second,
-		DisabledRecent: 24 * time.Hour,
+		DisabledRecent: time.Hour,
 	}
 }
 
@@ -474,7 +475,14 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 		r.Refresher.NextSweepInSeconds = secs(rf.NextSweep.Sub(now))
 	}
 	if v.Ready && !rf.Enabled {
-		add(ReasonRefresherDisabled, Info, nil, "the broker's refresher is disabled; OAuth tokens are refreshed only on demand")
+		sev := Info
+		for _, e := range v.Entries {
+			if e.Credential.Type == store.TypeOAuth {
+				sev = Degraded
+				break
+			}
+		}
+		add(ReasonRefresherDisabled, sev, nil, "the broker's refresher is disabled; nobody refreshes OAuth access tokens before they expire")
 	}
 
 	// Usage overview.
@@ -575,7 +583,7 @@ func evalCredential(e *store.Entry, in Input, th Thresholds, now time.Time, rend
 		left := cr.Expires.Sub(now)
 		c.ExpiresInSeconds = secs(left)
 		switch {
-		case left <= 0:
+		case left < 0:
 			has[StateExpired] = true
 		case left < th.ExpiringWithin:
 			has[StateExpiring] = true
@@ -585,7 +593,9 @@ func evalCredential(e *store.Entry, in Input, th Thresholds, now time.Time, rend
 		c.RotatesAt = timePtr(deadline)
 		c.RotatesInSeconds = secs(deadline.Sub(now))
 		rotatedSince := !e.LastRotation.IsZero() && !e.LastRotation.Before(deadline)
-		if now.Sub(deadline) > th.RotationGrace && !rotatedSince {
+		// A frozen mirror's deadlines only look overdue; the mirror itself
+		// is already reported then.
+		if in.Status.Live && now.Sub(deadline) > th.RotationGrace && !rotatedSince {
 			has[StateRotationOverdue] = true
 		}
 	}

@@ -142,15 +142,21 @@ func TestEvaluateVerdicts(t *testing.T) {
 			verdict: Degraded, reasons: []reasonKey{{ReasonClockSkew, Degraded}}},
 		{name: "negative clock skew", mut: func(in *Input) { in.Status.ClockSkew = -45 * time.Second },
 			verdict: Degraded, reasons: []reasonKey{{ReasonClockSkew, Degraded}}},
-		{name: "refresher disabled", mut: func(in *Input) {
+		{name: "refresher disabled with oauth credentials", mut: func(in *Input) {
 			in.View.Refresher = store.Refresher{}
 			in.View.Entries[0] = oauth(2, "anthropic", "a@example.com", time.Hour, 0)
 			in.View.Entries[0].HasRotatesIn = false
+		}, verdict: Degraded, reasons: []reasonKey{{ReasonRefresherDisabled, Degraded}}, state: StateOK},
+		{name: "refresher disabled, api keys only", mut: func(in *Input) {
+			in.View.Refresher = store.Refresher{}
+			in.View.Entries = in.View.Entries[1:]
 		}, verdict: OK, reasons: []reasonKey{{ReasonRefresherDisabled, Info}}},
 		{name: "no credentials", mut: func(in *Input) { in.View.Entries = nil }, verdict: Degraded, reasons: []reasonKey{{ReasonNoCredentials, Degraded}}},
 
 		// Expiry boundaries (default 4m).
-		{name: "expires now", mut: entry(func(e *store.Entry) { e.Credential.Expires = t0 }),
+		{name: "expires this instant", mut: entry(func(e *store.Entry) { e.Credential.Expires = t0 }),
+			verdict: Degraded, reasons: []reasonKey{{ReasonCredentialExpiring, Degraded}}, state: StateExpiring, probs: []string{StateExpiring}},
+		{name: "expired a millisecond ago", mut: entry(func(e *store.Entry) { e.Credential.Expires = t0.Add(-time.Millisecond) }),
 			verdict: Critical, reasons: []reasonKey{{ReasonCredentialExpired, Critical}}, state: StateExpired, probs: []string{StateExpired}},
 		{name: "expired long ago while the broker keeps retrying", mut: entry(func(e *store.Entry) {
 			e.Credential.Expires, e.RotatesIn = t0.Add(-time.Hour), 20*time.Second
@@ -171,6 +177,10 @@ func TestEvaluateVerdicts(t *testing.T) {
 			verdict: OK, state: StateOK},
 		{name: "deadline passed by more than the grace", mut: entry(func(e *store.Entry) { e.RotatesIn = -time.Minute - time.Millisecond }),
 			verdict: Degraded, reasons: []reasonKey{{ReasonRotationOverdue, Degraded}}, state: StateRotationOverdue},
+		{name: "overdue is not judged on a frozen mirror", mut: func(in *Input) {
+			in.Status.Live, in.Status.LastSync = false, t0.Add(-10*time.Minute)
+			entry(func(e *store.Entry) { e.RotatesIn = -5 * time.Minute })(in)
+		}, verdict: Critical, reasons: []reasonKey{{ReasonMirrorNotLive, Critical}}, state: StateOK},
 		{name: "rotation observed after the deadline", mut: entry(func(e *store.Entry) {
 			e.RotatesIn, e.LastRotation, e.Rotations = -5*time.Minute, t0.Add(-4*time.Minute), 3
 		}), verdict: OK, state: StateOK},
@@ -221,13 +231,13 @@ func TestEvaluateVerdicts(t *testing.T) {
 		{name: "disabled list unavailable", mut: func(in *Input) { in.TombstonesOK = false },
 			verdict: Degraded, reasons: []reasonKey{{ReasonDisabledUnavailable, Degraded}}},
 		{name: "recent refresh failure", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: invalid_grant", DisabledAt: t0.Add(-time.Hour)}}
+			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: invalid_grant", DisabledAt: t0.Add(-time.Minute)}}
 		}, verdict: Degraded, reasons: []reasonKey{{ReasonRefreshFailed, Degraded}}},
 		{name: "refresh failure at the recent boundary", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-24 * time.Hour)}}
+			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-time.Hour)}}
 		}, verdict: Degraded, reasons: []reasonKey{{ReasonRefreshFailed, Degraded}}},
 		{name: "old refresh failure", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-24*time.Hour - time.Second)}}
+			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-time.Hour - time.Second)}}
 		}, verdict: OK},
 		{name: "refresh failure without a time", mut: func(in *Input) {
 			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x"}}
@@ -296,6 +306,7 @@ func TestEvaluateCredentialDetails(t *testing.T) {
 	e := in.View.Entries[0]
 	e.LastRotation, e.Rotations = t0.Add(-30*time.Minute), 4
 	e.Credential.OrgID, e.Credential.AccountID = "org-1", "acct-A"
+	in.Usage[0].Metadata.OrgID = "org-1" // an org-scoped credential only takes org reports
 	e.Blocks = []store.Block{
 		{ProviderKey: "anthropic:oauth", Scope: "later", BlockedUntil: t0.Add(2 * time.Hour)},
 		{ProviderKey: "anthropic:oauth", Scope: "gone", BlockedUntil: t0.Add(-time.Second)},

@@ -55,6 +55,7 @@ func showcase() Input {
 		report("openai-codex", "ops@example.com", limit("openai-codex:primary", nil, "", 0)),
 		report(hostile, hostile+"@example.com", store.UsageLimit{ID: hostile, Label: hostile, Amount: store.UsageAmount{UsedFraction: f64(0.5)}}),
 	}
+	in.Usage[0].Metadata.OrgID = "org-acme"
 	in.Tombstones = []store.Tombstone{
 		{ID: 11, Provider: "anthropic", Type: "oauth", Email: "left@example.com", Cause: "oauth refresh failed: invalid_grant: refresh token revoked", DisabledAt: t0.Add(-40 * time.Minute)},
 		{ID: 12, Provider: "openai", Type: "api_key", Cause: "replaced by newer credential", DisabledAt: t0.Add(-26 * time.Hour)},
