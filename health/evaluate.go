@@ -389,7 +389,7 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 	}
 	r := Report{
 		Status:      OK,
-		CheckedAt:   now,
+		CheckedAt:   now.UTC(),
 		Reasons:     []Reason{},
 		Credentials: []CredentialHealth{},
 		Disabled:    []DisabledCredential{},
@@ -604,7 +604,7 @@ func evalCredential(e *store.Entry, in Input, th Thresholds, now time.Time, rend
 		if !b.BlockedUntil.After(now) {
 			continue // expiry sends no frame; stale blocks are the client's to drop
 		}
-		c.Blocks = append(c.Blocks, BlockHealth{ProviderKey: b.ProviderKey, Scope: b.Scope, BlockedUntil: b.BlockedUntil, BlockedForSecs: round3(b.BlockedUntil.Sub(now).Seconds())})
+		c.Blocks = append(c.Blocks, BlockHealth{ProviderKey: b.ProviderKey, Scope: b.Scope, BlockedUntil: b.BlockedUntil.UTC(), BlockedForSecs: round3(b.BlockedUntil.Sub(now).Seconds())})
 	}
 	sort.Slice(c.Blocks, func(i, j int) bool { return c.Blocks[i].BlockedUntil.Before(c.Blocks[j].BlockedUntil) })
 	if len(c.Blocks) > 0 {
@@ -695,6 +695,7 @@ func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
+	t = t.UTC()
 	return &t
 }
 
