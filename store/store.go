@@ -47,6 +47,16 @@ type Store struct {
 	cache   map[string]cacheItem
 
 	usage usageCache
+
+	// changed, when set (tests), is called after every state change the
+	// sync loop or an owned goroutine makes.
+	changed func()
+}
+
+func (s *Store) notify() {
+	if s.changed != nil {
+		s.changed()
+	}
 }
 
 type syncState struct {
@@ -104,6 +114,21 @@ func New(opts Options) *Store {
 	if opts.Client == nil {
 		panic("store.New: Options.Client is nil")
 	}
+	s := newStore(opts)
+	s.start()
+	return s
+}
+
+func (s *Store) start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.run()
+	}()
+}
+
+// newStore builds a Store without starting its sync loop.
+func newStore(opts Options) *Store {
 	opts.setDefaults()
 	s := &Store{
 		client:  opts.Client,
@@ -121,11 +146,6 @@ func New(opts Options) *Store {
 		s.log = nopLogger{}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.run()
-	}()
 	return s
 }
 
@@ -143,6 +163,7 @@ func (s *Store) goOwned(fn func()) bool {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.notify()
 		fn()
 	}()
 	return true

@@ -146,12 +146,14 @@ func (s *Store) applyFrame(f *StreamFrame) {
 	s.sm.Lock()
 	s.count.StreamEvents[[2]string{f.Kind, result}]++
 	s.sm.Unlock()
+	s.notify()
 }
 
 func (s *Store) latchPoll() {
 	s.sm.Lock()
 	s.status.streamUnsupported = true
 	s.sm.Unlock()
+	s.notify()
 	level.Info(s.log).Log("msg", "auth-broker has no snapshot stream (404); using long-poll from now on")
 }
 
@@ -198,6 +200,7 @@ func (s *Store) syncOK(mode Mode, result string) {
 	prev, failures := s.status.health, s.status.failures
 	s.status.health, s.status.failures = healthUp, 0
 	s.sm.Unlock()
+	defer s.notify()
 	switch prev {
 	case healthUnknown:
 		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
@@ -223,6 +226,7 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 	s.status.health = healthDown
 	s.status.failures++
 	s.sm.Unlock()
+	defer s.notify()
 	if prev != healthDown {
 		level.Warn(s.log).Log("msg", "auth-broker mirror degraded; retrying with backoff", "mode", mode.String(), "reason", reason, "err", err)
 	}
