@@ -156,6 +156,10 @@ type request struct {
 	timeout      time.Duration
 	noAuth       bool
 	secrets      []string // values the error message must not echo
+	// plainRetry turns the retry of a long-poll into an unconditional GET:
+	// after a transport error the broker may have restarted and reused the
+	// generation the request carries (protocol §9).
+	plainRetry bool
 }
 
 type response struct {
@@ -207,6 +211,13 @@ func (c *Client) attempts(ctx context.Context, r *request, tok string) (*respons
 			return nil, err
 		}
 		last = err
+		if r.plainRetry {
+			plain := *r
+			plain.query, plain.timeout = nil, c.timeout
+			plain.header = r.header.Clone()
+			plain.header.Del("If-None-Match")
+			r = &plain
+		}
 	}
 	return nil, last
 }
@@ -337,7 +348,8 @@ func (c *Client) Healthz(ctx context.Context) (Health, error) {
 
 // SnapshotRequest selects a plain GET (zero value) or a long-poll: with
 // LongPoll the request carries If-None-Match: "<Generation>" and wait=Wait,
-// and the broker answers 304 when the generation did not move in time.
+// and the broker answers 304 when the generation did not move in time. The
+// retry after a transport error is an unconditional GET.
 type SnapshotRequest struct {
 	LongPoll   bool
 	Generation int64
@@ -364,6 +376,7 @@ func (c *Client) snapshot(ctx context.Context, sr SnapshotRequest, clk Clock) (*
 		r.query = url.Values{"wait": {strconv.FormatInt(wait.Milliseconds(), 10)}}
 		r.header.Set("If-None-Match", `"`+strconv.FormatInt(sr.Generation, 10)+`"`)
 		r.timeout = max(c.timeout, wait+time.Second)
+		r.plainRetry = true
 	}
 	resp, err := c.do(ctx, r)
 	if err != nil {

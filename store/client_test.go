@@ -486,3 +486,29 @@ func TestClientOversizedResponse(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestClientLongPollRetryIsUnconditional(t *testing.T) {
+	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			hangUp(w)
+			return
+		}
+		w.Header().Set("ETag", `"14"`)
+		jsonReply(w, 200, liveSnapshot)
+	})
+	c := newTestClient(t, srv.URL, ClientOptions{})
+	res, err := c.Snapshot(context.Background(), SnapshotRequest{LongPoll: true, Generation: 14, Wait: 30 * time.Second})
+	if err != nil || res.NotModified || res.Generation != 14 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	reqs := srv.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	if reqs[0].header.Get("If-None-Match") != `"14"` || reqs[0].query != "wait=30000" {
+		t.Fatalf("first attempt not a long-poll: %+v", reqs[0])
+	}
+	if reqs[1].header.Get("If-None-Match") != "" || reqs[1].query != "" || reqs[1].header.Get(capabilitiesHeader) == "" {
+		t.Fatalf("retry after a transport error must be an unconditional GET: %+v", reqs[1])
+	}
+}

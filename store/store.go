@@ -51,6 +51,8 @@ type Store struct {
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.
 	changed func()
+	// streamBytes, when set (tests), sees every read from the stream body.
+	streamBytes func()
 }
 
 func (s *Store) notify() {

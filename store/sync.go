@@ -118,7 +118,7 @@ func (s *Store) run() {
 // still escalates.
 func (s *Store) followStream(bo *retryDelay) error {
 	connected := false
-	err := s.client.stream(s.ctx, streamConfig{idle: s.opts.IdleTimeout, clock: s.clock}, func(f *StreamFrame) error {
+	err := s.client.stream(s.ctx, streamConfig{idle: s.opts.IdleTimeout, clock: s.clock, onBytes: s.streamBytes}, func(f *StreamFrame) error {
 		s.applyFrame(f)
 		if !connected {
 			connected = true

@@ -1,0 +1,235 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const sseSnapshot = `{"kind":"snapshot","generation":20,"generatedAt":1795751762512,"serverNowMs":1795751762512,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":57467},"credentials":[{"id":4,"provider":"openai","credential":{"type":"api_key","key":"` + canaryKey + `"},"identityKey":null,"rotatesInMs":null}]}`
+const sseEntry = `{"kind":"entry","generation":21,"serverNowMs":1795751777704,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":42275},"entry":{"id":5,"provider":"anthropic","credential":{"type":"oauth","access":"` + canaryAccess + `","refresh":"__remote__","expires":1795755013000},"identityKey":null,"rotatesInMs":1000}}`
+const sseRemoved = `{"kind":"removed","generation":43,"serverNowMs":1795751866545,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":13434},"id":4}`
+
+func sseFrame(kind, data string) string { return "event: " + kind + "\ndata: " + data + "\n\n" }
+
+// sseServer answers the stream route with a scripted body; the body is
+// written at once and the connection closed unless hold is set.
+func sseServer(t *testing.T, status int, ctype, body string, hold bool) *recServer {
+	return newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if status != 200 {
+			jsonReply(w, status, `{"error":"nope"}`)
+			return
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.WriteHeader(200)
+		_, _ = io.WriteString(w, body)
+		w.(http.Flusher).Flush()
+		if hold {
+			<-r.Context().Done()
+		}
+	})
+}
+
+func collect(t *testing.T, c *Client, ctx context.Context, cfg streamConfig) ([]*StreamFrame, error) {
+	var frames []*StreamFrame
+	err := c.stream(ctx, cfg, func(f *StreamFrame) error {
+		frames = append(frames, f)
+		return nil
+	})
+	return frames, err
+}
+
+func TestStreamFramesAndEnd(t *testing.T) {
+	body := ": keepalive\n\n" + sseFrame("snapshot", sseSnapshot) + ": keepalive\n\n" +
+		"event: entry\n\n" + "data:\n\n" + sseFrame("entry", sseEntry) + sseFrame("removed", sseRemoved)
+	srv := sseServer(t, 200, "text/event-stream; charset=utf-8", body, false)
+	c := newTestClient(t, srv.URL, ClientOptions{})
+	frames, err := collect(t, c, context.Background(), streamConfig{})
+	if !errors.Is(err, ErrStreamEnded) || syncReason(err) != SyncReasonEOF {
+		t.Fatalf("want ErrStreamEnded, got %v", err)
+	}
+	if len(frames) != 3 || frames[0].Kind != EventSnapshot || frames[1].Kind != EventEntry || frames[2].Kind != EventRemoved {
+		t.Fatalf("frames: %d", len(frames))
+	}
+	if frames[0].Snapshot.Generation != 20 || frames[1].Entry.ID != 5 || frames[2].RemovedID != 4 {
+		t.Fatal("frame contents")
+	}
+	r := srv.requests()[0]
+	if r.path != "/v1/snapshot/stream" || r.header.Get("Accept") != "text/event-stream" ||
+		r.header.Get(capabilitiesHeader) != "codex-meter-block-scopes" || r.header.Get("Authorization") != "Bearer "+canaryToken {
+		t.Fatalf("request %+v", r)
+	}
+}
+
+func TestStreamFailures(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		ctype  string
+		body   string
+		max    int
+		check  func(error) bool
+		reason string
+	}{
+		{"404 latches", 404, "", "", 0, func(err error) bool { return errors.Is(err, ErrStreamUnsupported) }, SyncReason4xx},
+		{"401", 401, "", "", 0, func(err error) bool {
+			var he *HTTPError
+			return errors.As(err, &he) && he.Status == 401 && he.Path == "/v1/snapshot/stream"
+		}, SyncReasonUnauthorized},
+		{"503", 503, "", "", 0, func(err error) bool { var he *HTTPError; return errors.As(err, &he) && he.Status == 503 }, SyncReason5xx},
+		{"json content type", 200, "application/json", sseFrame("snapshot", sseSnapshot), 0, isProto("text/event-stream"), SyncReasonProtocol},
+		{"first frame not a snapshot", 200, "text/event-stream", sseFrame("entry", sseEntry), 0, isProto("first frame"), SyncReasonProtocol},
+		{"malformed frame", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + "event: entry\ndata: {\"kind\":\"entry\",\"access\":\"" + canaryAccess + "\n\n", 0, isProto("malformed"), SyncReasonProtocol},
+		{"unknown kind", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + sseFrame("bogus", `{"kind":"bogus"}`), 0, isProto("unknown frame kind"), SyncReasonProtocol},
+		{"oversized frame", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + "data: " + strings.Repeat("x", 8192) + "\n\n", 4096, isProto("larger than 4096"), SyncReasonProtocol},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := sseServer(t, tc.status, tc.ctype, tc.body, true)
+			c := newTestClient(t, srv.URL, ClientOptions{MaxFrameBytes: tc.max})
+			_, err := collect(t, c, context.Background(), streamConfig{})
+			if !tc.check(err) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if r := syncReason(err); r != tc.reason {
+				t.Fatalf("reason %s, want %s", r, tc.reason)
+			}
+			for _, verb := range []string{"%v", "%+v", "%#v"} {
+				assertNoCanary(t, "stream error", fmt.Sprintf(verb, err))
+			}
+		})
+	}
+}
+
+func isProto(substr string) func(error) bool {
+	return func(err error) bool {
+		var pe *ProtocolError
+		return errors.As(err, &pe) && strings.Contains(err.Error(), substr)
+	}
+}
+
+func TestStreamCallerCancel(t *testing.T) {
+	srv := sseServer(t, 200, "text/event-stream", sseFrame("snapshot", sseSnapshot), true)
+	c := newTestClient(t, srv.URL, ClientOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	err := c.stream(ctx, streamConfig{}, func(f *StreamFrame) error {
+		cancel()
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestStreamHandlerErrorStopsStream(t *testing.T) {
+	srv := sseServer(t, 200, "text/event-stream", sseFrame("snapshot", sseSnapshot)+sseFrame("entry", sseEntry), true)
+	c := newTestClient(t, srv.URL, ClientOptions{})
+	stop := errors.New("stop")
+	calls := 0
+	err := c.stream(context.Background(), streamConfig{}, func(f *StreamFrame) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("err %v calls %d", err, calls)
+	}
+}
+
+// TestStreamIdleWatchdog: no byte for the idle timeout drops the stream;
+// any byte (a keepalive) pushes the deadline.
+func TestStreamIdleWatchdog(t *testing.T) {
+	sig := newSignal()
+	clk := newFakeClock(sig)
+	keepalive := make(chan struct{})
+	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, sseFrame("snapshot", sseSnapshot))
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case <-keepalive:
+				_, _ = io.WriteString(w, ": keepalive\n\n")
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	c := newTestClient(t, srv.URL, ClientOptions{Clock: clk})
+	var mu sync.Mutex
+	reads := 0
+	cfg := streamConfig{idle: time.Minute, clock: clk, onBytes: func() {
+		mu.Lock()
+		reads++
+		mu.Unlock()
+		sig.fire()
+	}}
+	readCount := func() int { mu.Lock(); defer mu.Unlock(); return reads }
+	done := make(chan error, 1)
+	first := make(chan struct{})
+	go func() {
+		done <- c.stream(context.Background(), cfg, func(f *StreamFrame) error {
+			if f.Kind == EventSnapshot {
+				close(first)
+			}
+			return nil
+		})
+	}()
+	<-first
+	if d := clk.waitSleep(t, time.Minute); d != time.Minute {
+		t.Fatalf("watchdog sleeps %v", d)
+	}
+	clk.Advance(59 * time.Second)
+	before := readCount()
+	keepalive <- struct{}{}
+	sig.waitFor(t, "keepalive read", func() bool { return readCount() > before })
+	clk.Advance(time.Second) // the original deadline: not idle, 1 s since the keepalive
+	if d := clk.waitSleep(t, 59*time.Second); d != 59*time.Second {
+		t.Fatalf("watchdog re-armed for %v, want 59s", d)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("stream ended early: %v", err)
+	default:
+	}
+	clk.Advance(59 * time.Second)
+	err := <-done
+	if !errors.Is(err, ErrStreamIdle) || syncReason(err) != SyncReasonIdle {
+		t.Fatalf("want ErrStreamIdle, got %v", err)
+	}
+}
+
+func TestStreamTokenRotation(t *testing.T) {
+	var mu sync.Mutex
+	accepted := canaryToken2
+	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		mu.Lock()
+		ok := r.Header.Get("Authorization") == "Bearer "+accepted
+		mu.Unlock()
+		if !ok {
+			jsonReply(w, 401, `{"error":"unauthorized"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, sseFrame("snapshot", sseSnapshot))
+	})
+	path := filepath.Join(t.TempDir(), "token")
+	writeFile(t, path, canaryToken)
+	c := newTestClient(t, srv.URL, ClientOptions{Token: FileToken(path)})
+	_, err := collect(t, c, context.Background(), streamConfig{})
+	if syncReason(err) != SyncReasonUnauthorized || len(srv.requests()) != 1 {
+		t.Fatalf("got %v after %d requests", err, len(srv.requests()))
+	}
+	writeFile(t, path, canaryToken2)
+	frames, err := collect(t, c, context.Background(), streamConfig{})
+	if !errors.Is(err, ErrStreamEnded) || len(frames) != 1 || len(srv.requests()) != 3 {
+		t.Fatalf("got %v, %d frames after %d requests", err, len(frames), len(srv.requests()))
+	}
+}
