@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/store"
 )
 
 // artifactsDir holds the screenshots the browser test saves for people to
@@ -144,5 +146,35 @@ func TestPageInChromium(t *testing.T) {
 		if p != "/" && p != "/favicon.ico" {
 			t.Errorf("the page made the browser fetch %s", p)
 		}
+	}
+}
+
+// TestDownPageInChromium renders the page of a broker that cannot be
+// reached: nothing mirrored, every section still readable.
+func TestDownPageInChromium(t *testing.T) {
+	bin := chromium(t)
+	in := Input{
+		Now: t0, BrokerURL: "http://127.0.0.1:8765",
+		Broker: BrokerProbe{Checked: t0, Err: "auth-broker GET /v1/healthz: dial tcp 127.0.0.1:8765: connect: connection refused"},
+		Status: store.SyncStatus{LastError: "auth-broker GET /v1/snapshot/stream: dial tcp 127.0.0.1:8765: connect: connection refused", LastErrorReason: "network"},
+	}
+	srv := httptest.NewServer(handlerFor(t, in))
+	defer srv.Close()
+	dom := runChromium(t, bin, "--dump-dom", srv.URL+"/")
+	for _, want := range []string{`id="verdict">CRITICAL<`, "broker_unreachable", "mirror_not_ready", "connection refused", "No active credentials (no snapshot yet)", ">down<"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks %q", want)
+		}
+	}
+	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path, err := filepath.Abs(filepath.Join(artifactsDir, "status-down.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runChromium(t, bin, "--screenshot="+path, "--window-size=1280,700", srv.URL+"/")
+	if fi, err := os.Stat(path); err != nil || fi.Size() < 10_000 {
+		t.Errorf("screenshot %s: %v", path, err)
 	}
 }

@@ -175,24 +175,26 @@ func utc(t *time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
-// relTime phrases t relative to now: "in 3m05s", "12s ago", "—".
+// relTime phrases t relative to now: "in 3m05s", "12s ago", "now", "—".
 func relTime(now time.Time, t *time.Time) string {
 	if t == nil {
 		return "—"
 	}
-	d := t.Sub(now)
-	if d >= 0 {
-		return "in " + human(d)
-	}
-	return human(-d) + " ago"
+	return relDur(t.Sub(now))
 }
 
 func relSecs(s *float64) string {
 	if s == nil {
 		return "—"
 	}
-	d := time.Duration(*s * float64(time.Second))
-	if d >= 0 {
+	return relDur(time.Duration(*s * float64(time.Second)))
+}
+
+func relDur(d time.Duration) string {
+	switch {
+	case d > -time.Second/2 && d < time.Second/2:
+		return "now"
+	case d > 0:
 		return "in " + human(d)
 	}
 	return human(-d) + " ago"

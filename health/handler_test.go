@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authbroker/authbroker_exporter/identity"
 )
@@ -225,3 +226,14 @@ func TestHandlerSourceSeesRequestContext(t *testing.T) {
 }
 
 func itoa(i int64) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestRelDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "now", 400 * time.Millisecond: "now", -400 * time.Millisecond: "now",
+		90 * time.Second: "in 1m30s", -2 * time.Hour: "2h ago",
+	} {
+		if got := relDur(d); got != want {
+			t.Errorf("relDur(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
