@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"sync"
 	"time"
 )
@@ -329,13 +330,19 @@ func (b *Broker) SetRefreshError(id int64, status int, message string) {
 	b.refreshErrs[id] = refreshErr{status: status, message: message}
 }
 
-// Restart drops every connection and resets generation to 1, keeping data.
-// Requests in flight (streams, long-polls) are aborted without an answer,
-// like a process that died.
+// Restart drops every connection and restarts the generation counter,
+// keeping data. Like the real broker it counts from 1 and bumps once per
+// provider while loading, so a broker holding rows of three providers comes
+// back at generation 4; provider groups are reloaded in order of their
+// lowest id. Requests in flight (streams, long-polls) are aborted without
+// an answer, like a process that died.
 func (b *Broker) Restart() {
 	b.mu.Lock()
 	b.epoch++
-	b.generation = 1
+	sort.SliceStable(b.providers, func(i, j int) bool {
+		return b.active[b.providers[i]][0].id < b.active[b.providers[j]][0].id
+	})
+	b.generation = 1 + int64(len(b.providers))
 	close(b.changed)
 	b.changed = make(chan struct{})
 	b.refresher.start = b.now()

@@ -198,13 +198,13 @@ func TestStreamEndings(t *testing.T) {
 			if tc.name != "restart" {
 				return
 			}
-			// Data kept, generation back to 1, first frame a snapshot.
-			if g := f.b.Generation(); g != 1 {
+			// Data kept; generation 1 + one bump for the one provider loaded.
+			if g := f.b.Generation(); g != 2 {
 				t.Errorf("generation after restart = %d", g)
 			}
 			s2 := f.openStream()
 			m := s2.nextFrame().json(t)
-			if m["kind"] != "snapshot" || numOf(t, m["generation"]) != 1 || len(m["credentials"].([]any)) != 1 ||
+			if m["kind"] != "snapshot" || numOf(t, m["generation"]) != 2 || len(m["credentials"].([]any)) != 1 ||
 				numOf(t, m["credentials"].([]any)[0].(map[string]any)["id"]) != id {
 				t.Errorf("after restart: %v", m)
 			}
@@ -255,5 +255,34 @@ func TestWaitForStreamsHonoursContext(t *testing.T) {
 	cancel()
 	if err := f.b.WaitForStreams(ctx, 1); err == nil {
 		t.Error("WaitForStreams with a cancelled context returned nil")
+	}
+}
+
+func TestRestartReloadOrder(t *testing.T) {
+	f := newFixture(t, Options{})
+	a := f.b.AddAPIKey("openai", "k1")
+	b := f.b.AddOAuth("anthropic", OAuth{Access: "a", Refresh: "r", Expires: f.clk.Now(), Email: "a@b"})
+	f.b.Disable(a, "")
+	c := f.b.AddAPIKey("openai", "k2") // the openai group is re-created last
+	order := func() []int64 {
+		var ids []int64
+		for _, e := range f.do("GET", "/v1/snapshot", "", true).json(t)["credentials"].([]any) {
+			ids = append(ids, numOf(t, e.(map[string]any)["id"]))
+		}
+		return ids
+	}
+	if got := fmt.Sprint(order()); got != fmt.Sprint([]int64{b, c}) {
+		t.Errorf("before restart: %s", got)
+	}
+	f.b.Restart()
+	if got := fmt.Sprint(order()); got != fmt.Sprint([]int64{b, c}) || f.b.Generation() != 3 {
+		t.Errorf("after restart: %s, generation %d", got, f.b.Generation())
+	}
+	d := f.b.AddOAuth("anthropic", OAuth{Access: "d", Refresh: "r", Expires: f.clk.Now(), Email: "d@b"})
+	f.b.Disable(b, "")
+	f.b.Restart()
+	// Groups reload in order of their lowest active id: openai (c) first.
+	if got := fmt.Sprint(order()); got != fmt.Sprint([]int64{c, d}) {
+		t.Errorf("after second restart: %s", got)
 	}
 }
