@@ -92,30 +92,49 @@ func TestRealBrokerShapes(t *testing.T) {
 		run(st)
 	}
 
-	s := f.openStream()
-	for _, st := range streamSteps {
-		run(st)
-	}
+	// Live, the steps were 300 ms apart so each made its own pass; here
+	// each step's frames are read before the next step runs, otherwise the
+	// fake would (rightly) coalesce them.
 	want := parseStream(t, filepath.Join(dir, "stream.txt"))
+	var groups [][]rawFrame // frames of one pass share a generation
 	for i, w := range want {
-		fr := s.nextFrame()
-		if !regexp.MustCompile(`^event: (snapshot|entry|removed)\ndata: \{.*\}\n\n$`).MatchString(fr.raw) {
-			t.Errorf("stream frame %d framing: %q", i, fr.raw)
+		if i == 0 || w.generation != want[i-1].generation {
+			groups = append(groups, nil)
 		}
-		if fr.event != w.event {
-			t.Errorf("stream frame %d: event %q, real %q", i, fr.event, w.event)
-			continue
+		groups[len(groups)-1] = append(groups[len(groups)-1], w)
+	}
+	if len(groups) != 1+len(streamSteps) {
+		t.Fatalf("capture has %d passes for %d steps", len(groups)-1, len(streamSteps))
+	}
+	s := f.openStream()
+	n := 0
+	expect := func(group []rawFrame) {
+		t.Helper()
+		for _, w := range group {
+			fr := s.nextFrame()
+			if !regexp.MustCompile(`^event: (snapshot|entry|removed)\ndata: \{.*\}\n\n$`).MatchString(fr.raw) {
+				t.Errorf("stream frame %d framing: %q", n, fr.raw)
+			}
+			if fr.event != w.event {
+				t.Errorf("stream frame %d: event %q, real %q", n, fr.event, w.event)
+			}
+			var a, b any
+			if err := json.Unmarshal([]byte(w.data), &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(fr.data), &b); err != nil {
+				t.Fatalf("frame %d: %v", n, err)
+			}
+			for _, d := range diffJSON(fmt.Sprintf("stream[%d]", n), a, b) {
+				t.Error(d)
+			}
+			n++
 		}
-		var a, b any
-		if err := json.Unmarshal([]byte(w.data), &a); err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(fr.data), &b); err != nil {
-			t.Fatalf("frame %d: %v", i, err)
-		}
-		for _, d := range diffJSON(fmt.Sprintf("stream[%d]", i), a, b) {
-			t.Error(d)
-		}
+	}
+	expect(groups[0])
+	for i, st := range streamSteps {
+		run(st)
+		expect(groups[i+1])
 	}
 	f.b.Keepalive() // nothing else may be queued before this comment
 	if fr := s.nextFrame(); fr.comment != "keepalive" {
@@ -314,7 +333,10 @@ func jsonPath(t *testing.T, body []byte, path ...string) any {
 	return v
 }
 
-type rawFrame struct{ event, data string }
+type rawFrame struct {
+	event, data string
+	generation  float64
+}
 
 func parseStream(t *testing.T, file string) []rawFrame {
 	t.Helper()
@@ -332,6 +354,11 @@ func parseStream(t *testing.T, file string) []rawFrame {
 		switch {
 		case line == "":
 			if cur.event != "" {
+				var m struct{ Generation float64 }
+				if err := json.Unmarshal([]byte(cur.data), &m); err != nil {
+					t.Fatalf("capture frame %q: %v", cur.data, err)
+				}
+				cur.generation = m.Generation
 				out = append(out, cur)
 			}
 			cur = rawFrame{}
