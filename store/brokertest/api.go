@@ -4,6 +4,19 @@
 // per-connection entry/removed diff the real broker produces. Tests script
 // it: add, rotate or remove credentials, set usage, restart, act like an old
 // broker, and inject faults.
+//
+// testdata/real holds captures from a live 18.2.3 broker (capture.sh makes
+// them) and TestRealBrokerShapes replays the same scenario against the
+// fake, so a drift in keys, types, headers, error texts, generations or
+// stream passes fails a test.
+//
+// Deliberately not modelled: background refresher sweeps (the schedule is
+// reported, but nothing refreshes by itself: tests rotate with UpdateOAuth
+// or POST .../refresh), identity claims decoded from JWT-shaped tokens, the
+// org-upgrade identity matching of uploads (identity keys must be equal),
+// single-flight of concurrent refreshes of one id, the usage history,
+// clients, observed and stale routes (404 "No route"), and ArkType's
+// wording for validation errors beyond the common cases.
 package brokertest
 
 import "time"
