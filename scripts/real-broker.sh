@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a real oh-my-pi auth-broker (omp 18.2.3) on loopback for tests.
 #
-#   scripts/real-broker.sh start [PORT]  start (no-op when already running); prints URL, TOKEN_FILE, HOME
+#   scripts/real-broker.sh start [PORT]  start (no-op when already running); prints URL, TOKEN_FILE,
+#                                        BROKER_HOME and PID as KEY=VALUE lines (safe to eval)
 #   scripts/real-broker.sh stop          stop it (SIGTERM, then SIGKILL after 10 s) and remove its state dir
 #   scripts/real-broker.sh restart       stop and start again on the same port, keeping its data
 #   scripts/real-broker.sh status        exit 0 when running and healthy
@@ -113,7 +114,7 @@ start() {
 describe() {
 	echo "URL=$(url)"
 	echo "TOKEN_FILE=$dir/home/.omp/auth-broker.token"
-	echo "HOME=$dir/home"
+	echo "BROKER_HOME=$dir/home"
 	echo "PID=$(<"$dir/pid")"
 }
 
@@ -159,7 +160,7 @@ home) echo "$dir/home" ;;
 pid) running_pid ;;
 log) cat "$dir/broker.log" ;;
 *)
-	sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
