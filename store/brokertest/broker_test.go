@@ -780,3 +780,16 @@ func TestStatusCodesAreJSON(t *testing.T) {
 		t.Errorf("StreamConnections = %d", n)
 	}
 }
+
+// A successful refresh rebuilds the credential from standard fields, so
+// extension keys (clientSecret...) leave the row, while enterpriseUrl,
+// apiEndpoint and authorizedAt stay.
+func TestRefreshRebuildsStandardFields(t *testing.T) {
+	f := newFixture(t, Options{})
+	id := f.b.AddOAuth("mcp", OAuth{Access: "a", Refresh: "r", Expires: f.clk.Now(), Extra: map[string]any{"clientSecret": canarySecret, "apiEndpoint": "https://api.example", "authorizedAt": 1795751638000}})
+	if r := f.do("POST", fmt.Sprintf("/v1/credential/%d/refresh", id), "", true); r.status != 200 {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	c := f.do("GET", "/v1/snapshot", "", true).json(t)["credentials"].([]any)[0].(map[string]any)["credential"].(map[string]any)
+	sameKeys(t, "refreshed credential", c, "type", "access", "refresh", "expires", "apiEndpoint", "authorizedAt")
+}
