@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/prometheus/common/version"
+
+	"github.com/authbroker/authbroker_exporter/health"
+)
+
+type checkCmd struct {
+	cmd    *kingpin.CmdClause
+	format string
+}
+
+func registerCheck(app *kingpin.Application) *checkCmd {
+	c := &checkCmd{cmd: app.Command("check", "Connect to the broker once, evaluate its health, print a summary and exit 0 ok, 1 warning, 2 critical, 3 unknown.")}
+	c.cmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&c.format, "text", "json")
+	return c
+}
+
+// run is the check subcommand. Configuration problems are "unknown" (3):
+// the check could not tell anything about the broker.
+func (c *checkCmd) run(ctx context.Context, cfg *config, stdout io.Writer, logger log.Logger) int {
+	client, target, err := cfg.client(ctx, logger)
+	if err != nil {
+		fmt.Fprintf(stdout, "UNKNOWN: %v\n", err)
+		return health.ExitUnknown
+	}
+	redactor, err := cfg.redactor(target)
+	if err != nil {
+		fmt.Fprintf(stdout, "UNKNOWN: %v\n", err)
+		return health.ExitUnknown
+	}
+	return health.Check(ctx, health.CheckOptions{
+		Client:     client,
+		BrokerURL:  target.URL,
+		Thresholds: cfg.thresholds(),
+		Redactor:   redactor,
+		Format:     c.format,
+		Version:    version.Version,
+	}, stdout)
+}

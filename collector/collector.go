@@ -1,0 +1,103 @@
+// Package collector publishes the mirror's state as Prometheus metrics.
+// Every collector reads store and monitor state at scrape time and emits
+// const metrics, so a credential that disappears takes its series with it.
+package collector
+
+import (
+	"context"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/store"
+)
+
+const namespace = "authbroker"
+
+// Source is the part of the store the collectors read.
+type Source interface {
+	Snapshot() store.View
+	Status() store.SyncStatus
+	Counters() store.Counters
+	UsageReports(ctx context.Context) ([]store.UsageReport, error)
+}
+
+// Broker is what the active monitor knows beyond the mirror.
+type Broker interface {
+	Probe() monitor.Probe
+	Tombstones() ([]store.Tombstone, bool)
+}
+
+// Options configure the collectors.
+type Options struct {
+	Source   Source
+	Broker   Broker
+	Identity *identity.Redactor
+	// Usage, when set, turns the usage collector on.
+	Usage *UsageReader
+	// StreamDisabled says --no-broker.stream chose long-poll, so polling is
+	// not a degradation and stream_supported reads 0.
+	StreamDisabled bool
+	Now            func() time.Time
+	Logger         log.Logger
+}
+
+// New returns the exporter's collectors.
+func New(o Options) []prometheus.Collector {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = log.NewNopLogger()
+	}
+	cs := []prometheus.Collector{
+		newSyncCollector(o),
+		newCredentialCollector(o),
+		newOperationsCollector(o),
+	}
+	if o.Usage != nil {
+		cs = append(cs, newUsageCollector(o))
+	}
+	return cs
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+}
+
+// label makes a broker-supplied string safe as a label value: the client
+// library rejects invalid UTF-8, and one bad row must not fail the scrape.
+func label(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, lv ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, lv ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+}
+
+func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func describe(ch chan<- *prometheus.Desc, ds ...*prometheus.Desc) {
+	for _, d := range ds {
+		ch <- d
+	}
+}

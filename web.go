@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+
+	"github.com/authbroker/authbroker_exporter/collector"
+	"github.com/authbroker/authbroker_exporter/health"
+	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/store"
+)
+
+// errorLogger adapts go-kit to promhttp's error log.
+type errorLogger struct{ l log.Logger }
+
+func (e errorLogger) Println(v ...any) { level.Error(e.l).Log("msg", fmt.Sprint(v...)) }
+
+// healthSource gathers the health evaluation's input from cached state
+// only; the usage read is bounded like a scrape's.
+func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, usage *collector.UsageReader, brokerURL string) func(context.Context) health.Input {
+	return func(ctx context.Context) health.Input {
+		now := time.Now()
+		p := mon.Probe()
+		in := health.Input{
+			Now:       now,
+			BrokerURL: brokerURL,
+			Broker:    health.BrokerProbe{Up: p.Up, Version: p.Version, Latency: p.Latency, Err: p.Err},
+			View:      st.Snapshot(),
+			Status:    st.Status(),
+			ForcePoll: !cfg.stream,
+		}
+		if p.Checked {
+			in.Broker.Checked = p.At
+		}
+		if usage != nil {
+			in.Usage, in.UsageOK = usage.Reports(ctx)
+		}
+		in.Tombstones, in.TombstonesOK = mon.Tombstones()
+		return in
+	}
+}
+
+func (c *config) routes(reg *prometheus.Registry, st *store.Store, source func(context.Context) health.Input, ids *identity.Redactor, logger log.Logger) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.Handle(c.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      errorLogger{log.With(logger, "component", "http")},
+		ErrorHandling: promhttp.ContinueOnError,
+		// Scrapes read memory only, but 300k series take real CPU: do not
+		// let a scrape storm queue up unbounded work.
+		MaxRequestsInFlight: 8,
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !st.Ready() {
+			http.Error(w, "Not ready: no snapshot from the broker yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	if c.metricsPath != "/" {
+		mux.Handle("/", health.NewHandler(health.HandlerOptions{
+			Source:      source,
+			Thresholds:  c.thresholds(),
+			Redactor:    ids,
+			Version:     version.Version,
+			MetricsPath: c.metricsPath,
+		}))
+	}
+	return mux, nil
+}
