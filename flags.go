@@ -51,8 +51,9 @@ type config struct {
 
 	health health.Thresholds
 
-	logLevel  string
-	logFormat string
+	logLevel    string
+	logFormat   string
+	plainLogger log.Logger // set by logger()
 }
 
 func registerFlags(app *kingpin.Application) *config {
@@ -112,6 +113,9 @@ func registerFlags(app *kingpin.Application) *config {
 
 func (c *config) thresholds() health.Thresholds { return c.health }
 
+// logger returns the exporter's logger. The level filter is applied once,
+// here; the slog bridge for exporter-toolkit gets the logger without the
+// ts/caller decorations, since slog records carry their own.
 func (c *config) logger(w io.Writer) (log.Logger, error) {
 	var l log.Logger
 	if c.logFormat == "json" {
@@ -123,15 +127,15 @@ func (c *config) logger(w io.Writer) (log.Logger, error) {
 	if opt == nil {
 		return nil, fmt.Errorf("unknown --log.level %q", c.logLevel)
 	}
-	l = level.NewFilter(l, opt)
-	return log.With(l, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller), nil
+	c.plainLogger = level.NewFilter(l, opt)
+	return log.With(c.plainLogger, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller), nil
 }
 
 // slogger bridges go-kit/log to the *slog.Logger exporter-toolkit wants.
-func slogger(l log.Logger, lvl string) *slog.Logger {
+func (c *config) slogger() *slog.Logger {
 	var sl slog.Level
-	_ = sl.UnmarshalText([]byte(lvl))
-	return slog.New(slgk.NewGoKitHandler(l, sl))
+	_ = sl.UnmarshalText([]byte(c.logLevel))
+	return slog.New(slgk.NewGoKitHandler(c.plainLogger, sl))
 }
 
 // target is where the broker is and how the exporter authenticates.

@@ -143,7 +143,7 @@ func serveExporter(ctx context.Context, cfg *config, logger log.Logger) error {
 		return err
 	}
 	defer e.stop()
-	sl := slogger(logger, cfg.logLevel)
+	sl := cfg.slogger()
 	srv := &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdslog.NewLogLogger(sl.Handler(), stdslog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(srv, cfg.web, sl) }()

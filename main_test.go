@@ -137,7 +137,7 @@ func startExporter(t *testing.T, cfg *config, logs io.Writer) (*exporter, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := slogger(logger, cfg.logLevel)
+	sl := cfg.slogger()
 	srv := &http.Server{Handler: e.handler, ReadHeaderTimeout: time.Second, ErrorLog: stdslog.NewLogLogger(sl.Handler(), stdslog.LevelWarn)}
 	done := make(chan struct{})
 	go func() {
