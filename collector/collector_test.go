@@ -37,12 +37,27 @@ const (
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
-// fixedClock pins Now so receipt-relative values are reproducible; Sleep
-// waits for real (briefly) so retries still progress.
-type fixedClock struct{ now time.Time }
+// testClock pins Now so receipt-relative values are reproducible and
+// moves only when a test advances it; Sleep waits for real (briefly) so
+// retries still progress.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
 
-func (c fixedClock) Now() time.Time { return c.now }
-func (c fixedClock) Sleep(ctx context.Context, d time.Duration) error {
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
 	if d > 5*time.Millisecond {
 		d = 5 * time.Millisecond
 	}
@@ -88,6 +103,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 type scenario struct {
+	clock  *testClock
 	broker *brokertest.Broker
 	store  *store.Store
 	mon    *fakeBroker
@@ -139,14 +155,15 @@ func newScenario(t *testing.T) *scenario {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(store.Options{Client: cl, Stream: true, Clock: fixedClock{t0}})
+	clock := &testClock{now: t0}
+	st := store.New(store.Options{Client: cl, Stream: true, Clock: clock})
 	t.Cleanup(st.Close)
 	eventually(t, "first snapshot", st.Ready)
 	ts, err := cl.Disabled(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &scenario{broker: b, store: st, ids: ids, mon: &fakeBroker{
+	return &scenario{clock: clock, broker: b, store: st, ids: ids, mon: &fakeBroker{
 		probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, tombstones: ts, ok: true,
 	}}
 }
@@ -217,4 +234,99 @@ func TestGoldenOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "operations", newOperationsCollector(s.options(t, identity.Raw)))
+}
+
+func scrape(t *testing.T, cs ...prometheus.Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cs...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&sb, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sb.String()
+}
+
+func TestIdentityModes(t *testing.T) {
+	s := newScenario(t)
+	for _, mode := range []identity.Mode{identity.Hashed, identity.Empty} {
+		out := scrape(t, newCredentialCollector(s.options(t, mode)))
+		for _, pii := range []string{"example.com", "acct-A", "acct-B", "org-1"} {
+			if strings.Contains(out, pii) {
+				t.Errorf("%s mode leaks %q", mode, pii)
+			}
+		}
+		if !strings.Contains(out, `authbroker_credential_info{`) {
+			t.Errorf("%s mode dropped credential_info", mode)
+		}
+	}
+	ids, _ := identity.New(identity.Hashed, []byte("test-key"))
+	out := scrape(t, newCredentialCollector(s.options(t, identity.Hashed)))
+	if want := `email="` + ids.Render("b@example.com") + `"`; !strings.Contains(out, want) {
+		t.Errorf("hashed email label %s missing", want)
+	}
+}
+
+func TestNoSecretsInAnyCollector(t *testing.T) {
+	s := newScenario(t)
+	out := scrape(t, New(s.options(t, identity.Raw))...)
+	for _, c := range []string{canaryAccess, canaryKey, canaryExtra, canaryRefresh, s.broker.Token()} {
+		if strings.Contains(out, c) {
+			t.Errorf("a canary secret (%d bytes) reached /metrics", len(c))
+		}
+	}
+}
+
+func TestUsageFailureDropsSeries(t *testing.T) {
+	s := newScenario(t)
+	o := s.options(t, identity.Raw)
+	if out := scrape(t, newUsageCollector(o)); !strings.Contains(out, "authbroker_usage_limit_used_fraction") {
+		t.Fatal("no usage series before the fault")
+	}
+	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "upstream usage failed"})
+	s.clock.Advance(16 * time.Second) // past the store's usage TTL
+	if out := scrape(t, newUsageCollector(o)); strings.Contains(out, "authbroker_usage_") {
+		t.Fatalf("usage series survived a failed fetch:\n%s", out)
+	}
+	ops := scrape(t, newOperationsCollector(o))
+	if !strings.Contains(ops, `authbroker_usage_fetch_errors_total{reason="upstream"} 1`) {
+		t.Fatalf("fetch error not counted:\n%s", ops)
+	}
+	s.broker.ClearFaults()
+	s.clock.Advance(16 * time.Second)
+	if out := scrape(t, newUsageCollector(o)); !strings.Contains(out, "authbroker_usage_limit_used_fraction") {
+		t.Fatal("usage series did not come back after the fault cleared")
+	}
+}
+
+func TestSlowUsageServesLastGood(t *testing.T) {
+	s := newScenario(t)
+	o := s.options(t, identity.Raw)
+	o.Usage = NewUsageReader(s.store, 50*time.Millisecond, nil)
+	first := scrape(t, newUsageCollector(o))
+	if !strings.Contains(first, "authbroker_usage_limit_used_fraction") {
+		t.Fatal("no usage series before the stall")
+	}
+	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
+	defer s.broker.ClearFaults()
+	s.clock.Advance(16 * time.Second)
+	// The scrape returns (bounded wait) with the last good reports.
+	if out := scrape(t, newUsageCollector(o)); out != first {
+		t.Fatalf("a stalled fetch changed the usage series:\n%s", out)
+	}
+	if n := s.broker.Requests("/v1/usage"); n != 2 {
+		t.Fatalf("want exactly one more upstream call while stalled, got %d in all", n)
+	}
+	if out := scrape(t, newUsageCollector(o)); out != first {
+		t.Fatal("second scrape during the stall differs")
+	}
+	if n := s.broker.Requests("/v1/usage"); n != 2 {
+		t.Fatalf("scrapes during a stall must share the one fetch, got %d calls", n)
+	}
 }
