@@ -454,3 +454,42 @@ func TestTokenFileModeWarning(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestCheckCommand runs the check subcommand as a user would.
+func TestCheckCommand(t *testing.T) {
+	healthy := brokertest.New(brokertest.Options{Token: canaryBearer})
+	t.Cleanup(healthy.Close)
+	healthy.AddOAuth("anthropic", brokertest.OAuth{Access: canaryAccess, Refresh: "r", Expires: time.Now().Add(time.Hour), Email: "a@example.com"})
+	expired := brokertest.New(brokertest.Options{Token: canaryBearer})
+	t.Cleanup(expired.Close)
+	expired.AddOAuth("anthropic", brokertest.OAuth{Access: canaryAccess, Refresh: "r", Expires: time.Now().Add(-time.Hour), Email: "a@example.com"})
+	down := brokertest.New(brokertest.Options{Token: canaryBearer})
+	down.Close()
+	tok := tokenFile(t, canaryBearer, 0o600)
+	wrongTok := tokenFile(t, "not-the-token", 0o600)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"ok", []string{"check", "--broker.url=" + healthy.URL, "--broker.token-file=" + tok}, 0, "OK"},
+		{"json", []string{"check", "--format=json", "--broker.url=" + healthy.URL, "--broker.token-file=" + tok}, 0, `"status": "ok"`},
+		{"expired is critical", []string{"check", "--broker.url=" + expired.URL, "--broker.token-file=" + tok}, 2, "CRITICAL"},
+		{"broker down is critical", []string{"check", "--broker.url=" + down.URL, "--broker.token-file=" + tok}, 2, "CRITICAL"},
+		{"wrong token is unknown", []string{"check", "--broker.url=" + healthy.URL, "--broker.token-file=" + wrongTok}, 3, "UNKNOWN"},
+		{"no token is unknown", []string{"check", "--broker.url=" + healthy.URL, "--broker.token-file=/nonexistent"}, 3, "UNKNOWN"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String(), tc.want) {
+				t.Fatalf("exit %d (want %d), stdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			if strings.Contains(stdout.String()+stderr.String(), canaryBearer) || strings.Contains(stdout.String(), canaryAccess) {
+				t.Fatal("a secret reached the check output")
+			}
+		})
+	}
+}
