@@ -31,9 +31,11 @@ const (
 type ClientOptions struct {
 	URL   string      // base URL; a trailing "/" is stripped
 	Token TokenSource // nil sends no Authorization (healthz only)
-	// Transport defaults to one with dial, TLS-handshake and response-header
-	// timeouts; requests never get a total http.Client timeout (it would
-	// kill the stream), each attempt is bounded by RequestTimeout instead.
+	// Transport defaults to one with dial and TLS-handshake timeouts (plus a
+	// response-header timeout for the stream only: a long-poll legitimately
+	// waits 30 s for its headers). No http.Client total timeout is used (it
+	// would kill the stream); each request attempt is bounded by
+	// RequestTimeout, or the long-poll budget, through its context.
 	Transport      http.RoundTripper
 	RequestTimeout time.Duration // per attempt; default 10 s
 	// MaxFrameBytes bounds one SSE frame and one response body; default
@@ -51,7 +53,8 @@ type Client struct {
 	base       string
 	token      TokenSource
 	transport  http.RoundTripper
-	owned      *http.Transport
+	streamRT   http.RoundTripper
+	owned      []*http.Transport
 	httpc      *http.Client
 	timeout    time.Duration
 	maxBody    int
@@ -78,17 +81,20 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		userAgent: opts.UserAgent,
 		clock:     opts.Clock,
 	}
+	c.streamRT = c.transport
 	if c.transport == nil {
-		c.owned = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			ForceAttemptHTTP2:     true,
+		rt := &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			IdleConnTimeout:     90 * time.Second,
+			MaxIdleConnsPerHost: 4,
+			ForceAttemptHTTP2:   true,
 		}
-		c.transport = c.owned
+		st := rt.Clone()
+		st.ResponseHeaderTimeout = 10 * time.Second
+		c.transport, c.streamRT = rt, st
+		c.owned = []*http.Transport{rt, st}
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultRequestTimeout
@@ -111,7 +117,12 @@ func NewClient(opts ClientOptions) (*Client, error) {
 }
 
 // CloseIdleConnections releases idle keep-alive connections.
-func (c *Client) CloseIdleConnections() { c.httpc.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() {
+	c.httpc.CloseIdleConnections()
+	for _, t := range c.owned {
+		t.CloseIdleConnections()
+	}
+}
 
 // HTTPError is a non-success status from the broker. Message is the
 // broker's "error" text with anything the client sent as a secret scrubbed

@@ -512,3 +512,18 @@ func TestClientLongPollRetryIsUnconditional(t *testing.T) {
 		t.Fatalf("retry after a transport error must be an unconditional GET: %+v", reqs[1])
 	}
 }
+
+// TestClientDefaultTransportLongPoll: the default transport must let a
+// long-poll wait longer than the stream's response-header timeout.
+func TestClientDefaultTransportLongPoll(t *testing.T) {
+	c, err := NewClient(ClientOptions{URL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	rt := c.transport.(*http.Transport)
+	st := c.streamRT.(*http.Transport)
+	if rt.ResponseHeaderTimeout != 0 || st.ResponseHeaderTimeout != 10*time.Second || st.TLSHandshakeTimeout == 0 || c.httpc.Timeout != 0 {
+		t.Fatalf("request header timeout %v, stream header timeout %v", rt.ResponseHeaderTimeout, st.ResponseHeaderTimeout)
+	}
+}

@@ -204,7 +204,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		url:        c.base + streamPath,
 		header:     header,
 		maxBuffer:  c.maxBody,
-		httpClient: &http.Client{Transport: &observingTransport{base: c.transport, onRead: onRead}},
+		httpClient: &http.Client{Transport: &observingTransport{base: c.streamRT, onRead: onRead}},
 	})
 
 	var (
