@@ -1,0 +1,302 @@
+package collector
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/store"
+)
+
+// The render benchmarks scrape a mirror of n OAuth credentials spread over
+// four providers, each with its own usage report of four limits carrying
+// every amount: 32 series per credential, ~320k at 10k credentials. They
+// split the cost into our Collect (building const metrics), the registry's
+// Gather and the text encoding, and report series/op so the per-series
+// cost can be compared across sizes.
+
+var benchProviders = []string{"anthropic", "openai-codex", "google-gemini-cli", "github-copilot"}
+
+var benchSizes = []int{1000, 10000, 50000}
+
+type benchSource struct {
+	view    store.View
+	reports []store.UsageReport
+}
+
+func (s *benchSource) Snapshot() store.View { return s.view }
+func (s *benchSource) Status() store.SyncStatus {
+	return store.SyncStatus{Mode: store.ModeStream, StreamConnected: true, Live: true, LastSync: t0}
+}
+func (s *benchSource) Counters() store.Counters { return store.Counters{} }
+func (s *benchSource) UsageReports(context.Context) ([]store.UsageReport, error) {
+	return s.reports, nil
+}
+
+type benchBroker struct{}
+
+func (benchBroker) Probe() monitor.Probe {
+	return monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}
+}
+func (benchBroker) Tombstones() ([]store.Tombstone, bool) { return nil, true }
+
+func bf(v float64) *float64 { return &v }
+
+// newBenchSource builds n credentials and, when usage is set, one report
+// per credential. Reports are listed in reverse credential order so that a
+// linear scan for a match is on average half the provider's reports.
+func newBenchSource(n int, usage bool) *benchSource {
+	s := &benchSource{view: store.View{Ready: true, Generation: 42, GeneratedAt: t0, ServerNow: t0, ReceivedAt: t0,
+		Refresher: store.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(time.Minute)}}}
+	entries := make([]store.Entry, n)
+	for i := range entries {
+		p := benchProviders[i%len(benchProviders)]
+		email := fmt.Sprintf("user%d@example.com", i)
+		entries[i] = store.Entry{
+			ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email,
+			Credential: store.Credential{Type: store.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
+				Email: email, AccountID: fmt.Sprintf("acct-%d", i)},
+			RotatesIn: 55 * time.Minute, HasRotatesIn: true, ReceivedAt: t0,
+			LastRotation: t0.Add(-time.Hour), Rotations: 3,
+		}
+		s.view.Entries = append(s.view.Entries, &entries[i])
+	}
+	if !usage {
+		return s
+	}
+	for i := n - 1; i >= 0; i-- {
+		e := &entries[i]
+		r := store.UsageReport{Provider: e.Provider, FetchedAt: t0.Add(-time.Minute),
+			Metadata: store.UsageMetadata{Email: e.Credential.Email, AccountID: e.Credential.AccountID}}
+		for j, w := range []string{"5h", "7d", "7d-opus", "30d"} {
+			used := float64((i + j) % 100)
+			r.Limits = append(r.Limits, store.UsageLimit{
+				ID: e.Provider + ":" + w, Label: w, Scope: store.UsageScope{Provider: e.Provider, WindowID: w},
+				Window: &store.UsageWindow{ID: w, Label: w, Duration: 5 * time.Hour, ResetsAt: t0.Add(3 * time.Hour)},
+				Amount: store.UsageAmount{Used: bf(used), Limit: bf(100), Remaining: bf(100 - used),
+					UsedFraction: bf(used / 100), Unit: "percent"},
+				Status: "ok",
+			})
+		}
+		s.reports = append(s.reports, r)
+	}
+	return s
+}
+
+func benchOptions(b *testing.B, src *benchSource, mode identity.Mode) Options {
+	ids, err := identity.New(mode, []byte("bench-key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	o := Options{Source: src, Broker: benchBroker{}, Identity: ids, Now: func() time.Time { return t0 }}
+	if src.reports != nil {
+		o.Usage = NewUsageReader(src, time.Second, nil)
+	}
+	return o
+}
+
+// drain runs Collect of every collector and counts the metrics.
+func drain(cs []prometheus.Collector) int {
+	ch := make(chan prometheus.Metric, 1024)
+	done := make(chan int)
+	go func() {
+		n := 0
+		for range ch {
+			n++
+		}
+		done <- n
+	}()
+	for _, c := range cs {
+		c.Collect(ch)
+	}
+	close(ch)
+	return <-done
+}
+
+func sizeName(n int) string {
+	if n%1000 == 0 {
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// BenchmarkCollect is our share of a scrape: every collector's Collect,
+// const metrics included, with the default (hashed) identity labels.
+func BenchmarkCollect(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("creds="+sizeName(n), func(b *testing.B) {
+			cs := New(benchOptions(b, newBenchSource(n, true), identity.Hashed))
+			series := drain(cs)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				drain(cs)
+			}
+			b.ReportMetric(float64(series), "series/op")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(series), "ns/series")
+		})
+	}
+}
+
+func benchRegistry(b *testing.B, n int) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(New(benchOptions(b, newBenchSource(n, true), identity.Hashed))...)
+	return reg
+}
+
+// BenchmarkGather is Collect plus the registry's Gather (dto conversion,
+// consistency checks, sorting), as promhttp does it, without encoding.
+func BenchmarkGather(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("creds="+sizeName(n), func(b *testing.B) {
+			reg := benchRegistry(b, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := reg.Gather(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEncode is the text encoding of an already gathered scrape,
+// plain and gzipped: client_golang and compress/gzip only.
+func BenchmarkEncode(b *testing.B) {
+	for _, n := range benchSizes {
+		reg := benchRegistry(b, n)
+		mfs, err := reg.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, gz := range []bool{false, true} {
+			name := "creds=" + sizeName(n) + "/plain"
+			if gz {
+				name = "creds=" + sizeName(n) + "/gzip"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				var size int64
+				for b.Loop() {
+					cw := &countWriter{}
+					var w io.Writer = cw
+					var zw *gzip.Writer
+					if gz {
+						zw = gzip.NewWriter(cw)
+						w = zw
+					}
+					enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+					for _, mf := range mfs {
+						if err := enc.Encode(mf); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if zw != nil {
+						zw.Close()
+					}
+					size = cw.n
+				}
+				b.ReportMetric(float64(size), "bytes/op")
+			})
+		}
+	}
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// discardResponse is a ResponseWriter that keeps only the byte count, so
+// the benchmark does not measure buffering a 30 MB body.
+type discardResponse struct {
+	h http.Header
+	n int64
+}
+
+func (d *discardResponse) Header() http.Header         { return d.h }
+func (d *discardResponse) WriteHeader(int)             {}
+func (d *discardResponse) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkScrape is a whole /metrics request through promhttp, the way
+// main wires it (Go and process collectors included), gzip negotiated as
+// Prometheus does.
+func BenchmarkScrape(b *testing.B) {
+	for _, n := range benchSizes {
+		for _, gz := range []bool{true, false} {
+			name := "creds=" + sizeName(n) + "/gzip"
+			if !gz {
+				name = "creds=" + sizeName(n) + "/plain"
+			}
+			b.Run(name, func(b *testing.B) {
+				h := promhttp.HandlerFor(benchRegistry(b, n), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+				if gz {
+					req.Header.Set("Accept-Encoding", "gzip")
+				}
+				b.ReportAllocs()
+				var size int64
+				for b.Loop() {
+					w := &discardResponse{h: http.Header{}}
+					h.ServeHTTP(w, req)
+					size = w.n
+				}
+				b.ReportMetric(float64(size), "bytes/op")
+			})
+		}
+	}
+}
+
+// TestBenchFixtureRenders keeps the benchmark fixture honest: every
+// credential matches its own report and the scrape is what the
+// benchmarks claim to measure.
+func TestBenchFixtureRenders(t *testing.T) {
+	const n = 40
+	src := newBenchSource(n, true)
+	ids, _ := identity.New(identity.Raw, nil)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+		Now: func() time.Time { return t0 }})...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	series := 0
+	for _, mf := range mfs {
+		series += len(mf.GetMetric())
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := buf.String()
+	for i := 1; i <= n; i++ {
+		want := fmt.Sprintf(`authbroker_usage_match{id="%d",provider="%s",state="matched"} 1`, i, benchProviders[(i-1)%len(benchProviders)])
+		if !bytes.Contains(buf.Bytes(), []byte(want)) {
+			t.Fatalf("credential %d did not match its report:\n%s", i, out)
+		}
+		acct := fmt.Sprintf(`account="acct-%d"`, i-1)
+		if !bytes.Contains(buf.Bytes(), []byte(acct)) {
+			t.Fatalf("credential %d: info without %s", i, acct)
+		}
+	}
+	// 32 per credential, plus the fixed families.
+	if series < 32*n {
+		t.Fatalf("%d series for %d credentials, want at least %d", series, n, 32*n)
+	}
+}
