@@ -130,7 +130,8 @@ func TestStoreStreamRestart(t *testing.T) {
 	if v.Generation != h.b.Generation() || len(v.Entries) != 1 {
 		t.Fatalf("gen %d broker %d", v.Generation, h.b.Generation())
 	}
-	st := h.waitStatus("reconnected", func(st SyncStatus) bool { return st.StreamConnected })
+	h.sig.waitFor(t, "recovered", func() bool { return countMsg(h.log, "recovered") == 1 })
+	st := h.s.Status()
 	if st.GenerationResets != 1 || st.LastError != "" {
 		t.Fatalf("%+v", st)
 	}
@@ -164,15 +165,20 @@ func TestStoreBackoff(t *testing.T) {
 			s := h.start(Options{Stream: mode == "stream"})
 			steps := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
 				16 * time.Second, 30 * time.Second, 30 * time.Second}
-			for _, d := range steps {
-				h.sleepAndAdvance(d)
+			for i, d := range steps {
+				if got := h.clk.waitSleep(t, 30*time.Second); got != d {
+					t.Fatalf("step %d: backoff %v, want %v", i, got, d)
+				}
+				if i == len(steps)-1 {
+					st := s.Status()
+					if st.Live || st.LastErrorReason != SyncReason5xx || !strings.Contains(st.LastError, "503") {
+						t.Fatalf("%+v", st)
+					}
+					h.b.ClearFaults()
+				}
+				h.clk.Advance(d)
 			}
-			st := s.Status()
-			if st.Live || st.LastErrorReason != SyncReason5xx || !strings.Contains(st.LastError, "503") {
-				t.Fatalf("%+v", st)
-			}
-			h.b.ClearFaults()
-			h.waitStatus("recovered", func(st SyncStatus) bool { return st.Live })
+			h.sig.waitFor(t, "recovered", func() bool { return countMsg(h.log, "recovered") == 1 })
 			c := s.Counters()
 			if c.SyncErrors[[2]string{mode, SyncReason5xx}] < uint64(len(steps)) || c.SyncRequests[[2]string{mode, "error"}] < uint64(len(steps)) {
 				t.Fatalf("%+v", c)
