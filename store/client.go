@@ -116,6 +116,13 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	return c, nil
 }
 
+// String, GoString and Format keep fmt from walking into the client's
+// fields (the token source sits behind an unexported field, where fmt
+// would ignore its own redacting Format).
+func (c Client) String() string             { return "store.Client(" + c.base + ")" }
+func (c Client) GoString() string           { return c.String() }
+func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+
 // CloseIdleConnections releases idle keep-alive connections.
 func (c *Client) CloseIdleConnections() {
 	c.httpc.CloseIdleConnections()

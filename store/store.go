@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -150,6 +152,14 @@ func newStore(opts Options) *Store {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
+
+// String, GoString and Format print a summary instead of the store's fields.
+func (s *Store) String() string {
+	v := s.Snapshot()
+	return fmt.Sprintf("store.Store(%s, generation %d, %d credentials)", s.client, v.Generation, len(v.Entries))
+}
+func (s *Store) GoString() string           { return s.String() }
+func (s *Store) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
 type nopLogger struct{}
 
