@@ -120,7 +120,12 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	t.onRead()
-	resp.Body = &observedBody{ReadCloser: resp.Body, onRead: t.onRead}
+	body := resp.Body
+	// Not every transport ties the body to the request context; closing it
+	// is what unblocks r3labs' reader when the watchdog or the handler ends
+	// the connection.
+	context.AfterFunc(req.Context(), func() { body.Close() })
+	resp.Body = &observedBody{ReadCloser: body, onRead: t.onRead}
 	return resp, nil
 }
 
