@@ -1,7 +1,13 @@
+// Package store is the oh-my-pi auth-broker client and a Go port of the
+// broker client's RemoteAuthCredentialStore: a live, secret-free mirror of
+// the broker's credential snapshot (SSE stream, long-poll fallback) with
+// the sync status, outcome counters and usage data the exporter publishes.
+// It never imports Prometheus and never keeps token material: access
+// tokens and API keys are reduced to a keyed fingerprint on decode.
 package store
 
-// This file fixes the public surface of the store package. Bodies marked
-// "unimplemented" are filled in by the implementation files.
+// This file holds the agreed public surface (types, constants, Options);
+// the implementations live in the files named below.
 
 import (
 	"context"

@@ -31,7 +31,7 @@ type Store struct {
 	// mu guards the mirror. Entries are immutable: writers replace map
 	// values, readers copy pointers and let go.
 	mu          sync.RWMutex
-	entries     map[int64]*Entry
+	entries     mirror
 	ready       bool
 	gen         int64
 	generatedAt time.Time
@@ -139,7 +139,7 @@ func newStore(opts Options) *Store {
 		clock:   opts.Clock,
 		opts:    opts,
 		log:     opts.Logger,
-		entries: map[int64]*Entry{},
+		entries: newMirror(0),
 		cache:   map[string]cacheItem{},
 		count:   newCounters(),
 	}
@@ -212,11 +212,9 @@ func (s *Store) Snapshot() View {
 		ServerNow:   s.serverNow,
 		ReceivedAt:  s.receivedAt,
 		Refresher:   s.refresher,
-		Entries:     make([]*Entry, 0, len(s.entries)),
+		Entries:     make([]*Entry, len(s.entries.list)),
 	}
-	for _, e := range s.entries {
-		v.Entries = append(v.Entries, e)
-	}
+	copy(v.Entries, s.entries.list)
 	s.mu.RUnlock()
 	for i, e := range v.Entries {
 		v.Entries[i] = withoutExpiredBlocks(e, now)
@@ -281,7 +279,7 @@ func compareInt64(a, b int64) int {
 func (s *Store) entry(id int64) *Entry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.entries[id]
+	return s.entries.get(id)
 }
 
 func (s *Store) providerOf(id int64) string {
@@ -324,10 +322,10 @@ func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
 		return false
 	}
 	reset := s.ready && snap.Generation < s.gen
-	next := make(map[int64]*Entry, len(snap.Entries))
+	next := newMirror(len(snap.Entries))
 	for _, e := range snap.Entries {
-		inheritHistory(s.entries[e.ID], e, snap.ReceivedAt)
-		next[e.ID] = e
+		inheritHistory(s.entries.get(e.ID), e, snap.ReceivedAt)
+		next.set(e)
 	}
 	s.entries = next
 	s.ready = true
@@ -361,10 +359,10 @@ func (s *Store) applyDelta(f *StreamFrame) bool {
 	}
 	switch f.Kind {
 	case EventEntry:
-		inheritHistory(s.entries[f.Entry.ID], f.Entry, f.ReceivedAt)
-		s.entries[f.Entry.ID] = f.Entry
+		inheritHistory(s.entries.get(f.Entry.ID), f.Entry, f.ReceivedAt)
+		s.entries.set(f.Entry)
 	case EventRemoved:
-		delete(s.entries, f.RemovedID)
+		s.entries.del(f.RemovedID)
 	}
 	s.gen = f.Generation
 	s.serverNow = f.ServerNow
@@ -390,25 +388,33 @@ func (s *Store) upsertLocal(es ...*Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range es {
-		inheritHistory(s.entries[e.ID], e, e.ReceivedAt)
-		s.entries[e.ID] = e
+		inheritHistory(s.entries.get(e.ID), e, e.ReceivedAt)
+		s.entries.set(e)
 	}
 }
 
 func (s *Store) removeLocal(id int64) {
 	s.mu.Lock()
-	delete(s.entries, id)
+	s.entries.del(id)
 	s.mu.Unlock()
 }
 
 func (s *Store) removeProviderLocal(provider string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, e := range s.entries {
+	for _, id := range s.providerIDsLocked(provider) {
+		s.entries.del(id)
+	}
+}
+
+func (s *Store) providerIDsLocked(provider string) []int64 {
+	var ids []int64
+	for _, e := range s.entries.list {
 		if e.Provider == provider {
-			delete(s.entries, id)
+			ids = append(ids, e.ID)
 		}
 	}
+	return ids
 }
 
 // replaceProviderLocal swaps in the broker's authoritative post-upload rows
@@ -417,19 +423,17 @@ func (s *Store) replaceProviderLocal(provider string, es []*Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev := map[int64]*Entry{}
-	for id, e := range s.entries {
-		if e.Provider == provider {
-			prev[id] = e
-			delete(s.entries, id)
-		}
+	for _, id := range s.providerIDsLocked(provider) {
+		prev[id] = s.entries.get(id)
+		s.entries.del(id)
 	}
 	for _, e := range es {
 		if p := prev[e.ID]; p != nil {
 			inheritHistory(p, e, e.ReceivedAt)
 		} else {
-			inheritHistory(s.entries[e.ID], e, e.ReceivedAt)
+			inheritHistory(s.entries.get(e.ID), e, e.ReceivedAt)
 		}
-		s.entries[e.ID] = e
+		s.entries.set(e)
 	}
 }
 
@@ -440,14 +444,14 @@ func (s *Store) UpdateCredential(id int64, c Credential) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev := s.entries[id]
+	prev := s.entries.get(id)
 	if prev == nil {
 		return
 	}
 	next := *prev
 	next.Credential = c
 	inheritHistory(prev, &next, now)
-	s.entries[id] = &next
+	s.entries.set(&next)
 }
 
 // GetCache returns a cached value unless it expired (then it is dropped).

@@ -98,7 +98,7 @@ func (s *Store) maxAccountsPerProvider() int {
 	defer s.mu.RUnlock()
 	per := map[string]int{}
 	best := 0
-	for _, e := range s.entries {
+	for _, e := range s.entries.list {
 		per[e.Provider]++
 		best = max(best, per[e.Provider])
 	}
