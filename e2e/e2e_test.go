@@ -302,7 +302,50 @@ func (s *suite) matches() (*snapshot, metrics, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return snap, m, compareMirror(snap, m, s.brokerVer)
+	gen, err := lastStreamedGeneration(filepath.Join(s.broker.dir, "broker.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, m, compareMirror(snap, m, s.brokerVer, gen)
+}
+
+// lastStreamedGeneration reads the broker's log (real-broker.sh truncates
+// it on every start, so it covers the current process only) for the
+// generation of the last stream frame sent; the exporter is the only
+// stream client. Relies on 18.2.3's debug lines "auth-broker stream
+// opened|entry|removed", which carry the frame's generation.
+func lastStreamedGeneration(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	gen, found := int64(0), false
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), `"auth-broker stream `) {
+			continue
+		}
+		var l struct {
+			Message    string `json:"message"`
+			Generation *int64 `json:"generation"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Generation == nil {
+			continue
+		}
+		switch l.Message {
+		case "auth-broker stream opened", "auth-broker stream entry", "auth-broker stream removed":
+			gen, found = *l.Generation, true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("the broker log shows no stream frame yet")
+	}
+	return gen, nil
 }
 
 func (s *suite) eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
@@ -426,7 +469,7 @@ func oneValue(m metrics, name string, want float64, kv ...string) error {
 // to refresh the expired credential; offline, the broker's upstream call
 // fails and it answers 500 with the provider's error, which the store
 // classifies as reason "upstream". The failure is transient for the broker
-// (a DNS error, not invalid_grant), so the row stays. The credential that
+// (connection refused, not invalid_grant), so the row stays. The credential that
 // stayed expired beyond --monitor.disable-expired-after is disabled.
 func (s *suite) selfHealing(t *testing.T) {
 	var selfCause string
@@ -556,11 +599,15 @@ type state struct {
 func (s *suite) lastState(t *testing.T) state {
 	var st state
 	s.eventually(t, "pre-kill state", 60*time.Second, func() error {
-		snap, _, err := s.matches()
+		snap, m, err := s.matches()
 		if err != nil {
 			return err
 		}
-		st = state{ids: snap.ids(), generation: float64(snap.Generation)}
+		g, err := m.one("authbroker_snapshot_generation")
+		if err != nil {
+			return err
+		}
+		st = state{ids: snap.ids(), generation: g}
 		return nil
 	})
 	return st
@@ -704,9 +751,14 @@ func (s *suite) restartBroker(t *testing.T, pre state) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("generation before the kill %v, after the restart %d; resets_total %v", pre.generation, after.Generation, resets)
-	if float64(after.Generation) < pre.generation && resets < 1 {
-		t.Errorf("generation went back from %v to %d but resets_total = %v", pre.generation, after.Generation, resets)
+	gen, err := m.one("authbroker_snapshot_generation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mirror generation before the kill %v, after the restart %v (broker snapshot %d); resets_total %v",
+		pre.generation, gen, after.Generation, resets)
+	if gen < pre.generation && resets < 1 {
+		t.Errorf("generation went back from %v to %v but resets_total = %v", pre.generation, gen, resets)
 	}
 	s.eventually(t, alertUnreachable+" resolved", 60*time.Second, func() error {
 		as, _, err := s.prom.alerts(s.ctx)
@@ -786,11 +838,6 @@ func (s *suite) dashboardQueries(t *testing.T) {
 	var emptyLines []string
 	for _, q := range qs {
 		where := fmt.Sprintf("%s / %q / %s", q.UID, q.Panel, q.RefID)
-		names, err := metricNames(q.Expr)
-		if err != nil {
-			t.Errorf("%s: parse: %v", where, err)
-			continue
-		}
 		r, err := s.prom.query(s.ctx, q.Expr)
 		if err != nil {
 			t.Errorf("%s: Prometheus rejected the query: %v\n  %s", where, err, q.Expr)
@@ -801,6 +848,11 @@ func (s *suite) dashboardQueries(t *testing.T) {
 			continue
 		}
 		empty++
+		names, err := metricNames(q.Expr)
+		if err != nil {
+			t.Errorf("%s: parse: %v", where, err)
+			continue
+		}
 		var why []string
 		for _, n := range names {
 			ok, err := present(n)

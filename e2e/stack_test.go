@@ -38,12 +38,29 @@ func installDeps(ctx context.Context, t testing.TB, root string) tools {
 // broker drives scripts/real-broker.sh with a state dir of its own.
 type broker struct {
 	root, dir, omp string
+	proxy          string // a closed loopback port posing as HTTP(S) proxy
 	url, tokenFile string
 	pid            int
 }
 
+// env keeps the broker offline even on a host with Internet access: bun's
+// fetch honours the proxy variables, so every provider call (refresh,
+// usage) fails at once with ECONNREFUSED, which the broker treats as a
+// transient failure, like a DNS failure on an offline host.
 func (b *broker) env() []string {
-	return append(os.Environ(), "REAL_BROKER_DIR="+b.dir, "OMP="+b.omp, "REAL_BROKER_KEEP=1")
+	env := []string{"REAL_BROKER_DIR=" + b.dir, "OMP=" + b.omp, "REAL_BROKER_KEEP=1",
+		"NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost"}
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"} {
+		env = append(env, k+"="+b.proxy)
+	}
+	out := []string{}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.Contains(strings.ToLower(k), "proxy") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, env...)
 }
 
 func (b *broker) script(ctx context.Context, args ...string) (map[string]string, error) {
@@ -56,7 +73,7 @@ func (b *broker) script(ctx context.Context, args ...string) (map[string]string,
 
 func startBroker(ctx context.Context, t testing.TB, root, dir, omp string) *broker {
 	t.Helper()
-	b := &broker{root: root, dir: dir, omp: omp}
+	b := &broker{root: root, dir: dir, omp: omp, proxy: "http://127.0.0.1:" + strconv.Itoa(freePort(t))}
 	t.Cleanup(func() {
 		// The script stops by pid file; the group kill covers a broker the
 		// script lost track of.
