@@ -180,19 +180,7 @@ func golden(t *testing.T, name string, c prometheus.Collector) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".prom")
 	if *update {
-		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(c)
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sb strings.Builder
-		for _, mf := range mfs {
-			if _, err := expfmt.MetricFamilyToText(&sb, mf); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(scrape(t, c)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
