@@ -85,7 +85,8 @@ const (
 //     "deduplicated duplicate credential"; nothing to do.
 //   - manual: a person asked for it: "disabled via auth-broker" (the broker's
 //     default for POST /disable without a cause), "deleted by user",
-//     "logged out by user".
+//     "logged out by user", or the operator's own policy carried out by this
+//     exporter (--monitor.disable-expired-after, cause "authbroker_exporter: …").
 //   - other: everything else, including free-text causes an operator passed
 //     to the disable route: they cannot be told apart from error messages,
 //     and an unknown text must not be mistaken for a deliberate action.
@@ -100,7 +101,8 @@ func DisableCause(cause string) string {
 		return CauseReplaced
 	case c == "disabled via auth-broker",
 		c == "deleted by user",
-		c == "logged out by user":
+		c == "logged out by user",
+		strings.HasPrefix(c, "authbroker_exporter:"):
 		return CauseManual
 	}
 	return CauseOther
