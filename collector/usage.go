@@ -27,6 +27,25 @@ type UsageReader struct {
 	mu       sync.Mutex
 	lastGood []store.UsageReport
 	timedOut bool
+	// idx indexes the last report set seen; the store hands out the same
+	// immutable slice until its next fetch, so one index serves every
+	// scrape in between.
+	idx *store.UsageIndex
+	of  []store.UsageReport
+}
+
+// index returns the match index of reports, built once per report set.
+func (u *UsageReader) index(reports []store.UsageReport) *store.UsageIndex {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.idx == nil || !sameReports(u.of, reports) {
+		u.idx, u.of = store.NewUsageIndex(reports), reports
+	}
+	return u.idx
+}
+
+func sameReports(a, b []store.UsageReport) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // NewUsageReader returns a reader that waits at most timeout (default 2 s)
@@ -101,17 +120,14 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 	if !ok {
 		return
 	}
-	byProvider := map[string][]store.UsageReport{}
-	for _, r := range reports {
-		byProvider[r.Provider] = append(byProvider[r.Provider], r)
-	}
-	claimed := map[*store.UsageReport]struct{}{}
+	x := c.o.Usage.index(reports)
+	claimed := make(map[*store.UsageReport]struct{}, len(reports))
 	for _, e := range c.o.Source.Snapshot().Entries {
 		if e.Credential.Type != store.TypeOAuth {
 			continue
 		}
 		id, provider := strconv.FormatInt(e.ID, 10), label(e.Provider)
-		r, found := store.MatchUsageReport(byProvider[e.Provider], e)
+		r, found := x.Match(e)
 		gauge(ch, c.match, boolf(found), id, provider, "matched")
 		gauge(ch, c.match, boolf(!found), id, provider, "unmatched")
 		if !found {
@@ -121,13 +137,15 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, c.fetched, unix(r.FetchedAt), id, provider)
 		c.collectLimits(ch, r, id, provider)
 	}
-	for p, rs := range byProvider {
-		n := 0
-		for i := range rs {
-			if _, ok := claimed[&rs[i]]; !ok {
-				n++
-			}
+	unmatched := map[string]int{}
+	for i := range reports {
+		n := unmatched[reports[i].Provider]
+		if _, ok := claimed[&reports[i]]; !ok {
+			n++
 		}
+		unmatched[reports[i].Provider] = n
+	}
+	for p, n := range unmatched {
 		gauge(ch, c.unmatched, float64(n), label(p))
 	}
 }
