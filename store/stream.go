@@ -177,9 +177,13 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	var lastByte atomic.Int64
+	var (
+		lastByte atomic.Int64
+		answered atomic.Bool // the broker sent a response, not just a hang-up
+	)
 	lastByte.Store(cfg.clock.Now().UnixNano())
 	onRead := func() {
+		answered.Store(true)
 		lastByte.Store(cfg.clock.Now().UnixNano())
 		if cfg.onBytes != nil {
 			cfg.onBytes()
@@ -253,9 +257,11 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		return c.statusErr(r, &response{status: sb.status, body: sb.body})
 	case errors.Is(err, bufio.ErrTooLong):
 		return protoErr("stream", "frame larger than %d bytes", c.maxBody)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && answered.Load():
 		return ErrStreamEnded
 	}
+	// A connection closed before any answer is a broker that cannot be
+	// reached, as for every other route.
 	return c.netErr(&request{method: http.MethodGet, path: streamPath, timeout: c.timeout}, sctx, err)
 }
 
