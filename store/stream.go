@@ -95,23 +95,43 @@ type statusBody struct {
 
 func (e *statusBody) Error() string { return http.StatusText(e.status) }
 
-// observedBody reports every successful read to the idle watchdog.
+// observedBody reports every successful read to the idle watchdog, and
+// a body that ends (EOF or error) part-way through an event.
 type observedBody struct {
 	io.ReadCloser
 	onRead func()
+	onCut  func()
+	tail   [3]byte // the last bytes read
+	n      int
 }
 
 func (b *observedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
 		b.onRead()
+		for _, c := range p[max(0, n-3):n] {
+			b.tail = [3]byte{b.tail[1], b.tail[2], c}
+			b.n++
+		}
+	}
+	if err != nil && !b.atBoundary() {
+		b.onCut()
 	}
 	return n, err
+}
+
+// atBoundary: nothing read yet, or the bytes so far end with a blank line
+// (any of the SSE line endings).
+func (b *observedBody) atBoundary() bool {
+	t := b.tail
+	return b.n == 0 || t[1] == '\n' && t[2] == '\n' || t[1] == '\r' && t[2] == '\r' ||
+		b.n >= 3 && t == [3]byte{'\n', '\r', '\n'}
 }
 
 type observingTransport struct {
 	base   http.RoundTripper
 	onRead func()
+	onCut  func()
 }
 
 func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -125,7 +145,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	// is what unblocks r3labs' reader when the watchdog or the handler ends
 	// the connection.
 	context.AfterFunc(req.Context(), func() { body.Close() })
-	resp.Body = &observedBody{ReadCloser: body, onRead: t.onRead}
+	resp.Body = &observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut}
 	return resp, nil
 }
 
@@ -180,6 +200,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 	var (
 		lastByte atomic.Int64
 		answered atomic.Bool // the broker sent a response, not just a hang-up
+		cut      atomic.Bool // the body ended in the middle of an event
 	)
 	lastByte.Store(cfg.clock.Now().UnixNano())
 	onRead := func() {
@@ -213,18 +234,33 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		url:        c.base + streamPath,
 		header:     header,
 		maxBuffer:  c.maxBody,
-		httpClient: &http.Client{Transport: &observingTransport{base: c.streamRT, onRead: onRead}},
+		httpClient: &http.Client{Transport: &observingTransport{base: c.streamRT, onRead: onRead, onCut: func() { cut.Store(true) }}},
 	})
 
 	var (
 		handlerErr error
 		first      = true
+		// cutFrame failed to decode after the connection broke mid-event.
+		// If nothing follows it, it is the unterminated remainder r3labs
+		// hands over at EOF, which the SSE spec discards: the connection
+		// ended (eof), the broker sent nothing wrong. If another event
+		// follows, it was a complete bad frame after all.
+		cutFrame error
 	)
 	err := sub.Subscribe(sctx, func(data []byte) {
 		if handlerErr != nil {
 			return // events already queued when the handler stopped the stream
 		}
+		if cutFrame != nil {
+			handlerErr = cutFrame
+			cancel(errStreamStopped)
+			return
+		}
 		f, err := decodeFrame(data, cfg.clock.Now())
+		if err != nil && cut.Load() {
+			cutFrame = err
+			return
+		}
 		if err == nil && first && f.Kind != EventSnapshot {
 			err = protoErr("stream", "first frame is %s, not snapshot", quoteShort(f.Kind))
 		}
