@@ -844,3 +844,39 @@ func TestStreamCutMidFrame(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreBadFrameOnEveryConnectionEscalates: a broker that sends a good
+// snapshot, then a frame the exporter cannot read, on every connection
+// does not get a full-snapshot reconnect every 500 ms: the backoff keeps
+// escalating to its cap, as for any other persistent failure.
+func TestStoreBadFrameOnEveryConnectionEscalates(t *testing.T) {
+	e := newEnv(t, ClientOptions{})
+	e.f.set(func(f *front) {
+		f.firstFrame = func(b []byte) []byte { return append(b, "event: entry\ndata: {not json\n\n"...) }
+	})
+	e.start(Options{Stream: true})
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
+		16 * time.Second, 30 * time.Second, 30 * time.Second}
+	for i, d := range want {
+		if got := e.clk.waitSleep(t, 30*time.Second); got != d {
+			t.Fatalf("reconnect %d after %v, want %v", i, got, d)
+		}
+		e.clk.Advance(d)
+	}
+	// The snapshots were good: the mirror is current, and one clean
+	// connection resets the backoff.
+	if got, want := e.mirror(), e.brokerState(); got.String() != want.String() {
+		t.Fatalf("mirror\n%s\nbroker\n%s", got, want)
+	}
+	e.f.set(func(f *front) { f.firstFrame = nil })
+	e.clk.waitSleep(t, 30*time.Second)
+	e.clk.Advance(30 * time.Second)
+	e.waitStatus("connected", func(st SyncStatus) bool { return st.StreamConnected })
+	if err := e.b.WaitForStreams(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	e.b.CutStreams()
+	if got := e.clk.waitSleep(t, 30*time.Second); got != 500*time.Millisecond {
+		t.Fatalf("backoff after a healthy connection %v, want 500ms", got)
+	}
+}

@@ -118,6 +118,7 @@ func (s *Store) run() {
 // still escalates.
 func (s *Store) followStream(bo *retryDelay) error {
 	connected := false
+	before := *bo
 	err := s.client.stream(s.ctx, streamConfig{idle: s.opts.IdleTimeout, clock: s.clock, onBytes: s.streamBytes}, func(f *StreamFrame) error {
 		s.applyFrame(f)
 		if !connected {
@@ -131,6 +132,13 @@ func (s *Store) followStream(bo *retryDelay) error {
 	s.streamConnected.Store(false)
 	if s.ctx.Err() != nil {
 		return err
+	}
+	var pe *ProtocolError
+	if connected && errors.As(err, &pe) {
+		// A broker that sends a snapshot, then a frame the exporter cannot
+		// read, on every connection was not healthy after all: keep
+		// escalating rather than fetch a full snapshot every 500 ms.
+		*bo = before
 	}
 	s.syncFailed(ModeStream, err, !connected)
 	return err
