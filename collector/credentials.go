@@ -1,10 +1,13 @@
 package collector
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/authbroker/authbroker_exporter/health"
 	"github.com/authbroker/authbroker_exporter/store"
@@ -18,6 +21,31 @@ type credentialCollector struct {
 	o Options
 
 	credentials, info, expiry, rotatesIn, lastRotation, rotations, blocked, disabled *prometheus.Desc
+
+	names *labelNames
+	cache entryCache[*credentialRow]
+}
+
+// credentialRow is the label material of one entry version.
+type credentialRow struct {
+	e                             *store.Entry
+	id, provider, typ             string
+	identity, email, account, org string
+	idProvider                    []*dto.LabelPair // {id, provider}
+	info                          []*dto.LabelPair
+}
+
+func (c *credentialCollector) row(e *store.Entry) *credentialRow {
+	cr := &e.Credential
+	r := &credentialRow{e: e, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider), typ: label(cr.Type),
+		identity: c.ident(e.IdentityKey), email: c.ident(cr.Email), account: c.ident(cr.AccountID), org: c.ident(cr.OrgID)}
+	n := c.names
+	id, provider := pair(&n.id, &r.id), pair(&n.provider, &r.provider)
+	r.idProvider = []*dto.LabelPair{id, provider}
+	// Sorted by label name, as the client library keeps them.
+	r.info = []*dto.LabelPair{pair(&n.account, &r.account), pair(&n.email, &r.email), id,
+		pair(&n.identity, &r.identity), pair(&n.org, &r.org), provider, pair(&n.typ, &r.typ)}
+	return r
 }
 
 func newCredentialCollector(o Options) *credentialCollector {
@@ -31,6 +59,7 @@ func newCredentialCollector(o Options) *credentialCollector {
 		rotations:    desc("credential_rotations_total", "Token rotations observed by the exporter.", "id", "provider"),
 		blocked:      desc("credential_blocked_until_timestamp_seconds", "End of an active rate-limit block, per scope.", "id", "provider", "scope"),
 		disabled:     desc("credentials_disabled", "Disabled credentials (broker tombstones) by provider and cause.", "provider", "cause"),
+		names:        newLabelNames(),
 	}
 }
 
@@ -41,28 +70,37 @@ func (c *credentialCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *credentialCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.o.Now()
 	v := c.o.Source.Snapshot()
+	rows := c.cache.update(v.Entries, func(e *store.Entry, old *credentialRow, hit bool) (*credentialRow, bool) {
+		if hit {
+			return old, true
+		}
+		return c.row(e), true
+	})
+	sortedByID(rows, func(r *credentialRow) string { return r.id })
 	counts := map[[2]string]int{}
-	for _, e := range v.Entries {
-		cr := &e.Credential
-		id, provider := strconv.FormatInt(e.ID, 10), label(e.Provider)
-		counts[[2]string{provider, label(cr.Type)}]++
-		gauge(ch, c.info, 1, id, provider, label(cr.Type),
-			c.ident(e.IdentityKey), c.ident(cr.Email), c.ident(cr.AccountID), c.ident(cr.OrgID))
+	em := emitter{ch: ch}
+	for _, r := range rows {
+		e, cr := r.e, &r.e.Credential
+		counts[[2]string{r.provider, r.typ}]++
+		em.gauge(c.info, r.info, 1)
 		if cr.Type != store.TypeOAuth {
 			continue
 		}
 		if cr.HasExpires {
-			gauge(ch, c.expiry, unix(cr.Expires), id, provider)
+			em.gauge(c.expiry, r.idProvider, unix(cr.Expires))
 		}
 		if d, ok := e.RotationDeadline(); ok {
-			gauge(ch, c.rotatesIn, d.Sub(now).Seconds(), id, provider)
+			em.gauge(c.rotatesIn, r.idProvider, d.Sub(now).Seconds())
 		}
 		if !e.LastRotation.IsZero() {
-			gauge(ch, c.lastRotation, unix(e.LastRotation), id, provider)
+			em.gauge(c.lastRotation, r.idProvider, unix(e.LastRotation))
 		}
-		counter(ch, c.rotations, float64(e.Rotations), id, provider)
-		for scope, until := range activeBlocks(e.Blocks, now) {
-			gauge(ch, c.blocked, unix(until), id, provider, scope)
+		em.counter(c.rotations, r.idProvider, float64(e.Rotations))
+		if len(e.Blocks) > 0 {
+			blocks := activeBlocks(e.Blocks, now)
+			for _, scope := range slices.Sorted(maps.Keys(blocks)) {
+				gauge(ch, c.blocked, unix(blocks[scope]), r.id, r.provider, scope)
+			}
 		}
 	}
 	for k, n := range counts {

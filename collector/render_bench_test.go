@@ -8,7 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +39,9 @@ var benchSizes = []int{1000, 10000, 50000}
 type benchSource struct {
 	view    store.View
 	reports []store.UsageReport
+	// fresh hands out a new report slice on every call, as the store does
+	// once per usage fetch (every 15 s): no per-report-set cache survives.
+	fresh bool
 }
 
 func (s *benchSource) Snapshot() store.View { return s.view }
@@ -44,6 +50,9 @@ func (s *benchSource) Status() store.SyncStatus {
 }
 func (s *benchSource) Counters() store.Counters { return store.Counters{} }
 func (s *benchSource) UsageReports(context.Context) ([]store.UsageReport, error) {
+	if s.fresh {
+		return slices.Clone(s.reports), nil
+	}
 	return s.reports, nil
 }
 
@@ -136,26 +145,43 @@ func sizeName(n int) string {
 
 // BenchmarkCollect is our share of a scrape: every collector's Collect,
 // const metrics included, with the default (hashed) identity labels.
+// "fresh" gets a new usage report set on every scrape (what a scrape
+// interval longer than the store's 15 s usage TTL sees), "same" the same
+// one (scrapes within the TTL).
 func BenchmarkCollect(b *testing.B) {
 	for _, n := range benchSizes {
-		b.Run("creds="+sizeName(n), func(b *testing.B) {
-			cs := New(benchOptions(b, newBenchSource(n, true), identity.Hashed))
-			series := drain(cs)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				drain(cs)
+		for _, fresh := range []bool{true, false} {
+			name := "creds=" + sizeName(n) + "/usage=same"
+			if fresh {
+				name = "creds=" + sizeName(n) + "/usage=fresh"
 			}
-			b.ReportMetric(float64(series), "series/op")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(series), "ns/series")
-		})
+			b.Run(name, func(b *testing.B) { benchCollect(b, n, fresh) })
+		}
 	}
 }
 
+func benchCollect(b *testing.B, n int, fresh bool) {
+	src := newBenchSource(n, true)
+	src.fresh = fresh
+	cs := New(benchOptions(b, src, identity.Hashed))
+	series := drain(cs)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		drain(cs)
+	}
+	b.ReportMetric(float64(series), "series/op")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(series), "ns/series")
+}
+
+// benchRegistry is main's registry; its usage reports change on every
+// scrape (the usage=fresh case of BenchmarkCollect).
 func benchRegistry(b *testing.B, n int) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(New(benchOptions(b, newBenchSource(n, true), identity.Hashed))...)
+	src := newBenchSource(n, true)
+	src.fresh = true
+	reg.MustRegister(New(benchOptions(b, src, identity.Hashed))...)
 	return reg
 }
 
@@ -233,9 +259,13 @@ func (d *discardResponse) Header() http.Header         { return d.h }
 func (d *discardResponse) WriteHeader(int)             {}
 func (d *discardResponse) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
 
+// promAccept is the Accept header of a Prometheus 3 scrape with the default
+// scrape protocols; promhttp answers it with text 1.0.0, no name escaping.
+const promAccept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.7,application/openmetrics-text;version=0.0.1;q=0.6,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.3"
+
 // BenchmarkScrape is a whole /metrics request through promhttp, the way
-// main wires it (Go and process collectors included), gzip negotiated as
-// Prometheus does.
+// main wires it (Go and process collectors included), with the headers of
+// a Prometheus 3 scrape (gzip) or of curl (plain).
 func BenchmarkScrape(b *testing.B) {
 	for _, n := range benchSizes {
 		for _, gz := range []bool{true, false} {
@@ -247,6 +277,7 @@ func BenchmarkScrape(b *testing.B) {
 				h := promhttp.HandlerFor(benchRegistry(b, n), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 				if gz {
+					req.Header.Set("Accept", promAccept)
 					req.Header.Set("Accept-Encoding", "gzip")
 				}
 				b.ReportAllocs()
@@ -299,4 +330,124 @@ func TestBenchFixtureRenders(t *testing.T) {
 	if series < 32*n {
 		t.Fatalf("%d series for %d credentials, want at least %d", series, n, 32*n)
 	}
+}
+
+func gatherText(t *testing.T, g prometheus.Gatherer) string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.String()
+}
+
+// mutableSource lets a test swap the view between scrapes.
+type mutableSource struct {
+	benchSource
+	mu sync.Mutex
+}
+
+func (s *mutableSource) Snapshot() store.View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.view
+	v.Entries = slices.Clone(v.Entries)
+	return v
+}
+
+func (s *mutableSource) setEntries(es []*store.Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.view.Entries = es
+}
+
+// TestSeriesCacheFollowsEntries: the label pairs cached per entry version
+// must follow a replaced entry, drop a removed one, and give the same text
+// on a cache hit as on a miss.
+func TestSeriesCacheFollowsEntries(t *testing.T) {
+	src := &mutableSource{benchSource: *newBenchSource(6, true)}
+	src.fresh = true
+	ids, _ := identity.New(identity.Raw, nil)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+		Now: func() time.Time { return t0 }})...)
+	first := gatherText(t, reg)
+	if again := gatherText(t, reg); again != first {
+		t.Fatalf("a scrape served from the cache differs:\n%s\n---\n%s", first, again)
+	}
+	src.fresh = false
+	if again := gatherText(t, reg); again != first {
+		t.Fatal("a scrape with an unchanged report set differs")
+	}
+	// A new report set with new numbers replaces the cached usage rows.
+	reports := slices.Clone(src.reports)
+	for i := range reports {
+		reports[i].Limits = slices.Clone(reports[i].Limits)
+		reports[i].Limits[0].Amount.UsedFraction = bf(0.875)
+	}
+	src.reports = reports
+	if out := gatherText(t, reg); strings.Count(out, "} 0.875\n") != 6 {
+		t.Fatalf("new usage numbers not shown:\n%s", out)
+	}
+
+	es := slices.Clone(src.Snapshot().Entries)
+	var gone *store.Entry
+	for i, e := range es {
+		switch e.ID {
+		case 1:
+			cp := *e
+			cp.Credential.Email = "rotated@example.com"
+			cp.Rotations = 4
+			es[i] = &cp
+		case 2:
+			gone = e
+		}
+	}
+	es = slices.DeleteFunc(es, func(e *store.Entry) bool { return e == gone })
+	src.setEntries(es)
+	out := gatherText(t, reg)
+	for _, want := range []string{`email="rotated@example.com"`, `authbroker_credential_rotations_total{id="1",provider="anthropic"} 4`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("replaced entry: %s missing", want)
+		}
+	}
+	for _, stale := range []string{`email="user0@example.com"`, `id="2"`} {
+		if strings.Contains(out, stale) {
+			t.Errorf("stale series %s survived", stale)
+		}
+	}
+}
+
+// TestConcurrentScrapes shares the per-entry caches between overlapping
+// scrapes while the mirror changes (run with -race).
+func TestConcurrentScrapes(t *testing.T) {
+	src := &mutableSource{benchSource: *newBenchSource(50, true)}
+	ids, _ := identity.New(identity.Hashed, []byte("k"))
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+		Now: func() time.Time { return t0 }})...)
+	all := src.Snapshot().Entries
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				if g == 0 {
+					src.setEntries(all[:len(all)-i])
+				}
+				if _, err := reg.Gather(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -1,9 +1,12 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/authbroker/authbroker_exporter/store"
 )
@@ -66,6 +70,9 @@ type usageCollector struct {
 	o Options
 
 	usedFraction, used, max, remaining, resets, status, fetched, match, unmatched *prometheus.Desc
+
+	names *labelNames
+	cache entryCache[*usageRow]
 }
 
 func newUsageCollector(o Options) *usageCollector {
@@ -82,6 +89,7 @@ func newUsageCollector(o Options) *usageCollector {
 		fetched:      desc("usage_report_fetched_timestamp_seconds", "fetchedAt of the usage report matched to the credential.", "id", "provider"),
 		match:        desc("usage_match", "1 for the credential's usage match state (matched, unmatched), 0 for the other; OAuth credentials only.", "id", "provider", "state"),
 		unmatched:    desc("usage_reports_unmatched", "Usage reports no credential claimed, by provider.", "provider"),
+		names:        newLabelNames(),
 	}
 }
 
@@ -121,21 +129,47 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	x := c.o.Usage.index(reports)
-	claimed := make(map[*store.UsageReport]struct{}, len(reports))
-	for _, e := range c.o.Source.Snapshot().Entries {
+	rows := c.cache.update(c.o.Source.Snapshot().Entries, func(e *store.Entry, old *usageRow, hit bool) (*usageRow, bool) {
 		if e.Credential.Type != store.TypeOAuth {
-			continue
+			return nil, false
 		}
-		id, provider := strconv.FormatInt(e.ID, 10), label(e.Provider)
-		r, found := x.Match(e)
-		gauge(ch, c.match, boolf(found), id, provider, "matched")
-		gauge(ch, c.match, boolf(!found), id, provider, "unmatched")
+		if hit && old.idx == x {
+			return old, true
+		}
+		return c.row(e, x), true
+	})
+	sortedByID(rows, func(r *usageRow) string { return r.id })
+	claimed := make(map[*store.UsageReport]struct{}, len(reports))
+	em := emitter{ch: ch}
+	for _, r := range rows {
+		found := r.report != nil
+		em.gauge(c.match, r.matched, boolf(found))
+		em.gauge(c.match, r.unmatched, boolf(!found))
 		if !found {
 			continue
 		}
-		claimed[r] = struct{}{}
-		gauge(ch, c.fetched, unix(r.FetchedAt), id, provider)
-		c.collectLimits(ch, r, id, provider)
+		claimed[r.report] = struct{}{}
+		em.gauge(c.fetched, r.idProvider, unix(r.report.FetchedAt))
+		for i := range r.limits {
+			l := &r.limits[i]
+			if l.hasFraction {
+				em.gauge(c.usedFraction, l.labels, l.fraction)
+			}
+			a := &l.src.Amount
+			if a.Used != nil {
+				em.gauge(c.used, l.unitLabels, *a.Used)
+			}
+			if a.Limit != nil {
+				em.gauge(c.max, l.unitLabels, *a.Limit)
+			}
+			if a.Remaining != nil {
+				em.gauge(c.remaining, l.unitLabels, *a.Remaining)
+			}
+			if w := l.src.Window; w != nil && !w.ResetsAt.IsZero() {
+				em.gauge(c.resets, l.labels, unix(w.ResetsAt))
+			}
+			em.gauge(c.status, l.labels, l.status)
+		}
 	}
 	unmatched := map[string]int{}
 	for i := range reports {
@@ -152,42 +186,69 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 
 var statusValue = map[string]float64{"ok": 0, "warning": 1, "exhausted": 2}
 
-func (c *usageCollector) collectLimits(ch chan<- prometheus.Metric, r *store.UsageReport, id, provider string) {
-	seen := map[[2]string]struct{}{}
-	for i := range r.Limits {
-		l := &r.Limits[i]
-		window := ""
+// usageRow is the label material of one OAuth entry version against one
+// report set (idx): its match and the series of its report's limits.
+type usageRow struct {
+	idx                *store.UsageIndex
+	report             *store.UsageReport // nil = unmatched
+	id, provider       string
+	idProvider         []*dto.LabelPair
+	matched, unmatched []*dto.LabelPair // {id, provider, state}
+	limits             []limitRow
+}
+
+type limitRow struct {
+	src                *store.UsageLimit
+	limit, window      string
+	unit               string
+	labels, unitLabels []*dto.LabelPair // {id, limit, provider, window}, + unit
+	fraction, status   float64
+	hasFraction        bool
+}
+
+func (c *usageCollector) row(e *store.Entry, x *store.UsageIndex) *usageRow {
+	n := c.names
+	r := &usageRow{idx: x, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider)}
+	id, provider := pair(&n.id, &r.id), pair(&n.provider, &r.provider)
+	r.idProvider = []*dto.LabelPair{id, provider}
+	r.matched = []*dto.LabelPair{id, provider, pair(&n.state, &n.matched)}
+	r.unmatched = []*dto.LabelPair{id, provider, pair(&n.state, &n.unmatched)}
+	rep, found := x.Match(e)
+	if !found {
+		return r
+	}
+	r.report = rep
+	seen := make(map[[2]string]struct{}, len(rep.Limits))
+	r.limits = make([]limitRow, 0, len(rep.Limits))
+	for i := range rep.Limits {
+		l := &rep.Limits[i]
+		lr := limitRow{src: l, limit: label(l.ID), unit: label(l.Amount.Unit)}
 		if l.Window != nil {
-			window = label(l.Window.ID)
+			lr.window = label(l.Window.ID)
 		}
-		limit := label(l.ID)
 		// A report listing one limit twice would otherwise emit a duplicate
-		// series and fail the whole scrape.
-		key := [2]string{limit, window}
+		// series and fail the whole scrape; the first one wins.
+		key := [2]string{lr.limit, lr.window}
 		if _, dup := seen[key]; dup {
 			continue
 		}
 		seen[key] = struct{}{}
-		lv := []string{id, provider, limit, window}
-		if f, ok := l.Amount.EffectiveUsedFraction(); ok {
-			gauge(ch, c.usedFraction, f, lv...)
+		lr.fraction, lr.hasFraction = l.Amount.EffectiveUsedFraction()
+		var known bool
+		if lr.status, known = statusValue[l.Status]; !known {
+			lr.status = -1
 		}
-		unit := label(l.Amount.Unit)
-		for _, a := range []struct {
-			d *prometheus.Desc
-			v *float64
-		}{{c.used, l.Amount.Used}, {c.max, l.Amount.Limit}, {c.remaining, l.Amount.Remaining}} {
-			if a.v != nil {
-				gauge(ch, a.d, *a.v, id, provider, limit, window, unit)
-			}
-		}
-		if l.Window != nil && !l.Window.ResetsAt.IsZero() {
-			gauge(ch, c.resets, unix(l.Window.ResetsAt), lv...)
-		}
-		s, known := statusValue[l.Status]
-		if !known {
-			s = -1
-		}
-		gauge(ch, c.status, s, lv...)
+		r.limits = append(r.limits, lr)
 	}
+	slices.SortFunc(r.limits, func(a, b limitRow) int {
+		return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
+	})
+	// Pairs point into r.limits, which is final now.
+	for i := range r.limits {
+		lr := &r.limits[i]
+		lim, win := pair(&n.limit, &lr.limit), pair(&n.window, &lr.window)
+		lr.labels = []*dto.LabelPair{id, lim, provider, win}
+		lr.unitLabels = []*dto.LabelPair{id, lim, provider, pair(&n.unit, &lr.unit), win}
+	}
+	return r
 }
