@@ -123,10 +123,15 @@ func TestStoreStreamTokenRotation(t *testing.T) {
 	if c := s.Counters(); c.SyncErrors[[2]string{"stream", SyncReasonUnauthorized}] != 0 {
 		t.Fatalf("rotation surfaced as an error: %+v", c.SyncErrors)
 	}
-	// Without a new file the 401 is an error, with its own reason.
+	// Without a new file the 401 is an error, with its own reason. (The
+	// idle watchdog forces the reconnect: cutting streams could race with
+	// the fake broker registering the new one.)
 	h.b.SetToken("yet-another")
-	h.b.CutStreams()
-	h.sleepAndAdvance(500 * time.Millisecond)
+	if d := h.clk.waitSleep(t, time.Minute); d != time.Minute {
+		t.Fatalf("watchdog sleeps %v", d)
+	}
+	h.clk.Advance(time.Minute)
+	h.sleepAndAdvance(500 * time.Millisecond) // backoff after the idle drop
 	st := h.waitStatus("unauthorized", func(st SyncStatus) bool { return st.LastErrorReason == SyncReasonUnauthorized })
 	assertNoCanary(t, "status", fmt.Sprintf("%#v", st))
 	assertNoCanary(t, "log", h.log.String())
