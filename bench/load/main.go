@@ -1,0 +1,504 @@
+// Command load runs the exporter binary against an in-process fake broker
+// holding many credentials, each with a usage report, while the broker's
+// stream applies a steady rate of deltas and many scrapers read /metrics
+// concurrently. It prints a table of the exporter's heap, RSS and
+// goroutines over time and a summary.
+//
+// It asserts correctness only: every scrape must succeed and upstream
+// /v1/usage calls must stay within one per usage TTL (the store's
+// single-flight cache). Timings are reported, never asserted.
+//
+//	go run ./bench/load                      # 10k credentials, 50 scrapers, 1k deltas/s, 2 min
+//	go run ./bench/load -duration=30s -credentials=2000
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/authbroker/authbroker_exporter/store/brokertest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	credentials int
+	scrapers    int
+	interval    time.Duration
+	deltas      int
+	duration    time.Duration
+	sample      time.Duration
+	usageTTL    time.Duration
+	binary      string
+}
+
+func run() error {
+	var c config
+	flag.IntVar(&c.credentials, "credentials", 10000, "OAuth credentials in the broker, each with a usage report")
+	flag.IntVar(&c.scrapers, "scrapers", 50, "concurrent scrapers")
+	flag.DurationVar(&c.interval, "interval", 15*time.Second, "each scraper's scrape interval, the scrapers spread over it like independent Prometheus servers (0 = back to back, a stress test)")
+	flag.IntVar(&c.deltas, "deltas", 1000, "credential changes per second on the broker (each becomes a stream entry frame)")
+	flag.DurationVar(&c.duration, "duration", 2*time.Minute, "how long to run")
+	flag.DurationVar(&c.sample, "sample", 5*time.Second, "how often to sample the exporter's heap and goroutines")
+	flag.DurationVar(&c.usageTTL, "usage-ttl", 15*time.Second, "the store's usage cache TTL (for the upstream call bound)")
+	flag.StringVar(&c.binary, "exporter", "", "exporter binary (default: go build the repository's)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	bin := c.binary
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "authbroker-load")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "authbroker_exporter")
+		fmt.Println("building the exporter…")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build (run from the repository root): %v\n%s", err, out)
+		}
+	}
+
+	b, ids, err := seed(c)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	exp, err := startExporter(ctx, bin, b)
+	if err != nil {
+		return err
+	}
+	defer exp.stop()
+	fmt.Printf("exporter on %s; waiting for the first snapshot of %d credentials…\n", exp.addr, c.credentials)
+	if err := exp.waitReady(ctx, c.credentials); err != nil {
+		return err
+	}
+	usageBefore := b.Requests("/v1/usage")
+
+	runCtx, cancel := context.WithTimeout(ctx, c.duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var changes atomic.Int64
+	wg.Go(func() { churn(runCtx, b, ids, c.deltas, &changes) })
+	res := &results{}
+	client := &http.Client{Timeout: 2 * time.Minute}
+	for i := range c.scrapers {
+		wg.Go(func() { scrapeLoop(runCtx, client, exp.addr, c.interval, i, c.scrapers, res) })
+	}
+	samples := sampleLoop(runCtx, exp, c.sample, res, &changes)
+	wg.Wait()
+	end := sampleOnce(exp, time.Duration(0), res, &changes)
+	end.t = c.duration
+
+	usageCalls := b.Requests("/v1/usage") - usageBefore
+	return report(c, append(samples, end), res, usageCalls, changes.Load(), exp)
+}
+
+// seed fills the broker: credentials over four providers, one usage
+// report per credential, matched by email.
+func seed(c config) (*brokertest.Broker, []int64, error) {
+	token := fmt.Sprintf("load-token-%d", rand.Int64())
+	b := brokertest.New(brokertest.Options{Token: token})
+	providers := []string{"anthropic", "openai-codex", "google-gemini-cli", "github-copilot"}
+	now := time.Now()
+	ids := make([]int64, c.credentials)
+	reports := make([]json.RawMessage, c.credentials)
+	for i := range c.credentials {
+		p := providers[i%len(providers)]
+		email := fmt.Sprintf("user%d@example.com", i)
+		ids[i] = b.AddOAuth(p, brokertest.OAuth{Access: fmt.Sprintf("access-%d-0", i), Refresh: "r",
+			Expires: now.Add(time.Duration(1+i%240) * time.Minute), Email: email, AccountID: fmt.Sprintf("acct-%d", i)})
+		rep, err := json.Marshal(map[string]any{
+			"provider": p, "fetchedAt": now.UnixMilli(), "metadata": map[string]any{"email": email},
+			"limits": []any{
+				map[string]any{"id": p + ":5h", "label": "5h", "scope": map[string]any{"provider": p},
+					"window": map[string]any{"id": "5h", "label": "5 Hour", "resetsAt": now.Add(time.Hour).UnixMilli()},
+					"amount": map[string]any{"used": i % 100, "limit": 100, "unit": "percent"}, "status": "ok"},
+				map[string]any{"id": p + ":7d", "label": "7d", "scope": map[string]any{"provider": p},
+					"window": map[string]any{"id": "7d", "label": "7 Day"},
+					"amount": map[string]any{"usedFraction": float64(i%1000) / 1000, "unit": "percent"}},
+			}})
+		if err != nil {
+			b.Close()
+			return nil, nil, err
+		}
+		reports[i] = rep
+	}
+	b.SetUsage(reports)
+	return b, ids, nil
+}
+
+// churn rotates credentials at the given rate, in 10 ms batches.
+func churn(ctx context.Context, b *brokertest.Broker, ids []int64, perSecond int, n *atomic.Int64) {
+	if perSecond <= 0 {
+		return
+	}
+	const tick = 10 * time.Millisecond
+	per := max(1, perSecond/int(time.Second/tick))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for range per {
+			i := rng.IntN(len(ids))
+			k := n.Add(1)
+			cur, _ := b.OAuth(ids[i])
+			cur.Access = fmt.Sprintf("access-%d-%d", i, k)
+			cur.Expires = time.Now().Add(time.Duration(60+k%180) * time.Minute)
+			b.UpdateOAuth(ids[i], cur)
+		}
+	}
+}
+
+type exporter struct {
+	cmd    *exec.Cmd
+	addr   string
+	log    *bytes.Buffer
+	logMu  *sync.Mutex
+	exited chan error
+}
+
+var listening = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+
+func startExporter(ctx context.Context, bin string, b *brokertest.Broker) (*exporter, error) {
+	dir, err := os.MkdirTemp("", "authbroker-load-token")
+	if err != nil {
+		return nil, err
+	}
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte(b.Token()), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--broker.url="+b.URL, "--broker.token-file="+tok, "--web.listen-address=127.0.0.1:0", "--log.level=info")
+	cmd.Env = append(os.Environ(), "OMP_AUTH_BROKER_TOKEN=", "OMP_AUTH_BROKER_URL=")
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	e := &exporter{cmd: cmd, log: &bytes.Buffer{}, logMu: &sync.Mutex{}, exited: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			e.logMu.Lock()
+			e.log.WriteString(line + "\n")
+			e.logMu.Unlock()
+			if m := listening.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+		e.exited <- cmd.Wait()
+		os.RemoveAll(dir)
+	}()
+	select {
+	case e.addr = <-addr:
+		return e, nil
+	case err := <-e.exited:
+		return nil, fmt.Errorf("exporter exited: %v\n%s", err, e.logs())
+	case <-ctx.Done():
+		e.stop()
+		return nil, ctx.Err()
+	}
+}
+
+func (e *exporter) logs() string {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	return e.log.String()
+}
+
+func (e *exporter) stop() {
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.exited:
+	case <-time.After(10 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-e.exited
+	}
+}
+
+func (e *exporter) waitReady(ctx context.Context, n int) error {
+	for {
+		resp, err := http.Get("http://" + e.addr + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-e.exited:
+			return fmt.Errorf("exporter exited: %v\n%s", err, e.logs())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+type results struct {
+	mu            sync.Mutex
+	ok, fail      int
+	noUp, noUsage int
+	failures      map[string]int
+	latencies     []time.Duration
+	bytes         int64
+}
+
+func (r *results) record(d time.Duration, got scraped, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.fail++
+		if r.failures == nil {
+			r.failures = map[string]int{}
+		}
+		r.failures[err.Error()]++
+		return
+	}
+	r.ok++
+	r.latencies = append(r.latencies, d)
+	r.bytes += got.bytes
+	if !got.up {
+		r.noUp++
+	}
+	if !got.usage {
+		r.noUsage++
+	}
+}
+
+func (r *results) counts() (int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ok, r.fail
+}
+
+// scrapeLoop scrapes like a Prometheus server would (text format, gzip),
+// checking that each answer is a complete exposition. A scrape under way
+// when the run ends is finished, not cut.
+func scrapeLoop(ctx context.Context, client *http.Client, addr string, interval time.Duration, i, n int, res *results) {
+	if interval > 0 {
+		// Spread the scrapers over one interval, as independent servers are.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(i) * interval / time.Duration(n)):
+		}
+	}
+	for ctx.Err() == nil {
+		start := time.Now()
+		got, err := scrape(context.WithoutCancel(ctx), client, addr)
+		res.record(time.Since(start), got, err)
+		if wait := interval - time.Since(start); interval > 0 && wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// scraped is what one good scrape saw.
+type scraped struct {
+	bytes     int64
+	up, usage bool
+}
+
+func scrape(ctx context.Context, client *http.Client, addr string) (scraped, error) {
+	var out scraped
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	req.Header.Set("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
+	resp, err := client.Do(req)
+	if err != nil {
+		return out, errors.New("transport: " + strings.TrimPrefix(err.Error(), "Get \"http://"+addr+"/metrics\": "))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	buf := make([]byte, 64<<10)
+	var last byte
+	for {
+		k, err := resp.Body.Read(buf)
+		if k > 0 {
+			chunk := buf[:k]
+			out.up = out.up || bytes.Contains(chunk, []byte("\nauthbroker_up 1"))
+			out.usage = out.usage || bytes.Contains(chunk, []byte("\nauthbroker_usage_limit_used_fraction{"))
+			out.bytes += int64(k)
+			last = chunk[k-1]
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return out, errors.New("body: " + err.Error())
+		}
+	}
+	if out.bytes == 0 || last != '\n' {
+		return out, errors.New("truncated exposition")
+	}
+	return out, nil
+}
+
+type sample struct {
+	t                      time.Duration
+	heapAlloc, heapInuse   float64
+	rss                    float64
+	goroutines             float64
+	okScrapes, failScrapes int
+	applied, changes       int64
+}
+
+func sampleLoop(ctx context.Context, e *exporter, every time.Duration, res *results, changes *atomic.Int64) []sample {
+	start := time.Now()
+	var out []sample
+	t := time.NewTicker(every)
+	defer t.Stop()
+	out = append(out, sampleOnce(e, 0, res, changes))
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+			out = append(out, sampleOnce(e, time.Since(start).Round(time.Second), res, changes))
+		}
+	}
+}
+
+var sampled = []string{"go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes", "go_goroutines",
+	`authbroker_stream_events_total{kind="entry",result="applied"}`}
+
+// sampleOnce reads the exporter's own go_* and process_* metrics.
+func sampleOnce(e *exporter, at time.Duration, res *results, changes *atomic.Int64) sample {
+	s := sample{t: at, changes: changes.Load()}
+	s.okScrapes, s.failScrapes = res.counts()
+	var resp *http.Response
+	for range 50 { // the in-flight limit may turn the sampler away too
+		r, err := http.Get("http://" + e.addr + "/metrics")
+		if err == nil && r.StatusCode == http.StatusOK {
+			resp = r
+			break
+		}
+		if err == nil {
+			r.Body.Close()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if resp == nil {
+		return s
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	vals := map[string]float64{}
+	for sc.Scan() {
+		line := sc.Text()
+		for _, name := range sampled {
+			if rest, ok := strings.CutPrefix(line, name+" "); ok {
+				vals[name], _ = strconv.ParseFloat(rest, 64)
+			}
+		}
+	}
+	s.heapAlloc, s.heapInuse, s.rss, s.goroutines = vals[sampled[0]], vals[sampled[1]], vals[sampled[2]], vals[sampled[3]]
+	s.applied = int64(vals[sampled[4]])
+	return s
+}
+
+func report(c config, samples []sample, res *results, usageCalls int, changes int64, e *exporter) error {
+	const mb = 1 << 20
+	fmt.Printf("\n%d credentials with usage, %d scrapers (interval %v), %d deltas/s asked, %v\n\n", c.credentials, c.scrapers, c.interval, c.deltas, c.duration)
+	fmt.Printf("%8s %10s %10s %9s %11s %9s %7s %14s\n", "t", "heap MiB", "inuse MiB", "RSS MiB", "goroutines", "scrapes", "failed", "entry frames")
+	for _, s := range samples {
+		fmt.Printf("%8v %10.1f %10.1f %9.1f %11.0f %9d %7d %14d\n", s.t, s.heapAlloc/mb, s.heapInuse/mb, s.rss/mb, s.goroutines, s.okScrapes, s.failScrapes, s.applied)
+	}
+	res.mu.Lock()
+	lat := slices.Clone(res.latencies)
+	ok, fail, failures, total, noUp, noUsage := res.ok, res.fail, res.failures, res.bytes, res.noUp, res.noUsage
+	res.mu.Unlock()
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Millisecond)
+	}
+	first, last := samples[0], samples[len(samples)-1]
+	var maxHeap, maxG float64
+	for _, s := range samples {
+		maxHeap, maxG = max(maxHeap, s.heapInuse), max(maxG, s.goroutines)
+	}
+	fmt.Printf("\nscrapes: %d ok, %d failed; latency p50 %v, p90 %v, p99 %v, max %v; %.1f MiB per scrape\n",
+		ok, fail, pct(0.5), pct(0.9), pct(0.99), pct(1), float64(total)/float64(max(ok, 1))/mb)
+	fmt.Printf("of the good scrapes, %d saw authbroker_up 0 and %d had no usage series (usage slower than the scrape's wait)\n", noUp, noUsage)
+	fmt.Printf("deltas: %d broker changes, %d entry frames applied by the exporter (%.0f/s)\n",
+		changes, last.applied-first.applied, float64(last.applied-first.applied)/c.duration.Seconds())
+	fmt.Printf("heap in use: first %.1f MiB, last %.1f MiB, max %.1f MiB; goroutines: first %.0f, last %.0f, max %.0f\n",
+		first.heapInuse/mb, last.heapInuse/mb, maxHeap/mb, first.goroutines, last.goroutines, maxG)
+	bound := int(c.duration/c.usageTTL) + 1
+	fmt.Printf("upstream /v1/usage calls: %d (bound: one per %v TTL = %d)\n", usageCalls, c.usageTTL, bound)
+
+	var errs []string
+	if fail > 0 {
+		var kinds []string
+		for k, n := range failures {
+			kinds = append(kinds, fmt.Sprintf("%d× %s", n, k))
+		}
+		slices.Sort(kinds)
+		errs = append(errs, fmt.Sprintf("%d scrapes failed: %s", fail, strings.Join(kinds, "; ")))
+	}
+	if ok == 0 {
+		errs = append(errs, "no scrape succeeded")
+	}
+	if usageCalls > bound {
+		errs = append(errs, fmt.Sprintf("%d upstream usage calls, more than one per TTL (%d)", usageCalls, bound))
+	}
+	if strings.Contains(e.logs(), "level=error") {
+		errs = append(errs, "the exporter logged errors:\n"+e.logs())
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	fmt.Println("\nOK: no scrape failed, usage calls within one per TTL")
+	return nil
+}
