@@ -71,14 +71,15 @@ type usageCollector struct {
 
 	usedFraction, used, max, remaining, resets, status, fetched, match, unmatched *prometheus.Desc
 
-	names *labelNames
-	cache entryCache[*usageRow]
+	names                        *labelNames
+	stateMatched, stateUnmatched *dto.LabelPair
+	cache                        entryCache[*usageRow]
 }
 
 func newUsageCollector(o Options) *usageCollector {
 	l := []string{"id", "provider", "limit", "window"}
 	lu := append(append([]string(nil), l...), "unit")
-	return &usageCollector{
+	c := &usageCollector{
 		o:            o,
 		usedFraction: desc("usage_limit_used_fraction", "Effective used fraction of a usage limit; > 1 = overage.", l...),
 		used:         desc("usage_limit_used", "Amount used in the limit's window, when the report has it.", lu...),
@@ -91,6 +92,9 @@ func newUsageCollector(o Options) *usageCollector {
 		unmatched:    desc("usage_reports_unmatched", "Usage reports no credential claimed, by provider.", "provider"),
 		names:        newLabelNames(),
 	}
+	c.stateMatched = pair(&c.names.state, &c.names.matched)
+	c.stateUnmatched = pair(&c.names.state, &c.names.unmatched)
+	return c
 }
 
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -209,46 +213,58 @@ type limitRow struct {
 func (c *usageCollector) row(e *store.Entry, x *store.UsageIndex) *usageRow {
 	n := c.names
 	r := &usageRow{idx: x, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider)}
-	id, provider := pair(&n.id, &r.id), pair(&n.provider, &r.provider)
-	r.idProvider = []*dto.LabelPair{id, provider}
-	r.matched = []*dto.LabelPair{id, provider, pair(&n.state, &n.matched)}
-	r.unmatched = []*dto.LabelPair{id, provider, pair(&n.state, &n.unmatched)}
 	rep, found := x.Match(e)
-	if !found {
-		return r
+	var limits []limitRow
+	if found {
+		r.report = rep
+		limits = make([]limitRow, 0, len(rep.Limits))
+		for i := range rep.Limits {
+			l := &rep.Limits[i]
+			lr := limitRow{src: l, limit: label(l.ID), unit: label(l.Amount.Unit)}
+			if l.Window != nil {
+				lr.window = label(l.Window.ID)
+			}
+			// A report listing one limit twice would otherwise emit a
+			// duplicate series and fail the whole scrape; the first wins.
+			if slices.ContainsFunc(limits, func(o limitRow) bool { return o.limit == lr.limit && o.window == lr.window }) {
+				continue
+			}
+			lr.fraction, lr.hasFraction = l.Amount.EffectiveUsedFraction()
+			var known bool
+			if lr.status, known = statusValue[l.Status]; !known {
+				lr.status = -1
+			}
+			limits = append(limits, lr)
+		}
+		slices.SortFunc(limits, func(a, b limitRow) int {
+			return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
+		})
 	}
-	r.report = rep
-	seen := make(map[[2]string]struct{}, len(rep.Limits))
-	r.limits = make([]limitRow, 0, len(rep.Limits))
-	for i := range rep.Limits {
-		l := &rep.Limits[i]
-		lr := limitRow{src: l, limit: label(l.ID), unit: label(l.Amount.Unit)}
-		if l.Window != nil {
-			lr.window = label(l.Window.ID)
-		}
-		// A report listing one limit twice would otherwise emit a duplicate
-		// series and fail the whole scrape; the first one wins.
-		key := [2]string{lr.limit, lr.window}
-		if _, dup := seen[key]; dup {
-			continue
-		}
-		seen[key] = struct{}{}
-		lr.fraction, lr.hasFraction = l.Amount.EffectiveUsedFraction()
-		var known bool
-		if lr.status, known = statusValue[l.Status]; !known {
-			lr.status = -1
-		}
-		r.limits = append(r.limits, lr)
+	r.limits = limits
+	// All pairs of the row in one allocation and all label slices in
+	// another; they point into r and r.limits, which are final now.
+	pairs := make([]dto.LabelPair, 2+3*len(limits))
+	ptrs := make([]*dto.LabelPair, 0, 2+3+3+9*len(limits))
+	mk := func(name, value *string) *dto.LabelPair {
+		p := &pairs[0]
+		pairs = pairs[1:]
+		p.Name, p.Value = name, value
+		return p
 	}
-	slices.SortFunc(r.limits, func(a, b limitRow) int {
-		return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
-	})
-	// Pairs point into r.limits, which is final now.
+	labels := func(ps ...*dto.LabelPair) []*dto.LabelPair {
+		start := len(ptrs)
+		ptrs = append(ptrs, ps...)
+		return ptrs[start:len(ptrs):len(ptrs)]
+	}
+	id, provider := mk(&n.id, &r.id), mk(&n.provider, &r.provider)
+	r.idProvider = labels(id, provider)
+	r.matched = labels(id, provider, c.stateMatched)
+	r.unmatched = labels(id, provider, c.stateUnmatched)
 	for i := range r.limits {
 		lr := &r.limits[i]
-		lim, win := pair(&n.limit, &lr.limit), pair(&n.window, &lr.window)
-		lr.labels = []*dto.LabelPair{id, lim, provider, win}
-		lr.unitLabels = []*dto.LabelPair{id, lim, provider, pair(&n.unit, &lr.unit), win}
+		lim, win, unit := mk(&n.limit, &lr.limit), mk(&n.window, &lr.window), mk(&n.unit, &lr.unit)
+		lr.labels = labels(id, lim, provider, win)
+		lr.unitLabels = labels(id, lim, provider, unit, win)
 	}
 	return r
 }
