@@ -105,7 +105,16 @@ func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
 // all: a failed fetch (which the store caches as "no data" for its TTL)
 // yields false, an empty report list true.
 func (u *UsageReader) Reports(ctx context.Context) ([]store.UsageReport, bool) {
-	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	u.mu.Lock()
+	wait := u.timeout
+	if u.timedOut {
+		// The shared fetch already outlasted one scrape's wait: later
+		// scrapes only look whether it has finished, so a stalled broker
+		// costs one scrape the timeout, not every scrape until it answers.
+		wait = min(wait, stalledWait)
+	}
+	u.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	reports, err := u.src.UsageReports(ctx)
 	u.mu.Lock()
@@ -123,9 +132,13 @@ func (u *UsageReader) Reports(ctx context.Context) ([]store.UsageReport, bool) {
 	}
 	// The fetch failed (the store counts and logs it): usage goes away
 	// rather than show numbers the broker no longer vouches for.
-	u.lastGood = nil
+	u.lastGood, u.timedOut = nil, false
 	return nil, false
 }
+
+// stalledWait is how long a scrape looks for a usage fetch that already
+// made an earlier scrape time out; a cached answer returns well within it.
+const stalledWait = 5 * time.Millisecond
 
 func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 	reports, ok := c.o.Usage.Reports(context.Background())
