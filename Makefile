@@ -3,7 +3,7 @@
 GO ?= go
 export CI ?= true
 
-.PHONY: all build test deps fmt-check vet race rules dashboards check-build e2e
+.PHONY: all build test deps fmt-check vet race rules dashboards check-build fuzz e2e
 
 all: build
 
@@ -35,8 +35,12 @@ dashboards:
 check-build:
 	./scripts/check-build.sh
 
+# Every fuzz target for a bounded time (FUZZTIME, default 9s each).
+fuzz:
+	./scripts/fuzz.sh
+
 # The real broker, Prometheus and Alertmanager.
 e2e:
 	$(GO) test -tags e2e -count=1 -timeout 12m ./e2e/
 
-test: deps fmt-check vet race check-build e2e
+test: deps fmt-check vet race fuzz check-build e2e
