@@ -94,7 +94,12 @@ func TestStoreOnSnapshotAndRefreshSnapshot(t *testing.T) {
 	h := newHarness(t, setup{})
 	h.b.AddAPIKey("openai", canaryKey)
 	views := make(chan View, 4)
-	s := h.start(Options{Stream: true, OnSnapshot: func(v View) { views <- v }})
+	s := h.start(Options{Stream: true, OnSnapshot: func(v View) {
+		select {
+		case views <- v:
+		default: // never block the sync goroutine
+		}
+	}})
 	v := <-views
 	if !v.Ready || len(v.Entries) != 1 {
 		t.Fatalf("%+v", v)

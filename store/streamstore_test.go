@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,23 +80,26 @@ func TestStoreIdleReconnect(t *testing.T) {
 func TestStoreKeepaliveKeepsStreamAlive(t *testing.T) {
 	h := newHarness(t, setup{})
 	h.b.AddAPIKey("openai", "k")
-	reads := make(chan struct{}, 16)
-	opts := Options{Stream: true, Client: h.c, Clock: h.clk, Logger: h.log}
-	s := newStore(opts)
+	var reads atomic.Int64
+	s := newStore(Options{Stream: true, Client: h.c, Clock: h.clk, Logger: h.log})
 	s.changed = h.sig.fire
-	s.streamBytes = func() { reads <- struct{}{} }
+	s.streamBytes = func() {
+		reads.Add(1)
+		h.sig.fire()
+	}
 	h.s = s
 	s.start()
 	t.Cleanup(s.Close)
 	h.waitStatus("connected", func(st SyncStatus) bool { return st.StreamConnected })
-	for len(reads) > 0 {
-		<-reads
+	if err := h.b.WaitForStreams(t.Context(), 1); err != nil {
+		t.Fatal(err)
 	}
 	for range 5 {
 		h.clk.waitSleep(t, time.Minute)
 		h.clk.Advance(50 * time.Second)
+		before := reads.Load()
 		h.b.Keepalive()
-		<-reads
+		h.sig.waitFor(t, "keepalive read", func() bool { return reads.Load() > before })
 	}
 	if st := s.Status(); !st.StreamConnected || st.LastError != "" {
 		t.Fatalf("%+v", st)
