@@ -114,7 +114,7 @@ func (w *wireCredential) UnmarshalJSON(data []byte) error {
 		var err error
 		switch string(key) {
 		case "type":
-			w.Type, err = jsonString(val, "credential.type")
+			w.Type, err = credentialType(val)
 		case "access", "key":
 			if len(val) == 0 || val[0] != '"' {
 				return missing("credential." + string(key))
@@ -560,6 +560,13 @@ func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 }
 
 func decodeFrame(data []byte, recv time.Time) (*StreamFrame, error) {
+	if f, ok := decodeDeltaFast(data, recv); ok {
+		return f, nil
+	}
+	return decodeFrameGeneral(data, recv)
+}
+
+func decodeFrameGeneral(data []byte, recv time.Time) (*StreamFrame, error) {
 	const op = "stream"
 	var w wireFrame
 	if err := decode(op, data, &w); err != nil {
