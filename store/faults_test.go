@@ -386,9 +386,11 @@ type faultRow struct {
 	allowed, want []string
 	bound         time.Duration
 	resets        uint64
-	// applied rows expect the frame to be taken, with no error at all.
-	applied bool
-	check   func(t *testing.T, e *env)
+	// applied rows expect the frame to be taken, with no error at all;
+	// afterApply then looks at the mirror before anything else changes.
+	applied    bool
+	afterApply func(t *testing.T, e *env)
+	check      func(t *testing.T, e *env)
 }
 
 func key(s string) [2]string {
@@ -453,6 +455,9 @@ func runFault(t *testing.T, row faultRow) {
 		e.sig.waitFor(t, "the frame to be applied", func() bool {
 			return e.s.Counters().StreamEvents[[2]string{EventSnapshot, EventApplied}] > c0.StreamEvents[[2]string{EventSnapshot, EventApplied}]
 		})
+		if row.afterApply != nil {
+			row.afterApply(t, e)
+		}
 		e.mutate()
 	} else {
 		e.mutate()
@@ -764,6 +769,36 @@ func TestFaultMatrix(t *testing.T) {
 						}
 					}
 				})))
+			},
+			bound: quick},
+		{name: "negative, fractional, huge and out-of-range values", applied: true,
+			inject: func(e *env) {
+				e.b.SendRaw([]byte(e.frameFrom(EventSnapshot, func(m map[string]any) {
+					for _, c := range creds(m) {
+						cr := c["credential"].(map[string]any)
+						switch jsonInt(e.t, c["id"]) {
+						case e.anthropic:
+							cr["expires"] = json.Number("-1.5")
+							c["rotatesInMs"] = json.Number("-5000")
+						case e.codex:
+							cr["expires"] = json.Number("1e400")
+							c["rotatesInMs"] = json.Number("9007199254740991")
+						}
+					}
+				})))
+			},
+			afterApply: func(t *testing.T, e *env) {
+				a, c := e.s.entry(e.anthropic), e.s.entry(e.codex)
+				if !a.Credential.HasExpires || !a.Credential.Expires.Equal(time.UnixMilli(-2).Add(500*time.Microsecond)) ||
+					a.RotatesIn != -5*time.Second {
+					t.Errorf("negative values: expires %v (%v), rotates in %v", a.Credential.Expires, a.Credential.HasExpires, a.RotatesIn)
+				}
+				if c.Credential.HasExpires || !c.HasRotatesIn || c.RotatesIn != math.MaxInt64 {
+					t.Errorf("out-of-range values: expires %v (%v), rotates in %v", c.Credential.Expires, c.Credential.HasExpires, c.RotatesIn)
+				}
+				if d, ok := c.RotationDeadline(); !ok || d.Before(e.clk.Now()) {
+					t.Errorf("saturated rotation deadline %v", d)
+				}
 			},
 			bound: quick},
 		{name: "duplicate ids in one snapshot", applied: true,
