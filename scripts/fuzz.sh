@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fuzztime=${FUZZTIME:-9s}
+fuzztime=${FUZZTIME:-7s}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
 	mapfile -t targets < <(go test -list '^Fuzz' ./store/ | grep '^Fuzz')
