@@ -230,3 +230,97 @@ func BenchmarkView(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStreamPass is what one broker change costs the exporter: the
+// broker re-sends every OAuth entry (rotatesInMs moved) and writes the
+// whole pass at once, so the client reads many frames per socket read.
+// One op is one frame; the pass is the n frames of a mirror of n.
+func BenchmarkStreamPass(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run("creds="+benchSize(n), func(b *testing.B) {
+			var pass []byte
+			for i := 1; i <= n; i++ {
+				pass = append(pass, sseBytes(EventEntry, benchEntryFrame(i, 7, fmt.Sprintf("pass-%d", i)))...)
+			}
+			snap := sseBytes(EventSnapshot, benchSnapshotFrame(n, 7))
+			pr, pw := io.Pipe()
+			c, err := NewClient(ClientOptions{URL: "http://127.0.0.1:1", Transport: &pipeTransport{body: pr},
+				MaxFrameBytes: 64 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := newStore(Options{Client: c, Stream: true})
+			ready := make(chan struct{})
+			passes := 0
+			writeErr := make(chan error, 1)
+			go func() {
+				if _, err := pw.Write(snap); err != nil {
+					writeErr <- err
+					return
+				}
+				<-ready
+				for range passes {
+					if _, err := pw.Write(pass); err != nil {
+						writeErr <- err
+						return
+					}
+				}
+				writeErr <- nil
+			}()
+			b.ReportAllocs()
+			todo, got := 0, 0
+			err = c.Stream(context.Background(), func(f *StreamFrame) error {
+				s.applyFrame(f)
+				if f.Kind == EventSnapshot {
+					passes = (b.N + n - 1) / n
+					todo = passes * n
+					b.ResetTimer()
+					close(ready)
+					return nil
+				}
+				got++
+				if got == todo {
+					b.StopTimer()
+					return errBenchDone
+				}
+				return nil
+			})
+			if !errors.Is(err, errBenchDone) {
+				b.Fatal(err)
+			}
+			pw.Close()
+			if err := <-writeErr; err != nil && !errors.Is(err, io.ErrClosedPipe) {
+				b.Fatal(err)
+			}
+			// Per frame, whatever whole number of passes b.N rounded up to.
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(todo), "ns/frame")
+		})
+	}
+}
+
+// BenchmarkSnapshotSSE is a stream's first frame, a full snapshot of n
+// credentials, through the SSE reader, decoder and mirror.
+func BenchmarkSnapshotSSE(b *testing.B) {
+	for _, n := range []int{10000, 100000} {
+		b.Run("creds="+benchSize(n), func(b *testing.B) {
+			snap := sseBytes(EventSnapshot, benchSnapshotFrame(n, 7))
+			b.SetBytes(int64(len(snap)))
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := NewClient(ClientOptions{URL: "http://127.0.0.1:1", MaxFrameBytes: 64 << 20,
+					Transport: &pipeTransport{body: io.NopCloser(bytes.NewReader(snap))}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := newStore(Options{Client: c, Stream: true})
+				err = c.Stream(context.Background(), func(f *StreamFrame) error {
+					s.applyFrame(f)
+					return errBenchDone
+				})
+				if !errors.Is(err, errBenchDone) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -145,7 +145,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	// is what unblocks r3labs' reader when the watchdog or the handler ends
 	// the connection.
 	context.AfterFunc(req.Context(), func() { body.Close() })
-	resp.Body = &observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut}
+	resp.Body = newEventChunker(&observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut})
 	return resp, nil
 }
 
