@@ -451,3 +451,16 @@ func TestConcurrentScrapes(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkRuntimeCollectors is the Go and process collectors main
+// registers, gathered alone: their cost per scrape at any size.
+func BenchmarkRuntimeCollectors(b *testing.B) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
