@@ -204,6 +204,31 @@ func TestServeMetrics(t *testing.T) {
 	if strings.Contains(body, `id="4"`) {
 		t.Error("disabled credential still has series")
 	}
+	// Concurrent scrapes share gathers; each must still get the whole,
+	// well-formed exposition (run under -race, this also proves the shared
+	// families are only read).
+	var wg sync.WaitGroup
+	bodies := make([]string, 10)
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(base + "/metrics") // gzip, decoded by the transport
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			bodies[i] = string(b)
+		}()
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if !strings.Contains(b, "authbroker_up 1") || !strings.Contains(b, "authbroker_credential_info{") {
+			t.Fatalf("concurrent scrape %d incomplete", i)
+		}
+	}
 	_, page := get(t, http.DefaultClient, base+"/")
 	for _, c := range canaries {
 		for where, text := range map[string]string{"/metrics": body, "logs": logs.String(), "page": page} {
