@@ -347,18 +347,27 @@ func (c *Client) scrub(msg string, secrets []string) string {
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
+// call sends r and, on 200, decodes the body into out (nil = ignore it).
+// Every other status becomes an *HTTPError with the broker's message.
+func (c *Client) call(ctx context.Context, r *request, out any) error {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	if resp.status != http.StatusOK {
+		return c.statusErr(r, resp)
+	}
+	if out == nil {
+		return nil
+	}
+	return decode(r.op(), resp.body, out)
+}
+
 // Healthz calls GET /v1/healthz (no token).
 func (c *Client) Healthz(ctx context.Context) (Health, error) {
 	r := &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return Health{}, err
-	}
-	if resp.status != http.StatusOK {
-		return Health{}, c.statusErr(r, resp)
-	}
 	var w wireHealth
-	if err := decode(r.op(), resp.body, &w); err != nil {
+	if err := c.call(ctx, r, &w); err != nil {
 		return Health{}, err
 	}
 	return Health(w), nil
@@ -444,15 +453,8 @@ func parseETag(v string) (int64, bool) {
 func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
 	r := &request{method: http.MethodGet, path: "/v1/usage",
 		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if resp.status != http.StatusOK {
-		return nil, c.statusErr(r, resp)
-	}
 	var w wireUsage
-	if err := decode(r.op(), resp.body, &w); err != nil {
+	if err := c.call(ctx, r, &w); err != nil {
 		return nil, err
 	}
 	out, err := w.convert()
@@ -470,15 +472,8 @@ func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
 
 func (c *Client) refresh(ctx context.Context, id int64, clk Clock) (*Entry, error) {
 	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/refresh"}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if resp.status != http.StatusOK {
-		return nil, c.statusErr(r, resp)
-	}
 	var w wireEntryResponse
-	if err := decode(r.op(), resp.body, &w); err != nil {
+	if err := c.call(ctx, r, &w); err != nil {
 		return nil, err
 	}
 	if w.Entry == nil {
@@ -498,14 +493,7 @@ func (c *Client) Disable(ctx context.Context, id int64, cause string) error {
 	if cause != "" {
 		r.body, _ = json.Marshal(map[string]string{"cause": cause})
 	}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return err
-	}
-	if resp.status != http.StatusOK {
-		return c.statusErr(r, resp)
-	}
-	return nil
+	return c.call(ctx, r, nil)
 }
 
 // Upload calls POST /v1/credential and returns the provider's active rows.
@@ -526,15 +514,8 @@ func (c *Client) upload(ctx context.Context, provider string, cred UploadCredent
 		return nil, errors.New("auth-broker upload: encoding request failed")
 	}
 	r := &request{method: http.MethodPost, path: "/v1/credential", body: body, secrets: cred.secrets()}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if resp.status != http.StatusOK {
-		return nil, c.statusErr(r, resp)
-	}
 	var w wireEntriesResponse
-	if err := decode(r.op(), resp.body, &w); err != nil {
+	if err := c.call(ctx, r, &w); err != nil {
 		return nil, err
 	}
 	if w.Entries == nil {
