@@ -214,6 +214,10 @@ func (s *Store) syncOK(mode Mode, result string) {
 		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
 	case healthDown:
 		level.Info(s.log).Log("msg", "auth-broker mirror recovered", "mode", mode.String(), "failed_attempts", failures)
+		// A usage fetch that failed while the broker was away would
+		// otherwise hide usage for the rest of its TTL after the broker is
+		// back.
+		s.usage.forgetFailure()
 	}
 }
 

@@ -93,6 +93,16 @@ func (s *Store) fetchUsage(call *usageCall) {
 	call.reports = resp.Reports
 }
 
+// forgetFailure makes the next caller fetch again when the cached answer
+// is a failure; cached reports stay.
+func (u *usageCache) forgetFailure() {
+	u.mu.Lock()
+	if u.failing {
+		u.valid = false
+	}
+	u.mu.Unlock()
+}
+
 func (s *Store) maxAccountsPerProvider() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -117,6 +117,39 @@ func TestUsageFailureCachedAsNoData(t *testing.T) {
 	}
 }
 
+// TestUsageFailureForgottenOnRecovery: a fetch that failed while the
+// broker was away does not hide usage for the rest of its TTL once the
+// mirror has recovered; good cached reports are not refetched by it.
+func TestUsageFailureForgottenOnRecovery(t *testing.T) {
+	h := startUsage(t)
+	ctx := context.Background()
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "broker going away", Times: 1})
+	if r, err := h.s.UsageReports(ctx); r != nil || err != nil {
+		t.Fatalf("want no data, got %v %v", r, err)
+	}
+	h.b.CutStreams()
+	h.waitStatus("disconnected", func(st SyncStatus) bool { return !st.StreamConnected && st.LastError != "" })
+	if r, _ := h.s.UsageReports(ctx); r != nil || h.b.Requests("/v1/usage") != 1 {
+		t.Fatal("failure not cached while the mirror is down")
+	}
+	h.sleepAndAdvance(500 * time.Millisecond)
+	h.sig.waitFor(t, "recovered", func() bool { return countMsg(h.log, "mirror recovered") == 1 })
+	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 {
+		t.Fatalf("usage not refetched after recovery: %v %v", r, err)
+	}
+	if n := h.b.Requests("/v1/usage"); n != 2 {
+		t.Fatalf("%d upstream calls, want 2", n)
+	}
+
+	h.b.CutStreams()
+	h.waitStatus("disconnected again", func(st SyncStatus) bool { return !st.StreamConnected && st.LastError != "" })
+	h.sleepAndAdvance(500 * time.Millisecond)
+	h.sig.waitFor(t, "recovered again", func() bool { return countMsg(h.log, "mirror recovered") == 2 })
+	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 || h.b.Requests("/v1/usage") != 2 {
+		t.Fatalf("good reports refetched on recovery: %v %v (%d calls)", r, err, h.b.Requests("/v1/usage"))
+	}
+}
+
 func TestUsageFetchErrorReasons(t *testing.T) {
 	cases := []struct {
 		name   string
