@@ -758,6 +758,18 @@ func (s *suite) restartBroker(t *testing.T, pre state) {
 	if gen < pre.generation && resets < 1 {
 		t.Errorf("generation went back from %v to %v but resets_total = %v", pre.generation, gen, resets)
 	}
+	// Usage fetched while the broker was down is "no data"; it must come
+	// back once the mirror has recovered, not only when that answer expires.
+	s.eventually(t, "usage series back in Prometheus", 60*time.Second, func() error {
+		r, err := s.prom.query(s.ctx, `authbroker_usage_match{state="unmatched"}`)
+		if err != nil {
+			return err
+		}
+		if len(r.Samples) == 0 {
+			return fmt.Errorf("no authbroker_usage_match series yet")
+		}
+		return nil
+	})
 	s.eventually(t, alertUnreachable+" resolved", 60*time.Second, func() error {
 		as, _, err := s.prom.alerts(s.ctx)
 		if err != nil {
