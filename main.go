@@ -111,17 +111,25 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	for _, c := range collector.New(collector.Options{
+	cs := collector.New(collector.Options{
 		Source:         st,
 		Broker:         mon,
 		Identity:       redactor,
 		Usage:          usage,
 		StreamDisabled: !cfg.stream,
 		Logger:         log.With(logger, "component", "collector"),
-	}) {
-		reg.MustRegister(c)
+	})
+	if err := cs.Register(reg); err != nil {
+		st.Close()
+		return nil, err
 	}
-	handler, err := cfg.routes(reg, st, healthSource(cfg, st, mon, usage, target.URL), redactor, logger)
+	metrics := cs.Handler(reg, collector.HandlerOpts{
+		Logger: log.With(logger, "component", "http"),
+		// Concurrent gzip scrapes share one render; the cap still stops a
+		// scrape storm from queueing unbounded work (excess scrapes get 503).
+		MaxRequestsInFlight: 64,
+	})
+	handler, err := cfg.routes(metrics, st, healthSource(cfg, st, mon, usage, target.URL), redactor)
 	if err != nil {
 		st.Close()
 		return nil, err

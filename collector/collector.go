@@ -5,6 +5,7 @@ package collector
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,23 +48,56 @@ type Options struct {
 	Logger         log.Logger
 }
 
+// Collectors is the exporter's metric set.
+type Collectors struct {
+	registered []prometheus.Collector
+	direct     []directCollector
+}
+
+// directCollector is a collector whose families the /metrics handler
+// writes straight as text; see series.go.
+type directCollector interface {
+	prometheus.Collector
+	write(sink)
+}
+
 // New returns the exporter's collectors.
-func New(o Options) []prometheus.Collector {
+func New(o Options) *Collectors {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()
 	}
-	cs := []prometheus.Collector{
-		newSyncCollector(o),
-		newCredentialCollector(o),
-		newOperationsCollector(o),
+	c := &Collectors{
+		registered: []prometheus.Collector{newSyncCollector(o), newOperationsCollector(o)},
+		direct:     []directCollector{newCredentialCollector(o)},
 	}
 	if o.Usage != nil {
-		cs = append(cs, newUsageCollector(o))
+		c.direct = append(c.direct, newUsageCollector(o))
 	}
-	return cs
+	return c
+}
+
+// Register registers the collectors of few series with reg, the registry
+// Handler gathers; the per-credential ones are Handler's own.
+func (c *Collectors) Register(reg prometheus.Registerer) error {
+	for _, x := range c.registered {
+		if err := reg.Register(x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// All returns every collector, for a registry that gathers them all: the
+// same series Handler serves, through client_golang alone.
+func (c *Collectors) All() []prometheus.Collector {
+	all := slices.Clone(c.registered)
+	for _, d := range c.direct {
+		all = append(all, d)
+	}
+	return all
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {

@@ -263,7 +263,7 @@ func TestIdentityModes(t *testing.T) {
 
 func TestNoSecretsInAnyCollector(t *testing.T) {
 	s := newScenario(t)
-	out := scrape(t, New(s.options(t, identity.Raw))...)
+	out := scrape(t, New(s.options(t, identity.Raw)).All()...)
 	for _, c := range []string{canaryAccess, canaryKey, canaryExtra, canaryRefresh, s.broker.Token()} {
 		if strings.Contains(out, c) {
 			t.Errorf("a canary secret (%d bytes) reached /metrics", len(c))

@@ -1,13 +1,14 @@
 package collector
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/authbroker/authbroker_exporter/health"
 	"github.com/authbroker/authbroker_exporter/store"
@@ -20,57 +21,61 @@ var disableCauses = []string{health.CauseRefreshFailed, health.CauseReplaced, he
 type credentialCollector struct {
 	o Options
 
-	credentials, info, expiry, rotatesIn, lastRotation, rotations, blocked, disabled *prometheus.Desc
+	credentials, info, expiry, rotatesIn, lastRotation, rotations, blocked, disabled *family
 
-	names *labelNames
+	idProvider, infoLabels, blockedLabels, providerType, providerCause *schema
+
 	cache entryCache[*credentialRow]
 }
 
 // credentialRow is the label material of one entry version.
 type credentialRow struct {
-	e                             *store.Entry
-	id, provider, typ             string
-	identity, email, account, org string
-	idProvider                    []*dto.LabelPair // {id, provider}
-	info                          []*dto.LabelPair
+	e                *store.Entry
+	id, provider     string
+	typ              string
+	idProvider, info labelSet
 }
 
 func (c *credentialCollector) row(e *store.Entry) *credentialRow {
 	cr := &e.Credential
-	r := &credentialRow{e: e, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider), typ: label(cr.Type),
-		identity: c.ident(e.IdentityKey), email: c.ident(cr.Email), account: c.ident(cr.AccountID), org: c.ident(cr.OrgID)}
-	n := c.names
-	id, provider := pair(&n.id, &r.id), pair(&n.provider, &r.provider)
-	r.idProvider = []*dto.LabelPair{id, provider}
-	// Sorted by label name, as the client library keeps them.
-	r.info = []*dto.LabelPair{pair(&n.account, &r.account), pair(&n.email, &r.email), id,
-		pair(&n.identity, &r.identity), pair(&n.org, &r.org), provider, pair(&n.typ, &r.typ)}
+	r := &credentialRow{e: e, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider), typ: label(cr.Type)}
+	r.idProvider = c.idProvider.set(r.id, r.provider)
+	r.info = c.infoLabels.set(r.id, r.provider, r.typ, c.ident(e.IdentityKey), c.ident(cr.Email), c.ident(cr.AccountID), c.ident(cr.OrgID))
 	return r
 }
 
 func newCredentialCollector(o Options) *credentialCollector {
+	g := prometheus.GaugeValue
 	return &credentialCollector{
-		o:            o,
-		credentials:  desc("credentials", "Active credentials by provider and type (oauth, api_key).", "provider", "type"),
-		info:         desc("credential_info", "Identity of each credential (raw, hashed or empty per --collector.identity); always 1.", "id", "provider", "type", "identity", "email", "account", "org"),
-		expiry:       desc("credential_expiry_timestamp_seconds", "OAuth access-token expiry (broker clock).", "id", "provider"),
-		rotatesIn:    desc("credential_rotates_in_seconds", "Seconds until the broker next attempts to refresh the credential; negative = overdue.", "id", "provider"),
-		lastRotation: desc("credential_last_rotation_timestamp_seconds", "When a token change was last observed; absent until one is.", "id", "provider"),
-		rotations:    desc("credential_rotations_total", "Token rotations observed by the exporter.", "id", "provider"),
-		blocked:      desc("credential_blocked_until_timestamp_seconds", "End of an active rate-limit block, per scope.", "id", "provider", "scope"),
-		disabled:     desc("credentials_disabled", "Disabled credentials (broker tombstones) by provider and cause.", "provider", "cause"),
-		names:        newLabelNames(),
+		o:             o,
+		credentials:   newFamily(g, "credentials", "Active credentials by provider and type (oauth, api_key).", "provider", "type"),
+		info:          newFamily(g, "credential_info", "Identity of each credential (raw, hashed or empty per --collector.identity); always 1.", "id", "provider", "type", "identity", "email", "account", "org"),
+		expiry:        newFamily(g, "credential_expiry_timestamp_seconds", "OAuth access-token expiry (broker clock).", "id", "provider"),
+		rotatesIn:     newFamily(g, "credential_rotates_in_seconds", "Seconds until the broker next attempts to refresh the credential; negative = overdue.", "id", "provider"),
+		lastRotation:  newFamily(g, "credential_last_rotation_timestamp_seconds", "When a token change was last observed; absent until one is.", "id", "provider"),
+		rotations:     newFamily(prometheus.CounterValue, "credential_rotations_total", "Token rotations observed by the exporter.", "id", "provider"),
+		blocked:       newFamily(g, "credential_blocked_until_timestamp_seconds", "End of an active rate-limit block, per scope.", "id", "provider", "scope"),
+		disabled:      newFamily(g, "credentials_disabled", "Disabled credentials (broker tombstones) by provider and cause.", "provider", "cause"),
+		idProvider:    newSchema("id", "provider"),
+		infoLabels:    newSchema("id", "provider", "type", "identity", "email", "account", "org"),
+		blockedLabels: newSchema("id", "provider", "scope"),
+		providerType:  newSchema("provider", "type"),
+		providerCause: newSchema("provider", "cause"),
 	}
 }
 
 func (c *credentialCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, c.credentials, c.info, c.expiry, c.rotatesIn, c.lastRotation, c.rotations, c.blocked, c.disabled)
+	for _, f := range []*family{c.credentials, c.info, c.expiry, c.rotatesIn, c.lastRotation, c.rotations, c.blocked, c.disabled} {
+		ch <- f.desc
+	}
 }
 
-func (c *credentialCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *credentialCollector) Collect(ch chan<- prometheus.Metric) { c.write(registrySink{ch}) }
+
+// write emits one family at a time, each in label order.
+func (c *credentialCollector) write(s sink) {
 	now := c.o.Now()
-	v := c.o.Source.Snapshot()
-	rows := c.cache.update(v.Entries, func(e *store.Entry, old *credentialRow, hit bool) (*credentialRow, bool) {
+	rows := c.cache.update(c.o.Source.Snapshot().Entries, func(e *store.Entry, old *credentialRow, hit bool) (*credentialRow, bool) {
 		if hit {
 			return old, true
 		}
@@ -78,35 +83,48 @@ func (c *credentialCollector) Collect(ch chan<- prometheus.Metric) {
 	})
 	sortedByID(rows, func(r *credentialRow) string { return r.id })
 	counts := map[[2]string]int{}
-	em := emitter{ch: ch}
 	for _, r := range rows {
-		e, cr := r.e, &r.e.Credential
 		counts[[2]string{r.provider, r.typ}]++
-		em.gauge(c.info, r.info, 1)
-		if cr.Type != store.TypeOAuth {
+		s.add(c.info, &r.info, 1)
+	}
+	oauth := slices.DeleteFunc(rows, func(r *credentialRow) bool { return r.e.Credential.Type != store.TypeOAuth })
+	for _, r := range oauth {
+		if cr := &r.e.Credential; cr.HasExpires {
+			s.add(c.expiry, &r.idProvider, unix(cr.Expires))
+		}
+	}
+	for _, r := range oauth {
+		if d, ok := r.e.RotationDeadline(); ok {
+			s.add(c.rotatesIn, &r.idProvider, d.Sub(now).Seconds())
+		}
+	}
+	for _, r := range oauth {
+		if !r.e.LastRotation.IsZero() {
+			s.add(c.lastRotation, &r.idProvider, unix(r.e.LastRotation))
+		}
+	}
+	for _, r := range oauth {
+		s.add(c.rotations, &r.idProvider, float64(r.e.Rotations))
+	}
+	for _, r := range oauth {
+		if len(r.e.Blocks) == 0 {
 			continue
 		}
-		if cr.HasExpires {
-			em.gauge(c.expiry, r.idProvider, unix(cr.Expires))
-		}
-		if d, ok := e.RotationDeadline(); ok {
-			em.gauge(c.rotatesIn, r.idProvider, d.Sub(now).Seconds())
-		}
-		if !e.LastRotation.IsZero() {
-			em.gauge(c.lastRotation, r.idProvider, unix(e.LastRotation))
-		}
-		em.counter(c.rotations, r.idProvider, float64(e.Rotations))
-		if len(e.Blocks) > 0 {
-			blocks := activeBlocks(e.Blocks, now)
-			for _, scope := range slices.Sorted(maps.Keys(blocks)) {
-				gauge(ch, c.blocked, unix(blocks[scope]), r.id, r.provider, scope)
-			}
+		blocks := activeBlocks(r.e.Blocks, now)
+		for _, scope := range slices.Sorted(maps.Keys(blocks)) {
+			l := c.blockedLabels.set(r.id, r.provider, scope)
+			s.add(c.blocked, &l, unix(blocks[scope]))
 		}
 	}
-	for k, n := range counts {
-		gauge(ch, c.credentials, float64(n), k[0], k[1])
+	for _, k := range slices.SortedFunc(maps.Keys(counts), cmpPair) {
+		l := c.providerType.set(k[0], k[1])
+		s.add(c.credentials, &l, float64(counts[k]))
 	}
-	c.collectDisabled(ch)
+	c.writeDisabled(s)
+}
+
+func cmpPair(a, b [2]string) int {
+	return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
 }
 
 func (c *credentialCollector) ident(s string) string { return label(c.o.Identity.Render(s)) }
@@ -131,7 +149,7 @@ func activeBlocks(bs []store.Block, now time.Time) map[string]time.Time {
 	return out
 }
 
-func (c *credentialCollector) collectDisabled(ch chan<- prometheus.Metric) {
+func (c *credentialCollector) writeDisabled(s sink) {
 	ts, ok := c.o.Broker.Tombstones()
 	if !ok {
 		return
@@ -145,9 +163,10 @@ func (c *credentialCollector) collectDisabled(ch chan<- prometheus.Metric) {
 	}
 	// Every cause of a provider is present (0 included) so that increase()
 	// sees the first tombstone of a cause.
-	for p := range providers {
-		for _, cause := range disableCauses {
-			gauge(ch, c.disabled, float64(counts[[2]string{p, cause}]), p, cause)
+	for _, p := range slices.Sorted(maps.Keys(providers)) {
+		for _, cause := range slices.Sorted(slices.Values(disableCauses)) {
+			l := c.providerCause.set(p, cause)
+			s.add(c.disabled, &l, float64(counts[[2]string{p, cause}]))
 		}
 	}
 }

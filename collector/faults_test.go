@@ -238,7 +238,7 @@ func TestSlowUsageKeepsScrapesBounded(t *testing.T) {
 		outs := make([]string, 20)
 		var wg sync.WaitGroup
 		for i := range outs {
-			wg.Go(func() { outs[i] = scrape(t, New(e.opts)...) })
+			wg.Go(func() { outs[i] = scrape(t, New(e.opts).All()...) })
 		}
 		wg.Wait()
 		return outs
@@ -354,7 +354,7 @@ func TestNastyLabelValues(t *testing.T) {
 	}
 	o := Options{Source: src, Identity: ids, Usage: NewUsageReader(src, time.Second, nil), Now: func() time.Time { return t0 },
 		Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: nastyLabels[8]}, tombstones: tombs, ok: true}}
-	cs := New(o)
+	cs := New(o).All()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(cs...)
 	mfs, err := reg.Gather()

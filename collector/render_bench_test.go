@@ -1,8 +1,8 @@
 package collector
 
 import (
+	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -118,24 +118,6 @@ func benchOptions(b *testing.B, src *benchSource, mode identity.Mode) Options {
 	return o
 }
 
-// drain runs Collect of every collector and counts the metrics.
-func drain(cs []prometheus.Collector) int {
-	ch := make(chan prometheus.Metric, 1024)
-	done := make(chan int)
-	go func() {
-		n := 0
-		for range ch {
-			n++
-		}
-		done <- n
-	}()
-	for _, c := range cs {
-		c.Collect(ch)
-	}
-	close(ch)
-	return <-done
-}
-
 func sizeName(n int) string {
 	if n%1000 == 0 {
 		return strconv.Itoa(n/1000) + "k"
@@ -143,8 +125,28 @@ func sizeName(n int) string {
 	return strconv.Itoa(n)
 }
 
-// BenchmarkCollect is our share of a scrape: every collector's Collect,
-// const metrics included, with the default (hashed) identity labels.
+// writeDirect writes the per-credential families as /metrics does, to w,
+// and counts the series.
+func writeDirect(cs *Collectors, w io.Writer) int {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	cw := &countingSink{sink: newTextSink(bw)}
+	for _, d := range cs.direct {
+		d.write(cw)
+	}
+	bw.Flush()
+	return cw.n
+}
+
+type countingSink struct {
+	sink
+	n int
+}
+
+func (c *countingSink) add(f *family, l *labelSet, v float64) { c.n++; c.sink.add(f, l, v) }
+
+// BenchmarkCollect is our share of a scrape: the per-credential families
+// written as text (label material per entry version, values, formatting),
+// without compression, with the default (hashed) identity labels.
 // "fresh" gets a new usage report set on every scrape (what a scrape
 // interval longer than the store's 15 s usage TTL sees), "same" the same
 // one (scrapes within the TTL).
@@ -164,89 +166,31 @@ func benchCollect(b *testing.B, n int, fresh bool) {
 	src := newBenchSource(n, true)
 	src.fresh = fresh
 	cs := New(benchOptions(b, src, identity.Hashed))
-	series := drain(cs)
+	series := writeDirect(cs, io.Discard)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		drain(cs)
+		writeDirect(cs, io.Discard)
 	}
 	b.ReportMetric(float64(series), "series/op")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(series), "ns/series")
 }
 
-// benchRegistry is main's registry; its usage reports change on every
-// scrape (the usage=fresh case of BenchmarkCollect).
-func benchRegistry(b *testing.B, n int) *prometheus.Registry {
+// benchCollectors is main's wiring: a registry with the Go and process
+// collectors and our registered ones, and the per-credential collectors
+// behind the handler. Usage reports change on every scrape (the
+// usage=fresh case of BenchmarkCollect).
+func benchCollectors(b *testing.B, n int) (*prometheus.Registry, *Collectors) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	src := newBenchSource(n, true)
 	src.fresh = true
-	reg.MustRegister(New(benchOptions(b, src, identity.Hashed))...)
-	return reg
-}
-
-// BenchmarkGather is Collect plus the registry's Gather (dto conversion,
-// consistency checks, sorting), as promhttp does it, without encoding.
-func BenchmarkGather(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run("creds="+sizeName(n), func(b *testing.B) {
-			reg := benchRegistry(b, n)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := reg.Gather(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	cs := New(benchOptions(b, src, identity.Hashed))
+	if err := cs.Register(reg); err != nil {
+		b.Fatal(err)
 	}
+	return reg, cs
 }
-
-// BenchmarkEncode is the text encoding of an already gathered scrape,
-// plain and gzipped: client_golang and compress/gzip only.
-func BenchmarkEncode(b *testing.B) {
-	for _, n := range benchSizes {
-		reg := benchRegistry(b, n)
-		mfs, err := reg.Gather()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, gz := range []bool{false, true} {
-			name := "creds=" + sizeName(n) + "/plain"
-			if gz {
-				name = "creds=" + sizeName(n) + "/gzip"
-			}
-			b.Run(name, func(b *testing.B) {
-				b.ReportAllocs()
-				var size int64
-				for b.Loop() {
-					cw := &countWriter{}
-					var w io.Writer = cw
-					var zw *gzip.Writer
-					if gz {
-						zw = gzip.NewWriter(cw)
-						w = zw
-					}
-					enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
-					for _, mf := range mfs {
-						if err := enc.Encode(mf); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if zw != nil {
-						zw.Close()
-					}
-					size = cw.n
-				}
-				b.ReportMetric(float64(size), "bytes/op")
-			})
-		}
-	}
-}
-
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // discardResponse is a ResponseWriter that keeps only the byte count, so
 // the benchmark does not measure buffering a 30 MB body.
@@ -260,10 +204,10 @@ func (d *discardResponse) WriteHeader(int)             {}
 func (d *discardResponse) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
 
 // promAccept is the Accept header of a Prometheus 3 scrape with the default
-// scrape protocols; promhttp answers it with text 1.0.0, no name escaping.
+// scrape protocols.
 const promAccept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.7,application/openmetrics-text;version=0.0.1;q=0.6,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.3"
 
-// BenchmarkScrape is a whole /metrics request through promhttp, the way
+// BenchmarkScrape is a whole /metrics request through Handler, the way
 // main wires it (Go and process collectors included), with the headers of
 // a Prometheus 3 scrape (gzip) or of curl (plain).
 func BenchmarkScrape(b *testing.B) {
@@ -274,23 +218,47 @@ func BenchmarkScrape(b *testing.B) {
 				name = "creds=" + sizeName(n) + "/plain"
 			}
 			b.Run(name, func(b *testing.B) {
-				h := promhttp.HandlerFor(benchRegistry(b, n), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-				if gz {
-					req.Header.Set("Accept", promAccept)
-					req.Header.Set("Accept-Encoding", "gzip")
-				}
-				b.ReportAllocs()
-				var size int64
-				for b.Loop() {
-					w := &discardResponse{h: http.Header{}}
-					h.ServeHTTP(w, req)
-					size = w.n
-				}
-				b.ReportMetric(float64(size), "bytes/op")
+				reg, cs := benchCollectors(b, n)
+				benchHandler(b, cs.Handler(reg, HandlerOpts{}), gz)
 			})
 		}
 	}
+}
+
+// BenchmarkScrapeRegistry is the same scrape with every collector in the
+// registry behind promhttp: the path /metrics took before Handler, kept
+// for comparison.
+func BenchmarkScrapeRegistry(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("creds="+sizeName(n)+"/gzip", func(b *testing.B) {
+			_, cs := benchCollectors(b, n)
+			all := prometheus.NewRegistry()
+			all.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			for _, d := range cs.direct {
+				all.MustRegister(d)
+			}
+			for _, r := range cs.registered {
+				all.MustRegister(r)
+			}
+			benchHandler(b, promhttp.HandlerFor(all, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}), true)
+		})
+	}
+}
+
+func benchHandler(b *testing.B, h http.Handler, gz bool) {
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if gz {
+		req.Header.Set("Accept", promAccept)
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	b.ReportAllocs()
+	var size int64
+	for b.Loop() {
+		w := &discardResponse{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		size = w.n
+	}
+	b.ReportMetric(float64(size), "bytes/op")
 }
 
 // TestBenchFixtureRenders keeps the benchmark fixture honest: every
@@ -302,7 +270,7 @@ func TestBenchFixtureRenders(t *testing.T) {
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
-		Now: func() time.Time { return t0 }})...)
+		Now: func() time.Time { return t0 }}).All()...)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +344,7 @@ func TestSeriesCacheFollowsEntries(t *testing.T) {
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
-		Now: func() time.Time { return t0 }})...)
+		Now: func() time.Time { return t0 }}).All()...)
 	first := gatherText(t, reg)
 	if again := gatherText(t, reg); again != first {
 		t.Fatalf("a scrape served from the cache differs:\n%s\n---\n%s", first, again)
@@ -395,6 +363,21 @@ func TestSeriesCacheFollowsEntries(t *testing.T) {
 	if out := gatherText(t, reg); strings.Count(out, "} 0.875\n") != 6 {
 		t.Fatalf("new usage numbers not shown:\n%s", out)
 	}
+	// A limit whose unit changes gets new unit labels; its other series
+	// keep theirs.
+	reports = slices.Clone(reports)
+	for i := range reports {
+		reports[i].Limits = slices.Clone(reports[i].Limits)
+		reports[i].Limits[1].Amount.Unit = "tokens"
+	}
+	src.reports = reports
+	out := gatherText(t, reg)
+	if n := strings.Count(out, `unit="tokens"`); n != 3*6 {
+		t.Fatalf("%d series with the new unit, want 18:\n%s", n, out)
+	}
+	if n := strings.Count(out, `unit="percent"`); n != 3*3*6 {
+		t.Fatalf("%d series with the old unit, want 54", n)
+	}
 
 	es := slices.Clone(src.Snapshot().Entries)
 	var gone *store.Entry
@@ -411,7 +394,7 @@ func TestSeriesCacheFollowsEntries(t *testing.T) {
 	}
 	es = slices.DeleteFunc(es, func(e *store.Entry) bool { return e == gone })
 	src.setEntries(es)
-	out := gatherText(t, reg)
+	out = gatherText(t, reg)
 	for _, want := range []string{`email="rotated@example.com"`, `authbroker_credential_rotations_total{id="1",provider="anthropic"} 4`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("replaced entry: %s missing", want)
@@ -431,7 +414,7 @@ func TestConcurrentScrapes(t *testing.T) {
 	ids, _ := identity.New(identity.Hashed, []byte("k"))
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
-		Now: func() time.Time { return t0 }})...)
+		Now: func() time.Time { return t0 }}).All()...)
 	all := src.Snapshot().Entries
 	var wg sync.WaitGroup
 	for g := range 4 {

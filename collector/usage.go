@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/authbroker/authbroker_exporter/store"
 )
@@ -69,36 +69,40 @@ func NewUsageReader(src Source, timeout time.Duration, logger log.Logger) *Usage
 type usageCollector struct {
 	o Options
 
-	usedFraction, used, max, remaining, resets, status, fetched, match, unmatched *prometheus.Desc
+	usedFraction, used, max, remaining, resets, status, fetched, match, unmatched *family
 
-	names                        *labelNames
-	stateMatched, stateUnmatched *dto.LabelPair
-	cache                        entryCache[*usageRow]
+	idProvider, idProviderState, limitLabels, unitLabels, providerOnly *schema
+
+	cache entryCache[*usageRow]
 }
 
 func newUsageCollector(o Options) *usageCollector {
 	l := []string{"id", "provider", "limit", "window"}
-	lu := append(append([]string(nil), l...), "unit")
-	c := &usageCollector{
-		o:            o,
-		usedFraction: desc("usage_limit_used_fraction", "Effective used fraction of a usage limit; > 1 = overage.", l...),
-		used:         desc("usage_limit_used", "Amount used in the limit's window, when the report has it.", lu...),
-		max:          desc("usage_limit_max", "The limit's maximum amount, when the report has it.", lu...),
-		remaining:    desc("usage_limit_remaining", "Amount remaining in the limit's window, when the report has it.", lu...),
-		resets:       desc("usage_limit_resets_timestamp_seconds", "When the limit's window resets.", l...),
-		status:       desc("usage_limit_status", "Limit status: 0 ok, 1 warning, 2 exhausted, -1 unknown.", l...),
-		fetched:      desc("usage_report_fetched_timestamp_seconds", "fetchedAt of the usage report matched to the credential.", "id", "provider"),
-		match:        desc("usage_match", "1 for the credential's usage match state (matched, unmatched), 0 for the other; OAuth credentials only.", "id", "provider", "state"),
-		unmatched:    desc("usage_reports_unmatched", "Usage reports no credential claimed, by provider.", "provider"),
-		names:        newLabelNames(),
+	lu := append(slices.Clone(l), "unit")
+	g := prometheus.GaugeValue
+	return &usageCollector{
+		o:               o,
+		usedFraction:    newFamily(g, "usage_limit_used_fraction", "Effective used fraction of a usage limit; > 1 = overage.", l...),
+		used:            newFamily(g, "usage_limit_used", "Amount used in the limit's window, when the report has it.", lu...),
+		max:             newFamily(g, "usage_limit_max", "The limit's maximum amount, when the report has it.", lu...),
+		remaining:       newFamily(g, "usage_limit_remaining", "Amount remaining in the limit's window, when the report has it.", lu...),
+		resets:          newFamily(g, "usage_limit_resets_timestamp_seconds", "When the limit's window resets.", l...),
+		status:          newFamily(g, "usage_limit_status", "Limit status: 0 ok, 1 warning, 2 exhausted, -1 unknown.", l...),
+		fetched:         newFamily(g, "usage_report_fetched_timestamp_seconds", "fetchedAt of the usage report matched to the credential.", "id", "provider"),
+		match:           newFamily(g, "usage_match", "1 for the credential's usage match state (matched, unmatched), 0 for the other; OAuth credentials only.", "id", "provider", "state"),
+		unmatched:       newFamily(g, "usage_reports_unmatched", "Usage reports no credential claimed, by provider.", "provider"),
+		idProvider:      newSchema("id", "provider"),
+		idProviderState: newSchema("id", "provider", "state"),
+		limitLabels:     newSchema(l...),
+		unitLabels:      newSchema(lu...),
+		providerOnly:    newSchema("provider"),
 	}
-	c.stateMatched = pair(&c.names.state, &c.names.matched)
-	c.stateUnmatched = pair(&c.names.state, &c.names.unmatched)
-	return c
 }
 
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, c.usedFraction, c.used, c.max, c.remaining, c.resets, c.status, c.fetched, c.match, c.unmatched)
+	for _, f := range []*family{c.usedFraction, c.used, c.max, c.remaining, c.resets, c.status, c.fetched, c.match, c.unmatched} {
+		ch <- f.desc
+	}
 }
 
 // Reports returns the usage reports and whether there is usage data at
@@ -140,7 +144,10 @@ func (u *UsageReader) Reports(ctx context.Context) ([]store.UsageReport, bool) {
 // made an earlier scrape time out; a cached answer returns well within it.
 const stalledWait = 5 * time.Millisecond
 
-func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *usageCollector) Collect(ch chan<- prometheus.Metric) { c.write(registrySink{ch}) }
+
+// write emits one family at a time, each in label order.
+func (c *usageCollector) write(s sink) {
 	reports, ok := c.o.Usage.Reports(context.Background())
 	if !ok {
 		return
@@ -153,41 +160,49 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		if hit && old.idx == x {
 			return old, true
 		}
-		return c.row(e, x), true
+		if !hit {
+			old = nil
+		}
+		return c.row(e, x, old), true
 	})
 	sortedByID(rows, func(r *usageRow) string { return r.id })
 	claimed := make(map[*store.UsageReport]struct{}, len(reports))
-	em := emitter{ch: ch}
 	for _, r := range rows {
 		found := r.report != nil
-		em.gauge(c.match, r.matched, boolf(found))
-		em.gauge(c.match, r.unmatched, boolf(!found))
-		if !found {
-			continue
-		}
-		claimed[r.report] = struct{}{}
-		em.gauge(c.fetched, r.idProvider, unix(r.report.FetchedAt))
-		for i := range r.limits {
-			l := &r.limits[i]
-			if l.hasFraction {
-				em.gauge(c.usedFraction, l.labels, l.fraction)
-			}
-			a := &l.src.Amount
-			if a.Used != nil {
-				em.gauge(c.used, l.unitLabels, *a.Used)
-			}
-			if a.Limit != nil {
-				em.gauge(c.max, l.unitLabels, *a.Limit)
-			}
-			if a.Remaining != nil {
-				em.gauge(c.remaining, l.unitLabels, *a.Remaining)
-			}
-			if w := l.src.Window; w != nil && !w.ResetsAt.IsZero() {
-				em.gauge(c.resets, l.labels, unix(w.ResetsAt))
-			}
-			em.gauge(c.status, l.labels, l.status)
+		s.add(c.match, &r.matched, boolf(found))
+		s.add(c.match, &r.unmatched, boolf(!found))
+		if found {
+			claimed[r.report] = struct{}{}
 		}
 	}
+	for _, r := range rows {
+		if r.report != nil {
+			s.add(c.fetched, &r.idProvider, unix(r.report.FetchedAt))
+		}
+	}
+	// Limits sort by (limit, window); the amount families sort by (limit,
+	// unit, window), which is the same order unless one limit id repeats
+	// with different units, which a scraper accepts in any order.
+	eachLimit(s, rows, c.usedFraction, func(l *limitRow) (*labelSet, float64, bool) { return &l.labels, l.fraction, l.hasFraction })
+	amount := func(v func(a *store.UsageAmount) *float64) func(l *limitRow) (*labelSet, float64, bool) {
+		return func(l *limitRow) (*labelSet, float64, bool) {
+			if p := v(&l.src.Amount); p != nil {
+				return &l.unitLabels, *p, true
+			}
+			return nil, 0, false
+		}
+	}
+	eachLimit(s, rows, c.used, amount(func(a *store.UsageAmount) *float64 { return a.Used }))
+	eachLimit(s, rows, c.max, amount(func(a *store.UsageAmount) *float64 { return a.Limit }))
+	eachLimit(s, rows, c.remaining, amount(func(a *store.UsageAmount) *float64 { return a.Remaining }))
+	eachLimit(s, rows, c.resets, func(l *limitRow) (*labelSet, float64, bool) {
+		if w := l.src.Window; w != nil && !w.ResetsAt.IsZero() {
+			return &l.labels, unix(w.ResetsAt), true
+		}
+		return nil, 0, false
+	})
+	eachLimit(s, rows, c.status, func(l *limitRow) (*labelSet, float64, bool) { return &l.labels, l.status, true })
+
 	unmatched := map[string]int{}
 	for i := range reports {
 		n := unmatched[reports[i].Provider]
@@ -196,8 +211,24 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		unmatched[reports[i].Provider] = n
 	}
+	byLabel := map[string]int{}
 	for p, n := range unmatched {
-		gauge(ch, c.unmatched, float64(n), label(p))
+		byLabel[label(p)] += n
+	}
+	for _, p := range slices.Sorted(maps.Keys(byLabel)) {
+		l := c.providerOnly.set(p)
+		s.add(c.unmatched, &l, float64(byLabel[p]))
+	}
+}
+
+// eachLimit writes family f: v's series of every limit of every row.
+func eachLimit(s sink, rows []*usageRow, f *family, v func(l *limitRow) (*labelSet, float64, bool)) {
+	for _, r := range rows {
+		for i := range r.limits {
+			if l, val, ok := v(&r.limits[i]); ok {
+				s.add(f, l, val)
+			}
+		}
 	}
 }
 
@@ -209,8 +240,8 @@ type usageRow struct {
 	idx                *store.UsageIndex
 	report             *store.UsageReport // nil = unmatched
 	id, provider       string
-	idProvider         []*dto.LabelPair
-	matched, unmatched []*dto.LabelPair // {id, provider, state}
+	idProvider         labelSet
+	matched, unmatched labelSet // {id, provider, state}
 	limits             []limitRow
 }
 
@@ -218,66 +249,75 @@ type limitRow struct {
 	src                *store.UsageLimit
 	limit, window      string
 	unit               string
-	labels, unitLabels []*dto.LabelPair // {id, limit, provider, window}, + unit
+	labels, unitLabels labelSet // {id, provider, limit, window}, + unit
 	fraction, status   float64
 	hasFraction        bool
 }
 
-func (c *usageCollector) row(e *store.Entry, x *store.UsageIndex) *usageRow {
-	n := c.names
-	r := &usageRow{idx: x, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider)}
+// row builds e's row against x, reusing the label sets of prev (e's row
+// against an earlier report set) where the labels are the same: a new
+// report set every usage fetch mostly brings new numbers, not new limits.
+func (c *usageCollector) row(e *store.Entry, x *store.UsageIndex, prev *usageRow) *usageRow {
+	r := &usageRow{idx: x}
+	if prev != nil {
+		r.id, r.provider, r.idProvider, r.matched, r.unmatched = prev.id, prev.provider, prev.idProvider, prev.matched, prev.unmatched
+	} else {
+		r.id, r.provider = strconv.FormatInt(e.ID, 10), label(e.Provider)
+		r.idProvider = c.idProvider.set(r.id, r.provider)
+		r.matched = c.idProviderState.set(r.id, r.provider, "matched")
+		r.unmatched = c.idProviderState.set(r.id, r.provider, "unmatched")
+	}
 	rep, found := x.Match(e)
-	var limits []limitRow
-	if found {
-		r.report = rep
-		limits = make([]limitRow, 0, len(rep.Limits))
-		for i := range rep.Limits {
-			l := &rep.Limits[i]
-			lr := limitRow{src: l, limit: label(l.ID), unit: label(l.Amount.Unit)}
-			if l.Window != nil {
-				lr.window = label(l.Window.ID)
-			}
-			// A report listing one limit twice would otherwise emit a
-			// duplicate series and fail the whole scrape; the first wins.
-			if slices.ContainsFunc(limits, func(o limitRow) bool { return o.limit == lr.limit && o.window == lr.window }) {
-				continue
-			}
-			lr.fraction, lr.hasFraction = l.Amount.EffectiveUsedFraction()
-			var known bool
-			if lr.status, known = statusValue[l.Status]; !known {
-				lr.status = -1
-			}
-			limits = append(limits, lr)
+	if !found {
+		return r
+	}
+	r.report = rep
+	r.limits = make([]limitRow, 0, len(rep.Limits))
+	for i := range rep.Limits {
+		l := &rep.Limits[i]
+		lr := limitRow{src: l, limit: label(l.ID), unit: label(l.Amount.Unit)}
+		if l.Window != nil {
+			lr.window = label(l.Window.ID)
 		}
-		slices.SortFunc(limits, func(a, b limitRow) int {
-			return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
-		})
+		// A report listing one limit twice would otherwise emit a
+		// duplicate series and fail the whole scrape; the first wins.
+		if slices.ContainsFunc(r.limits, func(o limitRow) bool { return o.limit == lr.limit && o.window == lr.window }) {
+			continue
+		}
+		if p := prev.limit(lr.limit, lr.window); p != nil {
+			lr.labels = p.labels
+			if p.unit == lr.unit {
+				lr.unitLabels = p.unitLabels
+			}
+		}
+		if lr.labels.text == "" {
+			lr.labels = c.limitLabels.set(r.id, r.provider, lr.limit, lr.window)
+		}
+		if lr.unitLabels.text == "" {
+			lr.unitLabels = c.unitLabels.set(r.id, r.provider, lr.limit, lr.window, lr.unit)
+		}
+		lr.fraction, lr.hasFraction = l.Amount.EffectiveUsedFraction()
+		var known bool
+		if lr.status, known = statusValue[l.Status]; !known {
+			lr.status = -1
+		}
+		r.limits = append(r.limits, lr)
 	}
-	r.limits = limits
-	// All pairs of the row in one allocation and all label slices in
-	// another; they point into r and r.limits, which are final now.
-	pairs := make([]dto.LabelPair, 2+3*len(limits))
-	ptrs := make([]*dto.LabelPair, 0, 2+3+3+9*len(limits))
-	mk := func(name, value *string) *dto.LabelPair {
-		p := &pairs[0]
-		pairs = pairs[1:]
-		p.Name, p.Value = name, value
-		return p
-	}
-	labels := func(ps ...*dto.LabelPair) []*dto.LabelPair {
-		start := len(ptrs)
-		ptrs = append(ptrs, ps...)
-		return ptrs[start:len(ptrs):len(ptrs)]
-	}
-	id, provider := mk(&n.id, &r.id), mk(&n.provider, &r.provider)
-	r.idProvider = labels(id, provider)
-	r.matched = labels(id, provider, c.stateMatched)
-	r.unmatched = labels(id, provider, c.stateUnmatched)
-	for i := range r.limits {
-		lr := &r.limits[i]
-		lim, win, unit := mk(&n.limit, &lr.limit), mk(&n.window, &lr.window), mk(&n.unit, &lr.unit)
-		lr.labels = labels(id, lim, provider, win)
-		lr.unitLabels = labels(id, lim, provider, unit, win)
-	}
+	slices.SortFunc(r.limits, func(a, b limitRow) int {
+		return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
+	})
 	return r
+}
+
+// limit finds the row's limit of that id and window (nil-safe).
+func (r *usageRow) limit(id, window string) *limitRow {
+	if r == nil {
+		return nil
+	}
+	for i := range r.limits {
+		if l := &r.limits[i]; l.limit == id && l.window == window {
+			return l
+		}
+	}
+	return nil
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authbroker/authbroker_exporter/collector"
 	"github.com/authbroker/authbroker_exporter/identity"
@@ -73,9 +72,12 @@ func exporterHeap(n int) (uint64, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(collector.New(collector.Options{Source: st, Broker: quietBroker{}, Identity: ids,
-		Usage: collector.NewUsageReader(st, 10*time.Second, nil)})...)
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	cs := collector.New(collector.Options{Source: st, Broker: quietBroker{}, Identity: ids,
+		Usage: collector.NewUsageReader(st, 10*time.Second, nil)})
+	if err := cs.Register(reg); err != nil {
+		return 0, err
+	}
+	h := cs.Handler(reg, collector.HandlerOpts{})
 	for range 3 {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))

@@ -202,7 +202,7 @@ func benchRows(t *table, r results) {
 		t.add(fmt.Sprintf("/metrics render, gzip, %s creds × 4 limits (%.0fk series)", n, series/1e3), target,
 			fmt.Sprintf("%s (%s/cred)", dur(ns), dur(ns/sizes[n])), pass)
 		if ours, ok := r.median("Collect/creds="+n+"/usage=fresh", "ns/op"); ok {
-			t.add("  of which exporter Collect (ours) / client_golang+gzip (theirs)", "(report)",
+			t.add("  of which per-credential text (ours) / gzip, registry families, HTTP", "(report)",
 				fmt.Sprintf("%s (%.0f%%) / %s", dur(ours), 100*ours/ns, dur(ns-ours)), true)
 		}
 	}

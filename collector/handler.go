@@ -1,0 +1,135 @@
+package collector
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"golang.org/x/sync/singleflight"
+)
+
+// HandlerOpts configure the /metrics handler.
+type HandlerOpts struct {
+	Logger log.Logger
+	// MaxRequestsInFlight answers further concurrent scrapes 503 (0 = 64).
+	MaxRequestsInFlight int
+}
+
+// contentType is the one format /metrics speaks: every Prometheus version
+// accepts it, whatever its Accept header prefers.
+const contentType = string(expfmt.FmtText)
+
+// gzipLevel: at 320k series, default compression takes 155 ms of CPU to
+// level 1's 60 ms for a body half the size (1.6 vs 3.0 MB); scrape CPU is
+// the scarcer resource on a broker host.
+const gzipLevel = gzip.BestSpeed
+
+// Handler serves /metrics: g's families (runtime, build, sync, operations;
+// see Register) through client_golang's encoder, then the per-credential
+// families written straight as text. Scrapes asking for gzip that arrive
+// while one is being rendered share its body, so N Prometheus servers
+// cost one render.
+func (c *Collectors) Handler(g prometheus.Gatherer, o HandlerOpts) http.Handler {
+	if o.Logger == nil {
+		o.Logger = log.NewNopLogger()
+	}
+	if o.MaxRequestsInFlight <= 0 {
+		o.MaxRequestsInFlight = 64
+	}
+	return &metricsHandler{c: c, g: g, log: o.Logger, slots: make(chan struct{}, o.MaxRequestsInFlight)}
+}
+
+type metricsHandler struct {
+	c      *Collectors
+	g      prometheus.Gatherer
+	log    log.Logger
+	slots  chan struct{}
+	flight singleflight.Group
+	// lastSize presizes the next gzip body.
+	lastSize atomic.Int64
+}
+
+func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", cap(h.slots)), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Add("Vary", "Accept-Encoding")
+	if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		h.render(bw)
+		bw.Flush()
+		return
+	}
+	v, _, _ := h.flight.Do("gzip", func() (any, error) {
+		var buf bytes.Buffer
+		buf.Grow(int(h.lastSize.Load()) * 9 / 8)
+		zw, _ := gzip.NewWriterLevel(&buf, gzipLevel)
+		bw := bufio.NewWriterSize(zw, 64<<10)
+		h.render(bw)
+		bw.Flush()
+		zw.Close()
+		h.lastSize.Store(int64(buf.Len()))
+		return buf.Bytes(), nil
+	})
+	body := v.([]byte)
+	w.Header().Set("Content-Encoding", "gzip")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// render writes the whole exposition. As with promhttp's ContinueOnError,
+// a failing collector is logged and the rest is still served.
+func (h *metricsHandler) render(w *bufio.Writer) {
+	mfs, err := h.g.Gather()
+	if err != nil {
+		level.Error(h.log).Log("msg", "error gathering metrics", "err", err)
+	}
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(w, mf); err != nil {
+			level.Error(h.log).Log("msg", "error encoding metric family", "family", mf.GetName(), "err", err)
+		}
+	}
+	ts := newTextSink(w)
+	for _, d := range h.c.direct {
+		d.write(ts)
+	}
+	if ts.err != nil {
+		level.Error(h.log).Log("msg", "error writing metrics", "err", ts.err)
+	}
+}
+
+// acceptsGzip reads an Accept-Encoding header: gzip (or *) listed with a
+// non-zero q.
+func acceptsGzip(header string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "gzip" && name != "*" {
+			continue
+		}
+		for p := range strings.SplitSeq(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "q") {
+				if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
