@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -54,8 +53,11 @@ type metricsHandler struct {
 	log    log.Logger
 	slots  chan struct{}
 	flight singleflight.Group
-	// lastSize presizes the next gzip body.
-	lastSize atomic.Int64
+	// Only the one "gzip" flight uses these, so renders reuse them: the
+	// compressor alone is ~1 MB of state. lastSize presizes the body.
+	zw       *gzip.Writer
+	zbuf     *bufio.Writer
+	lastSize int
 }
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -75,14 +77,18 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _, _ := h.flight.Do("gzip", func() (any, error) {
-		var buf bytes.Buffer
-		buf.Grow(int(h.lastSize.Load()) * 9 / 8)
-		zw, _ := gzip.NewWriterLevel(&buf, gzipLevel)
-		bw := bufio.NewWriterSize(zw, 64<<10)
-		h.render(bw)
-		bw.Flush()
-		zw.Close()
-		h.lastSize.Store(int64(buf.Len()))
+		buf := bytes.NewBuffer(make([]byte, 0, h.lastSize*9/8))
+		if h.zw == nil {
+			h.zw, _ = gzip.NewWriterLevel(buf, gzipLevel)
+			h.zbuf = bufio.NewWriterSize(h.zw, 64<<10)
+		} else {
+			h.zw.Reset(buf)
+			h.zbuf.Reset(h.zw)
+		}
+		h.render(h.zbuf)
+		h.zbuf.Flush()
+		h.zw.Close()
+		h.lastSize = buf.Len()
 		return buf.Bytes(), nil
 	})
 	body := v.([]byte)
