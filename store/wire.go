@@ -682,8 +682,8 @@ func (w *wireDisabled) convert() ([]Tombstone, error) {
 // the fields below are read, and metadata only for its identity strings.
 
 type wireUsage struct {
-	GeneratedAt json.Number  `json:"generatedAt"`
-	Reports     []wireReport `json:"reports"`
+	GeneratedAt json.Number `json:"generatedAt"`
+	Reports     *reportList `json:"reports"`
 }
 
 type wireReport struct {
@@ -750,59 +750,113 @@ func metaString(m map[string]json.RawMessage, key string) string {
 	return strings.TrimSpace(s)
 }
 
+// interner returns one copy of equal strings.
+type interner map[string]string
+
+func (in interner) s(v string) string {
+	if v == "" {
+		return ""
+	}
+	if x, ok := in[v]; ok {
+		return x
+	}
+	in[v] = v
+	return v
+}
+
 func (w *wireUsage) convert() (*UsageResponse, error) {
 	if w.Reports == nil {
 		return nil, missing("reports")
 	}
-	out := &UsageResponse{Reports: make([]UsageReport, 0, len(w.Reports))}
+	out := &UsageResponse{Reports: w.Reports.reports}
+	if out.Reports == nil {
+		out.Reports = []UsageReport{}
+	}
 	if w.GeneratedAt != "" {
 		out.GeneratedAt, _ = msTime(w.GeneratedAt)
 	}
-	for _, wr := range w.Reports {
-		if wr.Provider == "" {
-			return nil, missing("report provider")
-		}
-		r := UsageReport{Provider: wr.Provider}
-		if wr.FetchedAt != "" {
-			r.FetchedAt, _ = msTime(wr.FetchedAt)
-		}
-		r.Metadata = UsageMetadata{
-			Email:     metaString(wr.Metadata, "email"),
-			AccountID: metaString(wr.Metadata, "accountId"),
-			ProjectID: metaString(wr.Metadata, "projectId"),
-			OrgID:     metaString(wr.Metadata, "orgId"),
-			OrgName:   metaString(wr.Metadata, "orgName"),
-		}
-		if r.Metadata.AccountID == "" {
-			r.Metadata.AccountID = metaString(wr.Metadata, "account_id")
-		}
-		if r.Metadata.ProjectID == "" {
-			r.Metadata.ProjectID = metaString(wr.Metadata, "project_id")
-		}
-		r.Limits = make([]UsageLimit, 0, len(wr.Limits))
-		for _, wl := range wr.Limits {
-			l := UsageLimit{
-				ID: wl.ID, Label: wl.Label, Status: wl.Status,
-				Scope: UsageScope(wl.Scope),
-				Amount: UsageAmount{
-					Used: wl.Amount.Used, Limit: wl.Amount.Limit, Remaining: wl.Amount.Remaining,
-					UsedFraction: wl.Amount.UsedFraction, RemainingFraction: wl.Amount.RemainingFraction,
-					Unit: wl.Amount.Unit,
-				},
-			}
-			if ww := wl.Window; ww != nil {
-				win := &UsageWindow{ID: ww.ID, Label: ww.Label, ResetLabel: ww.ResetLabel}
-				if d, ok := msDuration(ww.DurationMs); ok {
-					win.Duration = d
-				}
-				if ww.ResetsAt != "" {
-					win.ResetsAt, _ = msTime(ww.ResetsAt)
-				}
-				l.Window = win
-			}
-			r.Limits = append(r.Limits, l)
-		}
-		out.Reports = append(out.Reports, r)
-	}
 	return out, nil
+}
+
+// reportList decodes the reports array one report at a time and
+// converts each as it goes: a 10k-report answer never exists in full in
+// wire form (maps of raw metadata, duplicate strings) next to its result.
+type reportList struct {
+	reports []UsageReport
+}
+
+func (u *reportList) UnmarshalJSON(data []byte) error {
+	u.reports = nil // a repeated key: the last one wins, as in JSON.parse
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil {
+		return err
+	} else if t != json.Delim('[') {
+		return missing("reports")
+	}
+	// Thousands of reports repeat the same provider, limit ids, labels,
+	// units and windows; the answer is kept for the usage TTL, so those
+	// strings are kept once each.
+	in := interner{}
+	for dec.More() {
+		var wr wireReport
+		if err := dec.Decode(&wr); err != nil {
+			return err
+		}
+		r, err := wr.convert(in)
+		if err != nil {
+			return err
+		}
+		u.reports = append(u.reports, r)
+	}
+	_, err := dec.Token()
+	return err
+}
+
+func (wr *wireReport) convert(in interner) (UsageReport, error) {
+	if wr.Provider == "" {
+		return UsageReport{}, missing("report provider")
+	}
+	r := UsageReport{Provider: in.s(wr.Provider)}
+	if wr.FetchedAt != "" {
+		r.FetchedAt, _ = msTime(wr.FetchedAt)
+	}
+	r.Metadata = UsageMetadata{
+		Email:     metaString(wr.Metadata, "email"),
+		AccountID: metaString(wr.Metadata, "accountId"),
+		ProjectID: metaString(wr.Metadata, "projectId"),
+		OrgID:     metaString(wr.Metadata, "orgId"),
+		OrgName:   metaString(wr.Metadata, "orgName"),
+	}
+	if r.Metadata.AccountID == "" {
+		r.Metadata.AccountID = metaString(wr.Metadata, "account_id")
+	}
+	if r.Metadata.ProjectID == "" {
+		r.Metadata.ProjectID = metaString(wr.Metadata, "project_id")
+	}
+	r.Limits = make([]UsageLimit, 0, len(wr.Limits))
+	for _, wl := range wr.Limits {
+		l := UsageLimit{
+			ID: in.s(wl.ID), Label: in.s(wl.Label), Status: in.s(wl.Status),
+			Scope: UsageScope(wl.Scope),
+			Amount: UsageAmount{
+				Used: wl.Amount.Used, Limit: wl.Amount.Limit, Remaining: wl.Amount.Remaining,
+				UsedFraction: wl.Amount.UsedFraction, RemainingFraction: wl.Amount.RemainingFraction,
+				Unit: in.s(wl.Amount.Unit),
+			},
+		}
+		sc := &l.Scope
+		sc.Provider, sc.ModelID, sc.Tier, sc.WindowID = in.s(sc.Provider), in.s(sc.ModelID), in.s(sc.Tier), in.s(sc.WindowID)
+		if ww := wl.Window; ww != nil {
+			win := &UsageWindow{ID: in.s(ww.ID), Label: in.s(ww.Label), ResetLabel: in.s(ww.ResetLabel)}
+			if d, ok := msDuration(ww.DurationMs); ok {
+				win.Duration = d
+			}
+			if ww.ResetsAt != "" {
+				win.ResetsAt, _ = msTime(ww.ResetsAt)
+			}
+			l.Window = win
+		}
+		r.Limits = append(r.Limits, l)
+	}
+	return r, nil
 }

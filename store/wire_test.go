@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,6 +250,54 @@ func TestDecodeUsage(t *testing.T) {
 		t.Fatalf("limit %+v", l)
 	}
 	assertNoCanary(t, "usage", fmt.Sprintf("%#v", u))
+}
+
+// TestDecodeUsageReportList: the report list is decoded one report at a
+// time; its edge cases answer as a whole-document decode would.
+func TestDecodeUsageReportList(t *testing.T) {
+	rep := func(p string) string { return `{"provider":"` + p + `","limits":[{"id":"x","status":"ok"}]}` }
+	for _, tc := range []struct {
+		body      string
+		providers []string // nil = want an error
+	}{
+		{`{"reports":[]}`, []string{}},
+		{`{"reports":[` + rep("a") + `,` + rep("b") + `]}`, []string{"a", "b"}},
+		{`{"reports":[` + rep("a") + `],"reports":[` + rep("b") + `]}`, []string{"b"}}, // last key wins
+		{`{"reports":null}`, nil},
+		{`{}`, nil},
+		{`{"reports":"x"}`, nil},
+		{`{"reports":{}}`, nil},
+		{`{"reports":[` + rep("a") + `,{"limits":[]}]}`, nil}, // report without provider
+		{`{"reports":[` + rep("a") + `,42]}`, nil},
+		{`{"reports":[{"provider":"a","limits":[{"id":7}]}]}`, nil},
+		{`{"reports":[` + rep("a") + `,]}`, nil},
+	} {
+		var w wireUsage
+		err := decode("GET /v1/usage", []byte(tc.body), &w)
+		var u *UsageResponse
+		if err == nil {
+			u, err = w.convert()
+		}
+		if tc.providers == nil {
+			if err == nil {
+				t.Errorf("%s: no error", tc.body)
+			} else {
+				checkProtoErr(t, jsonProtoErr("GET /v1/usage", err))
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.body, err)
+			continue
+		}
+		var got []string
+		for _, r := range u.Reports {
+			got = append(got, r.Provider)
+		}
+		if u.Reports == nil || !slices.Equal(append([]string{}, got...), tc.providers) {
+			t.Errorf("%s: providers %q, want %q", tc.body, got, tc.providers)
+		}
+	}
 }
 
 func TestDecodeTombstones(t *testing.T) {
