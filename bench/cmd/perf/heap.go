@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,6 +88,18 @@ func exporterHeap(n int) (uint64, error) {
 		}
 	}
 	total := liveHeap()
+	// PERF_HEAP_PROFILE names a file for the heap profile at this point.
+	if path := os.Getenv("PERF_HEAP_PROFILE"); path != "" {
+		pf, err := os.Create(path)
+		if err != nil {
+			return 0, err
+		}
+		err = pprof.WriteHeapProfile(pf)
+		pf.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
 	if total < base {
 		return 0, nil
 	}

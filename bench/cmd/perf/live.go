@@ -112,6 +112,16 @@ func startExporter(bin, dir string, f *fixture, extra ...string) (*exporter, err
 	e := &exporter{cmd: cmd, url: "http://127.0.0.1:" + port, logs: &bytes.Buffer{}, done: make(chan struct{}),
 		client: &http.Client{Transport: &http.Transport{DisableCompression: true}}}
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	// PERF_EXPORTER_LOG keeps the exporters' output, e.g. with
+	// GODEBUG=gctrace=1 to see where the heap goes.
+	if path := os.Getenv("PERF_EXPORTER_LOG"); path != "" {
+		lf, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		w := io.MultiWriter(e.logs, lf)
+		cmd.Stdout, cmd.Stderr = w, w
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -298,7 +298,7 @@ func liveRows(t *table, root string, o options) error {
 	}
 	heap, _ := sampleValue(text, "go_memstats_heap_inuse_bytes ")
 	t.add(fmt.Sprintf("RSS, %s creds with usage (after scrapes / peak)", kcount(o.n)), "< 150 MB",
-		fmt.Sprintf("%s / %s (heap in use %s)", mb(mem.rss), mb(mem.hwm), mb(int64(heap))), mem.hwm < 150<<20)
+		fmt.Sprintf("%s / %s (heap in use %s)", mb(mem.rss), mb(mem.hwm), mb(int64(heap))), mem.hwm < 150e6)
 	t.add("RSS per credential over a 0-credential exporter (GC headroom included)", "(report)",
 		fmt.Sprintf("%.1f KiB/cred (baseline RSS %s)", float64(mem.rss-base.rss)/float64(o.n)/1024, mb(base.rss)), true)
 
