@@ -17,7 +17,7 @@ func BenchmarkSnapshotDuringDeltaStorm(b *testing.B) {
 			raw := benchEntryFrames(n, 7)
 			frames := make([]*StreamFrame, len(raw))
 			for i, r := range raw {
-				f, err := decodeFrame(r, time.Now())
+				f, err := decodeFrame(r, time.Now(), nil)
 				if err != nil {
 					b.Fatal(err)
 				}

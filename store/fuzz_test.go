@@ -208,7 +208,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte(sseEntry))
 	f.Add([]byte(sseRemoved))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fr, err := decodeTwice(t, data, func(b []byte) (*StreamFrame, error) { return decodeFrame(b, epoch) })
+		fr, err := decodeTwice(t, data, func(b []byte) (*StreamFrame, error) { return decodeFrame(b, epoch, nil) })
 		checkNoSecrets(t, data, "decoded frame", fr, err)
 		if err != nil {
 			checkProtoErr(t, err)
@@ -294,7 +294,7 @@ func FuzzStreamBytes(f *testing.F) {
 				wantErr = true
 				break
 			}
-			fr, err := decodeFrame([]byte(data), epoch)
+			fr, err := decodeFrame([]byte(data), epoch, nil)
 			if err == nil && len(want) == 0 && fr.Kind != EventSnapshot {
 				err = errors.New("first frame not a snapshot")
 			}

@@ -72,7 +72,7 @@ func benchStore(b *testing.B, n int) *Store {
 	}
 	s := newStore(Options{Client: c, Stream: true})
 	if n > 0 {
-		f, err := decodeFrame(benchSnapshotFrame(n, 7), time.Now())
+		f, err := decodeFrame(benchSnapshotFrame(n, 7), time.Now(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -89,10 +89,11 @@ func BenchmarkStreamDelta(b *testing.B) {
 		b.Run("creds="+benchSize(n), func(b *testing.B) {
 			s := benchStore(b, n)
 			frames := benchEntryFrames(n, 7)
+			pool := &stringPool{} // the connection's, as in the stream
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				f, err := decodeFrame(frames[i%len(frames)], time.Now())
+				f, err := decodeFrame(frames[i%len(frames)], time.Now(), pool)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -205,7 +206,7 @@ func BenchmarkSnapshotFrame(b *testing.B) {
 			b.SetBytes(int64(len(frame)))
 			b.ReportAllocs()
 			for b.Loop() {
-				f, err := decodeFrame(frame, time.Now())
+				f, err := decodeFrame(frame, time.Now(), nil)
 				if err != nil {
 					b.Fatal(err)
 				}

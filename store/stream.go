@@ -247,6 +247,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		// follows, it was a complete bad frame after all.
 		cutFrame error
 	)
+	pool := &stringPool{}
 	err := sub.Subscribe(sctx, func(data []byte) {
 		if handlerErr != nil {
 			return // events already queued when the handler stopped the stream
@@ -256,7 +257,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 			cancel(errStreamStopped)
 			return
 		}
-		f, err := decodeFrame(data, cfg.clock.Now())
+		f, err := decodeFrame(data, cfg.clock.Now(), pool)
 		if err != nil && cut.Load() {
 			cutFrame = err
 			return

@@ -89,23 +89,28 @@ func fingerprint(raw []byte) uint64 {
 // "EMAIL" into Email. Token material (access, key) is reduced to a
 // fingerprint on the spot; unknown keys are skipped without being copied.
 type wireCredential struct {
-	Type          string
-	Fingerprint   uint64
-	HasSecret     bool
-	Expires       json.Number
-	Email         string
+	Type        string
+	Fingerprint uint64
+	HasSecret   bool
+	// expires and authorizedAt are parsed on the spot; hasExpires: the
+	// key was there with a number, expiresOK: a representable one.
+	hasExpires, expiresOK bool
+	expires, authorizedAt time.Time
+	Email                 string
 	AccountID     string
 	ProjectID     string
 	OrgID         string
 	OrgName       string
 	EnterpriseURL string
 	APIEndpoint   string
-	AuthorizedAt  json.Number
 	Source        string
+	// pool, when set, supplies strings the stream has sent before.
+	pool *stringPool
 }
 
 func (w *wireCredential) UnmarshalJSON(data []byte) error {
-	*w = wireCredential{}
+	p := w.pool
+	*w = wireCredential{pool: p}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return missing("credential object")
@@ -121,31 +126,122 @@ func (w *wireCredential) UnmarshalJSON(data []byte) error {
 			}
 			w.Fingerprint, w.HasSecret = fingerprint(val), true
 		case "expires":
-			w.Expires, err = jsonNumber(val, "credential.expires")
+			var ok bool
+			if ok, err = numberLiteral(val, "credential.expires"); ok {
+				w.hasExpires = true
+				w.expires, w.expiresOK = msTimeBytes(val)
+			}
 		case "authorizedAt":
-			w.AuthorizedAt, err = jsonNumber(val, "credential.authorizedAt")
+			var ok bool
+			if ok, err = numberLiteral(val, "credential.authorizedAt"); ok {
+				w.authorizedAt, _ = msTimeBytes(val)
+			}
 		case "email":
-			w.Email, err = jsonString(val, "credential.email")
+			w.Email, err = p.jsonString(val, "credential.email")
 		case "accountId":
-			w.AccountID, err = jsonString(val, "credential.accountId")
+			w.AccountID, err = p.jsonString(val, "credential.accountId")
 		case "projectId":
-			w.ProjectID, err = jsonString(val, "credential.projectId")
+			w.ProjectID, err = p.jsonString(val, "credential.projectId")
 		case "orgId":
-			w.OrgID, err = jsonString(val, "credential.orgId")
+			w.OrgID, err = p.jsonString(val, "credential.orgId")
 		case "orgName":
-			w.OrgName, err = jsonString(val, "credential.orgName")
+			w.OrgName, err = p.jsonString(val, "credential.orgName")
 		case "enterpriseUrl":
-			w.EnterpriseURL, err = jsonString(val, "credential.enterpriseUrl")
+			w.EnterpriseURL, err = p.jsonString(val, "credential.enterpriseUrl")
 		case "apiEndpoint":
-			w.APIEndpoint, err = jsonString(val, "credential.apiEndpoint")
+			w.APIEndpoint, err = p.jsonString(val, "credential.apiEndpoint")
 		case "source":
-			w.Source, err = jsonString(val, "credential.source")
+			w.Source, err = p.jsonString(val, "credential.source")
 		}
 		return err
 	})
 }
 
+// numberLiteral: true for a number, false for null or nothing, an error
+// for anything else (as jsonNumber).
+func numberLiteral(val []byte, field string) (bool, error) {
+	if len(val) == 0 || val[0] == 'n' {
+		return false, nil
+	}
+	if val[0] != '-' && (val[0] < '0' || val[0] > '9') {
+		return false, missing(field)
+	}
+	return true, nil
+}
+
+// msTimeBytes is msTime of a number literal, without allocating for the
+// usual integer.
+func msTimeBytes(val []byte) (time.Time, bool) {
+	if v, ok := smallInt(val); ok {
+		return time.UnixMilli(v), true
+	}
+	return msTime(json.Number(val))
+}
+
+// smallInt parses an integer literal of up to 18 digits.
+func smallInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
 // jsonString decodes an optional string value; null is "".
+// stringPool hands out one copy of the strings a stream keeps sending: an
+// entry frame repeats the provider, identity key, email and account id of
+// the entry it replaces, and a lookup by bytes allocates nothing. It holds
+// two generations of stringPoolGen strings; when the current one fills it
+// becomes the old one, so the pool stays bounded under churn.
+type stringPool struct {
+	cur, old map[string]string
+}
+
+const stringPoolGen = 1 << 16
+
+func (p *stringPool) get(b []byte) string {
+	if s, ok := p.cur[string(b)]; ok {
+		return s
+	}
+	s, ok := p.old[string(b)]
+	if !ok {
+		s = string(b)
+	}
+	if len(p.cur) >= stringPoolGen {
+		p.old, p.cur = p.cur, nil
+	}
+	if p.cur == nil {
+		p.cur = make(map[string]string)
+	}
+	p.cur[s] = s
+	return s
+}
+
+// jsonString is the package jsonString, drawing from the pool (nil: none).
+func (p *stringPool) jsonString(val []byte, field string) (string, error) {
+	if p == nil || len(val) < 2 || val[0] != '"' {
+		return jsonString(val, field)
+	}
+	inner := val[1 : len(val)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return p.get(inner), nil
+	}
+	return jsonString(val, field)
+}
+
 func jsonString(val []byte, field string) (string, error) {
 	if len(val) == 0 || val[0] == 'n' {
 		return "", nil
@@ -164,15 +260,6 @@ func jsonString(val []byte, field string) (string, error) {
 	return s, nil
 }
 
-func jsonNumber(val []byte, field string) (json.Number, error) {
-	if len(val) == 0 || val[0] == 'n' {
-		return "", nil
-	}
-	if val[0] != '-' && (val[0] < '0' || val[0] > '9') {
-		return "", missing(field)
-	}
-	return json.Number(val), nil
-}
 
 // walkObject calls fn for each member of a JSON object already known to be
 // syntactically valid (encoding/json checks the whole document before it
@@ -414,13 +501,11 @@ func (w *wireCredential) convert() (Credential, error) {
 		if !w.HasSecret {
 			return Credential{}, missing("credential.access")
 		}
-		if w.Expires == "" {
+		if !w.hasExpires {
 			return Credential{}, missing("credential.expires")
 		}
-		c.Expires, c.HasExpires = msTime(w.Expires)
-		if w.AuthorizedAt != "" {
-			c.AuthorizedAt, _ = msTime(w.AuthorizedAt)
-		}
+		c.Expires, c.HasExpires = w.expires, w.expiresOK
+		c.AuthorizedAt = w.authorizedAt
 	case TypeAPIKey:
 		if !w.HasSecret {
 			return Credential{}, missing("credential.key")
@@ -559,8 +644,10 @@ func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 	return s, nil
 }
 
-func decodeFrame(data []byte, recv time.Time) (*StreamFrame, error) {
-	if f, ok := decodeDeltaFast(data, recv); ok {
+// decodeFrame decodes one stream frame; pool (optional) is the
+// connection's string pool.
+func decodeFrame(data []byte, recv time.Time, pool *stringPool) (*StreamFrame, error) {
+	if f, ok := decodeDeltaFast(data, recv, pool); ok {
 		return f, nil
 	}
 	return decodeFrameGeneral(data, recv)

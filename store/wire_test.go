@@ -100,7 +100,7 @@ func TestDecodeNumbers(t *testing.T) {
 	t.Run("generation and rotatesInMs as floats", func(t *testing.T) {
 		body := `{"kind":"entry","generation":2.1e1,"serverNowMs":1.795751638608e12,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":9007199254740991},
 			"entry":{"id":3.0,"provider":"p","credential":{"type":"oauth","access":"x","expires":1e13},"identityKey":null,"rotatesInMs":1500.0}}`
-		f, err := decodeFrame([]byte(body), epoch)
+		f, err := decodeFrame([]byte(body), epoch, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +144,7 @@ func TestDecodeRejectsMissingRequiredFields(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeFrame([]byte(tc.frame), epoch)
+			_, err := decodeFrame([]byte(tc.frame), epoch, nil)
 			var pe *ProtocolError
 			if !errors.As(err, &pe) {
 				t.Fatalf("want ProtocolError, got %v", err)
@@ -164,7 +164,7 @@ func TestDecodeCredentialKeysAreCaseSensitive(t *testing.T) {
 	body := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},
 		"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"x","expires":1,
 		"EMAIL":"` + canaryExtra + `","Email":"` + canaryExtra + `","em\u0061il":"` + canaryExtra + `","email":"user@example.com","ACCESS":"` + canaryAccess + `"}}}`
-	f, err := decodeFrame([]byte(body), epoch)
+	f, err := decodeFrame([]byte(body), epoch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestDecodeCredentialKeysAreCaseSensitive(t *testing.T) {
 func TestDecodeEscapedStrings(t *testing.T) {
 	body := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},
 		"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"x\"y","expires":1,"email":"a\u00e9\"b@example.com","orgName":"Ac\\me"}}}`
-	f, err := decodeFrame([]byte(body), epoch)
+	f, err := decodeFrame([]byte(body), epoch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestFingerprintTracksTokenMaterial(t *testing.T) {
 	mk := func(access string) uint64 {
 		body := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},
 			"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"` + access + `","expires":1}}}`
-		f, err := decodeFrame([]byte(body), epoch)
+		f, err := decodeFrame([]byte(body), epoch, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +204,7 @@ func TestFingerprintTracksTokenMaterial(t *testing.T) {
 
 func TestDecodeRemovedAndEntryFrames(t *testing.T) {
 	r := `{"kind":"removed","generation":43,"serverNowMs":1795751866545,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":13434},"id":4}`
-	f, err := decodeFrame([]byte(r), epoch)
+	f, err := decodeFrame([]byte(r), epoch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestDecodeRemovedAndEntryFrames(t *testing.T) {
 		t.Fatalf("%+v", f)
 	}
 	e := `{"kind":"entry","generation":21,"serverNowMs":1795751777704,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":42275},"entry":{"id":4,"provider":"openai","credential":{"type":"api_key","key":"sk-spec-test-1","source":"login"},"identityKey":null,"rotatesInMs":null}}`
-	f, err = decodeFrame([]byte(e), epoch)
+	f, err = decodeFrame([]byte(e), epoch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // the canonical error. So the fast path can never accept what the general
 // path rejects, nor decode a frame differently (a differential test and a
 // fuzz target check both).
-func decodeDeltaFast(data []byte, recv time.Time) (*StreamFrame, bool) {
+func decodeDeltaFast(data []byte, recv time.Time, pool *stringPool) (*StreamFrame, bool) {
 	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
 		return nil, false
 	}
@@ -85,7 +85,7 @@ func decodeDeltaFast(data []byte, recv time.Time) (*StreamFrame, bool) {
 		return f, true
 	}
 	e := new(Entry)
-	if !entryFast(entry, e, recv) {
+	if !entryFast(entry, e, recv, pool) {
 		return nil, false
 	}
 	f.Entry = e
@@ -153,7 +153,7 @@ func refresherFast(data []byte, recv time.Time) (Refresher, bool) {
 	return r, err == nil
 }
 
-func entryFast(data []byte, e *Entry, recv time.Time) bool {
+func entryFast(data []byte, e *Entry, recv time.Time, pool *stringPool) bool {
 	var id, provider, cred, identity, rotates, blocks []byte
 	ok := true
 	walkObject(data, func(key, val []byte) error {
@@ -192,11 +192,11 @@ func entryFast(data []byte, e *Entry, recv time.Time) bool {
 	if !ok {
 		return false
 	}
-	p, err := jsonString(provider, "entry provider")
+	p, err := pool.jsonString(provider, "entry provider")
 	if err != nil || p == "" {
 		return false
 	}
-	var wc wireCredential
+	wc := wireCredential{pool: pool}
 	if wc.UnmarshalJSON(cred) != nil {
 		return false
 	}
@@ -208,7 +208,7 @@ func entryFast(data []byte, e *Entry, recv time.Time) bool {
 	switch {
 	case identity == nil || string(identity) == "null":
 	case identity[0] == '"':
-		if e.IdentityKey, err = jsonString(identity, "entry identityKey"); err != nil {
+		if e.IdentityKey, err = pool.jsonString(identity, "entry identityKey"); err != nil {
 			return false
 		}
 	default:

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func deltaVariants() [][]byte {
 func checkFastAgrees(t *testing.T, data []byte) bool {
 	t.Helper()
 	recv := time.UnixMilli(1795751800000)
-	fast, ok := decodeDeltaFast(data, recv)
+	fast, ok := decodeDeltaFast(data, recv, nil)
 	if !ok {
 		return false
 	}
@@ -75,6 +76,14 @@ func checkFastAgrees(t *testing.T, data []byte) bool {
 	}
 	if !reflect.DeepEqual(fast, slow) {
 		t.Fatalf("fast and general paths disagree on\n%s\nfast:    %+v %+v\ngeneral: %+v %+v", data, fast, fast.Entry, slow, slow.Entry)
+	}
+	// With a string pool, on first sight and on a repeat.
+	pool := &stringPool{}
+	for range 2 {
+		pooled, ok := decodeDeltaFast(data, recv, pool)
+		if !ok || !reflect.DeepEqual(pooled, slow) {
+			t.Fatalf("pooled fast path disagrees on\n%s\npooled:  %+v\ngeneral: %+v", data, pooled, slow)
+		}
 	}
 	return true
 }
@@ -90,7 +99,7 @@ func TestDecodeDeltaFastAgreesWithGeneral(t *testing.T) {
 	}
 	// The fast path must carry the common frames, not bail on everything.
 	for _, b := range []string{sseEntry, sseRemoved, string(benchEntryFrame(42, 9, "tok"))} {
-		if _, ok := decodeDeltaFast([]byte(b), time.Now()); !ok {
+		if _, ok := decodeDeltaFast([]byte(b), time.Now(), nil); !ok {
 			t.Fatalf("fast path declined a plain frame:\n%s", b)
 		}
 	}
@@ -112,7 +121,14 @@ func BenchmarkDecodeFrame(b *testing.B) {
 	for _, path := range []struct {
 		name string
 		fn   func([]byte, time.Time) (*StreamFrame, error)
-	}{{"fast", decodeFrame}, {"general", decodeFrameGeneral}} {
+	}{
+		{"fast", func(b []byte, t time.Time) (*StreamFrame, error) { return decodeFrame(b, t, nil) }},
+		{"fast+pool", func() func([]byte, time.Time) (*StreamFrame, error) {
+			pool := &stringPool{}
+			return func(b []byte, t time.Time) (*StreamFrame, error) { return decodeFrame(b, t, pool) }
+		}()},
+		{"general", decodeFrameGeneral},
+	} {
 		b.Run(path.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -121,5 +137,25 @@ func BenchmarkDecodeFrame(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStringPool: a repeated string costs no allocation, and the pool
+// stays within two generations however many distinct strings pass through.
+func TestStringPool(t *testing.T) {
+	p := &stringPool{}
+	first := p.get([]byte("user@example.com"))
+	key := []byte("user@example.com")
+	if n := testing.AllocsPerRun(100, func() { p.get(key) }); n != 0 {
+		t.Fatalf("a pooled string allocates %v times", n)
+	}
+	for i := range 3 * stringPoolGen {
+		p.get([]byte(strconv.Itoa(i)))
+	}
+	if n := len(p.cur) + len(p.old); n > 2*stringPoolGen {
+		t.Fatalf("pool holds %d strings, bound %d", n, 2*stringPoolGen)
+	}
+	if got := p.get([]byte("user@example.com")); got != first {
+		t.Fatalf("got %q", got)
 	}
 }
