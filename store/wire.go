@@ -97,13 +97,13 @@ type wireCredential struct {
 	hasExpires, expiresOK bool
 	expires, authorizedAt time.Time
 	Email                 string
-	AccountID     string
-	ProjectID     string
-	OrgID         string
-	OrgName       string
-	EnterpriseURL string
-	APIEndpoint   string
-	Source        string
+	AccountID             string
+	ProjectID             string
+	OrgID                 string
+	OrgName               string
+	EnterpriseURL         string
+	APIEndpoint           string
+	Source                string
 	// pool, when set, supplies strings the stream has sent before.
 	pool *stringPool
 }
@@ -259,7 +259,6 @@ func jsonString(val []byte, field string) (string, error) {
 	}
 	return s, nil
 }
-
 
 // walkObject calls fn for each member of a JSON object already known to be
 // syntactically valid (encoding/json checks the whole document before it
