@@ -26,7 +26,7 @@ import (
 var providers = []string{"anthropic", "openai-codex", "google-gemini-cli", "github-copilot"}
 
 // promAccept is what a Prometheus 3 scrape sends (default scrape
-// protocols); promhttp answers it with text 1.0.0.
+// protocols); the exporter answers text 0.0.4 whatever it asks for.
 const promAccept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.7,application/openmetrics-text;version=0.0.1;q=0.6,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.3"
 
 // fixture is a fake broker holding n OAuth credentials spread over four
