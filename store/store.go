@@ -310,6 +310,15 @@ func inheritHistory(prev, next *Entry, at time.Time) {
 	}
 }
 
+// blocksChanged: a mirrored credential's rate-limit blocks differ in its
+// new version. A new block usually means a limit was hit, so the usage
+// answer cached before it is stale (the 18.2.3 client drops it too).
+func blocksChanged(prev, next *Entry) bool {
+	return prev != nil && !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b Block) bool {
+		return a.ProviderKey == b.ProviderKey && a.Scope == b.Scope && a.BlockedUntil.Equal(b.BlockedUntil) && a.UpdatedAt.Equal(b.UpdatedAt)
+	})
+}
+
 // adoptSnapshot replaces the mirror with a full snapshot. force is set for
 // a stream's snapshot frame, which is adopted even when its generation is
 // lower (the broker restarted). Without force, a lower generation is
@@ -323,8 +332,11 @@ func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
 	}
 	reset := s.ready && snap.Generation < s.gen
 	next := newMirror(len(snap.Entries))
+	blocksMoved := false
 	for _, e := range snap.Entries {
-		inheritHistory(s.entries.get(e.ID), e, snap.ReceivedAt)
+		prev := s.entries.get(e.ID)
+		inheritHistory(prev, e, snap.ReceivedAt)
+		blocksMoved = blocksMoved || blocksChanged(prev, e)
 		next.set(e)
 	}
 	s.entries = next
@@ -335,6 +347,9 @@ func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
 	s.receivedAt = snap.ReceivedAt
 	s.refresher = snap.Refresher
 	s.mu.Unlock()
+	if blocksMoved {
+		s.usage.invalidate()
+	}
 
 	s.sm.Lock()
 	if reset {
@@ -357,9 +372,12 @@ func (s *Store) applyDelta(f *StreamFrame) bool {
 		s.mu.Unlock()
 		return false
 	}
+	blocksMoved := false
 	switch f.Kind {
 	case EventEntry:
-		inheritHistory(s.entries.get(f.Entry.ID), f.Entry, f.ReceivedAt)
+		prev := s.entries.get(f.Entry.ID)
+		inheritHistory(prev, f.Entry, f.ReceivedAt)
+		blocksMoved = blocksChanged(prev, f.Entry)
 		s.entries.set(f.Entry)
 	case EventRemoved:
 		s.entries.del(f.RemovedID)
@@ -369,6 +387,9 @@ func (s *Store) applyDelta(f *StreamFrame) bool {
 	s.receivedAt = f.ReceivedAt
 	s.refresher = f.Refresher
 	s.mu.Unlock()
+	if blocksMoved {
+		s.usage.invalidate()
+	}
 
 	s.sm.Lock()
 	s.noteFrameLocked(f.ReceivedAt, f.ServerNow)

@@ -93,6 +93,13 @@ func (s *Store) fetchUsage(call *usageCall) {
 	call.reports = resp.Reports
 }
 
+// invalidate makes the next caller fetch again, whatever is cached.
+func (u *usageCache) invalidate() {
+	u.mu.Lock()
+	u.valid = false
+	u.mu.Unlock()
+}
+
 // forgetFailure makes the next caller fetch again when the cached answer
 // is a failure; cached reports stay.
 func (u *usageCache) forgetFailure() {

@@ -150,6 +150,49 @@ func TestUsageFailureForgottenOnRecovery(t *testing.T) {
 	}
 }
 
+// TestUsageInvalidatedByBlockChange: a credential's blocks changing drops
+// the cached usage answer (a new block means a limit was hit); a pass that
+// re-sends the same blocks does not.
+func TestUsageInvalidatedByBlockChange(t *testing.T) {
+	for _, stream := range []bool{true, false} {
+		t.Run(map[bool]string{true: "stream", false: "poll"}[stream], func(t *testing.T) { testUsageBlockChange(t, stream) })
+	}
+}
+
+func testUsageBlockChange(t *testing.T, stream bool) {
+	h := newHarness(t, setup{})
+	h.b.SetUsage(usageReports(t))
+	id := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "a", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@example.com"})
+	h.start(Options{Stream: stream})
+	h.waitView("ready", func(v View) bool { return v.Ready })
+	ctx := context.Background()
+	calls := func() int { return h.b.Requests("/v1/usage") }
+	if _, err := h.s.UsageReports(ctx); err != nil || calls() != 1 {
+		t.Fatalf("first fetch: %v, %d calls", err, calls())
+	}
+
+	until := h.clk.Now().Add(time.Hour)
+	h.b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: "tier:x", BlockedUntil: until}})
+	h.waitView("block mirrored", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 1 })
+	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 || calls() != 2 {
+		t.Fatalf("after a new block: %v, %d calls, want a refetch", err, calls())
+	}
+
+	before := h.s.entry(id)
+	h.clk.Advance(time.Second) // rotatesInMs moves, so the pass re-sends the entry, blocks unchanged
+	h.b.Bump()
+	h.waitView("pass applied", func(View) bool { return h.s.entry(id) != before })
+	if _, err := h.s.UsageReports(ctx); err != nil || calls() != 2 {
+		t.Fatalf("a pass with unchanged blocks refetched usage: %v, %d calls", err, calls())
+	}
+
+	h.b.SetBlocks(id, nil)
+	h.waitView("block lifted", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 0 })
+	if _, err := h.s.UsageReports(ctx); err != nil || calls() != 3 {
+		t.Fatalf("after a lifted block: %v, %d calls, want a refetch", err, calls())
+	}
+}
+
 func TestUsageFetchErrorReasons(t *testing.T) {
 	cases := []struct {
 		name   string
