@@ -200,12 +200,12 @@ func smallInt(b []byte) (int64, bool) {
 	return v, true
 }
 
-// jsonString decodes an optional string value; null is "".
 // stringPool hands out one copy of the strings a stream keeps sending: an
 // entry frame repeats the provider, identity key, email and account id of
 // the entry it replaces, and a lookup by bytes allocates nothing. It holds
 // two generations of stringPoolGen strings; when the current one fills it
-// becomes the old one, so the pool stays bounded under churn.
+// becomes the old one, so the pool stays bounded under churn. A nil pool
+// just converts.
 type stringPool struct {
 	cur, old map[string]string
 }
@@ -213,6 +213,9 @@ type stringPool struct {
 const stringPoolGen = 1 << 16
 
 func (p *stringPool) get(b []byte) string {
+	if p == nil {
+		return string(b)
+	}
 	if s, ok := p.cur[string(b)]; ok {
 		return s
 	}
@@ -230,19 +233,13 @@ func (p *stringPool) get(b []byte) string {
 	return s
 }
 
-// jsonString is the package jsonString, drawing from the pool (nil: none).
-func (p *stringPool) jsonString(val []byte, field string) (string, error) {
-	if p == nil || len(val) < 2 || val[0] != '"' {
-		return jsonString(val, field)
-	}
-	inner := val[1 : len(val)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return p.get(inner), nil
-	}
-	return jsonString(val, field)
+// jsonString decodes an optional string value; null is "".
+func jsonString(val []byte, field string) (string, error) {
+	return (*stringPool)(nil).jsonString(val, field)
 }
 
-func jsonString(val []byte, field string) (string, error) {
+// jsonString is the package jsonString, drawing plain strings from p.
+func (p *stringPool) jsonString(val []byte, field string) (string, error) {
 	if len(val) == 0 || val[0] == 'n' {
 		return "", nil
 	}
@@ -251,7 +248,7 @@ func jsonString(val []byte, field string) (string, error) {
 	}
 	inner := val[1 : len(val)-1]
 	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), nil
+		return p.get(inner), nil
 	}
 	var s string
 	if err := json.Unmarshal(val, &s); err != nil {
