@@ -65,9 +65,7 @@ func newCredentialCollector(o Options) *credentialCollector {
 }
 
 func (c *credentialCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, f := range []*family{c.credentials, c.info, c.expiry, c.rotatesIn, c.lastRotation, c.rotations, c.blocked, c.disabled} {
-		ch <- f.desc
-	}
+	describeFamilies(ch, c.credentials, c.info, c.expiry, c.rotatesIn, c.lastRotation, c.rotations, c.blocked, c.disabled)
 }
 
 func (c *credentialCollector) Collect(ch chan<- prometheus.Metric) { c.write(registrySink{ch}) }

@@ -46,6 +46,12 @@ func newFamily(typ prometheus.ValueType, name, help string, labels ...string) *f
 	}
 }
 
+func describeFamilies(ch chan<- *prometheus.Desc, fs ...*family) {
+	for _, f := range fs {
+		ch <- f.desc
+	}
+}
+
 var (
 	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 	valueEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)

@@ -100,9 +100,7 @@ func newUsageCollector(o Options) *usageCollector {
 }
 
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, f := range []*family{c.usedFraction, c.used, c.max, c.remaining, c.resets, c.status, c.fetched, c.match, c.unmatched} {
-		ch <- f.desc
-	}
+	describeFamilies(ch, c.usedFraction, c.used, c.max, c.remaining, c.resets, c.status, c.fetched, c.match, c.unmatched)
 }
 
 // Reports returns the usage reports and whether there is usage data at
