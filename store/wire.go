@@ -163,7 +163,7 @@ func numberLiteral(val []byte, field string) (bool, error) {
 	if len(val) == 0 || val[0] == 'n' {
 		return false, nil
 	}
-	if val[0] != '-' && (val[0] < '0' || val[0] > '9') {
+	if !isNumber(val) {
 		return false, missing(field)
 	}
 	return true, nil
@@ -223,6 +223,23 @@ func (p *stringPool) get(b []byte) string {
 	if !ok {
 		s = string(b)
 	}
+	p.add(s)
+	return s
+}
+
+// share returns the pooled copy of s, pooling s when it is new.
+func (p *stringPool) share(s string) string {
+	if x, ok := p.cur[s]; ok {
+		return x
+	}
+	if x, ok := p.old[s]; ok {
+		s = x
+	}
+	p.add(s)
+	return s
+}
+
+func (p *stringPool) add(s string) {
 	if len(p.cur) >= stringPoolGen {
 		p.old, p.cur = p.cur, nil
 	}
@@ -230,7 +247,6 @@ func (p *stringPool) get(b []byte) string {
 		p.cur = make(map[string]string)
 	}
 	p.cur[s] = s
-	return s
 }
 
 // jsonString decodes an optional string value; null is "".
@@ -833,20 +849,6 @@ func metaString(m map[string]json.RawMessage, key string) string {
 	return strings.TrimSpace(s)
 }
 
-// interner returns one copy of equal strings.
-type interner map[string]string
-
-func (in interner) s(v string) string {
-	if v == "" {
-		return ""
-	}
-	if x, ok := in[v]; ok {
-		return x
-	}
-	in[v] = v
-	return v
-}
-
 func (w *wireUsage) convert() (*UsageResponse, error) {
 	if w.Reports == nil {
 		return nil, missing("reports")
@@ -879,7 +881,7 @@ func (u *reportList) UnmarshalJSON(data []byte) error {
 	// Thousands of reports repeat the same provider, limit ids, labels,
 	// units and windows; the answer is kept for the usage TTL, so those
 	// strings are kept once each.
-	in := interner{}
+	in := &stringPool{}
 	for dec.More() {
 		var wr wireReport
 		if err := dec.Decode(&wr); err != nil {
@@ -895,11 +897,11 @@ func (u *reportList) UnmarshalJSON(data []byte) error {
 	return err
 }
 
-func (wr *wireReport) convert(in interner) (UsageReport, error) {
+func (wr *wireReport) convert(in *stringPool) (UsageReport, error) {
 	if wr.Provider == "" {
 		return UsageReport{}, missing("report provider")
 	}
-	r := UsageReport{Provider: in.s(wr.Provider)}
+	r := UsageReport{Provider: in.share(wr.Provider)}
 	if wr.FetchedAt != "" {
 		r.FetchedAt, _ = msTime(wr.FetchedAt)
 	}
@@ -919,18 +921,18 @@ func (wr *wireReport) convert(in interner) (UsageReport, error) {
 	r.Limits = make([]UsageLimit, 0, len(wr.Limits))
 	for _, wl := range wr.Limits {
 		l := UsageLimit{
-			ID: in.s(wl.ID), Label: in.s(wl.Label), Status: in.s(wl.Status),
+			ID: in.share(wl.ID), Label: in.share(wl.Label), Status: in.share(wl.Status),
 			Scope: UsageScope(wl.Scope),
 			Amount: UsageAmount{
 				Used: wl.Amount.Used, Limit: wl.Amount.Limit, Remaining: wl.Amount.Remaining,
 				UsedFraction: wl.Amount.UsedFraction, RemainingFraction: wl.Amount.RemainingFraction,
-				Unit: in.s(wl.Amount.Unit),
+				Unit: in.share(wl.Amount.Unit),
 			},
 		}
 		sc := &l.Scope
-		sc.Provider, sc.ModelID, sc.Tier, sc.WindowID = in.s(sc.Provider), in.s(sc.ModelID), in.s(sc.Tier), in.s(sc.WindowID)
+		sc.Provider, sc.ModelID, sc.Tier, sc.WindowID = in.share(sc.Provider), in.share(sc.ModelID), in.share(sc.Tier), in.share(sc.WindowID)
 		if ww := wl.Window; ww != nil {
-			win := &UsageWindow{ID: in.s(ww.ID), Label: in.s(ww.Label), ResetLabel: in.s(ww.ResetLabel)}
+			win := &UsageWindow{ID: in.share(ww.ID), Label: in.share(ww.Label), ResetLabel: in.share(ww.ResetLabel)}
 			if d, ok := msDuration(ww.DurationMs); ok {
 				win.Duration = d
 			}
