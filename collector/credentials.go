@@ -23,8 +23,6 @@ type credentialCollector struct {
 
 	credentials, info, expiry, rotatesIn, lastRotation, rotations, blocked, disabled *family
 
-	idProvider, infoLabels, blockedLabels, providerType, providerCause *schema
-
 	cache entryCache[*credentialRow]
 }
 
@@ -39,28 +37,23 @@ type credentialRow struct {
 func (c *credentialCollector) row(e *store.Entry) *credentialRow {
 	cr := &e.Credential
 	r := &credentialRow{e: e, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider), typ: label(cr.Type)}
-	r.idProvider = c.idProvider.set(r.id, r.provider)
-	r.info = c.infoLabels.set(r.id, r.provider, r.typ, c.ident(e.IdentityKey), c.ident(cr.Email), c.ident(cr.AccountID), c.ident(cr.OrgID))
+	r.idProvider = c.expiry.set(r.id, r.provider) // also rotatesIn, lastRotation, rotations
+	r.info = c.info.set(r.id, r.provider, r.typ, c.ident(e.IdentityKey), c.ident(cr.Email), c.ident(cr.AccountID), c.ident(cr.OrgID))
 	return r
 }
 
 func newCredentialCollector(o Options) *credentialCollector {
 	g := prometheus.GaugeValue
 	return &credentialCollector{
-		o:             o,
-		credentials:   newFamily(g, "credentials", "Active credentials by provider and type (oauth, api_key).", "provider", "type"),
-		info:          newFamily(g, "credential_info", "Identity of each credential (raw, hashed or empty per --collector.identity); always 1.", "id", "provider", "type", "identity", "email", "account", "org"),
-		expiry:        newFamily(g, "credential_expiry_timestamp_seconds", "OAuth access-token expiry (broker clock).", "id", "provider"),
-		rotatesIn:     newFamily(g, "credential_rotates_in_seconds", "Seconds until the broker next attempts to refresh the credential; negative = overdue.", "id", "provider"),
-		lastRotation:  newFamily(g, "credential_last_rotation_timestamp_seconds", "When a token change was last observed; absent until one is.", "id", "provider"),
-		rotations:     newFamily(prometheus.CounterValue, "credential_rotations_total", "Token rotations observed by the exporter.", "id", "provider"),
-		blocked:       newFamily(g, "credential_blocked_until_timestamp_seconds", "End of an active rate-limit block, per scope.", "id", "provider", "scope"),
-		disabled:      newFamily(g, "credentials_disabled", "Disabled credentials (broker tombstones) by provider and cause.", "provider", "cause"),
-		idProvider:    newSchema("id", "provider"),
-		infoLabels:    newSchema("id", "provider", "type", "identity", "email", "account", "org"),
-		blockedLabels: newSchema("id", "provider", "scope"),
-		providerType:  newSchema("provider", "type"),
-		providerCause: newSchema("provider", "cause"),
+		o:            o,
+		credentials:  newFamily(g, "credentials", "Active credentials by provider and type (oauth, api_key).", "provider", "type"),
+		info:         newFamily(g, "credential_info", "Identity of each credential (raw, hashed or empty per --collector.identity); always 1.", "id", "provider", "type", "identity", "email", "account", "org"),
+		expiry:       newFamily(g, "credential_expiry_timestamp_seconds", "OAuth access-token expiry (broker clock).", "id", "provider"),
+		rotatesIn:    newFamily(g, "credential_rotates_in_seconds", "Seconds until the broker next attempts to refresh the credential; negative = overdue.", "id", "provider"),
+		lastRotation: newFamily(g, "credential_last_rotation_timestamp_seconds", "When a token change was last observed; absent until one is.", "id", "provider"),
+		rotations:    newFamily(prometheus.CounterValue, "credential_rotations_total", "Token rotations observed by the exporter.", "id", "provider"),
+		blocked:      newFamily(g, "credential_blocked_until_timestamp_seconds", "End of an active rate-limit block, per scope.", "id", "provider", "scope"),
+		disabled:     newFamily(g, "credentials_disabled", "Disabled credentials (broker tombstones) by provider and cause.", "provider", "cause"),
 	}
 }
 
@@ -110,12 +103,12 @@ func (c *credentialCollector) write(s sink) {
 		}
 		blocks := activeBlocks(r.e.Blocks, now)
 		for _, scope := range slices.Sorted(maps.Keys(blocks)) {
-			l := c.blockedLabels.set(r.id, r.provider, scope)
+			l := c.blocked.set(r.id, r.provider, scope)
 			s.add(c.blocked, &l, unix(blocks[scope]))
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(counts), cmpPair) {
-		l := c.providerType.set(k[0], k[1])
+		l := c.credentials.set(k[0], k[1])
 		s.add(c.credentials, &l, float64(counts[k]))
 	}
 	c.writeDisabled(s)
@@ -163,7 +156,7 @@ func (c *credentialCollector) writeDisabled(s sink) {
 	// sees the first tombstone of a cause.
 	for _, p := range slices.Sorted(maps.Keys(providers)) {
 		for _, cause := range slices.Sorted(slices.Values(disableCauses)) {
-			l := c.providerCause.set(p, cause)
+			l := c.disabled.set(p, cause)
 			s.add(c.disabled, &l, float64(counts[[2]string{p, cause}]))
 		}
 	}

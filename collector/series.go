@@ -30,7 +30,11 @@ type family struct {
 	typ    prometheus.ValueType
 	name   string
 	header string // its # HELP and # TYPE lines
+	labels *schema
 }
+
+// set renders one series' label values (in the family's label order).
+func (f *family) set(values ...string) labelSet { return f.labels.set(values...) }
 
 func newFamily(typ prometheus.ValueType, name, help string, labels ...string) *family {
 	fq := prometheus.BuildFQName(namespace, "", name)
@@ -43,6 +47,7 @@ func newFamily(typ prometheus.ValueType, name, help string, labels ...string) *f
 		typ:    typ,
 		name:   fq,
 		header: "# HELP " + fq + " " + helpEscaper.Replace(help) + "\n# TYPE " + fq + " " + t + "\n",
+		labels: newSchema(labels...),
 	}
 }
 

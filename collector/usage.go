@@ -71,8 +71,6 @@ type usageCollector struct {
 
 	usedFraction, used, max, remaining, resets, status, fetched, match, unmatched *family
 
-	idProvider, idProviderState, limitLabels, unitLabels, providerOnly *schema
-
 	cache entryCache[*usageRow]
 }
 
@@ -81,21 +79,16 @@ func newUsageCollector(o Options) *usageCollector {
 	lu := append(slices.Clone(l), "unit")
 	g := prometheus.GaugeValue
 	return &usageCollector{
-		o:               o,
-		usedFraction:    newFamily(g, "usage_limit_used_fraction", "Effective used fraction of a usage limit; > 1 = overage.", l...),
-		used:            newFamily(g, "usage_limit_used", "Amount used in the limit's window, when the report has it.", lu...),
-		max:             newFamily(g, "usage_limit_max", "The limit's maximum amount, when the report has it.", lu...),
-		remaining:       newFamily(g, "usage_limit_remaining", "Amount remaining in the limit's window, when the report has it.", lu...),
-		resets:          newFamily(g, "usage_limit_resets_timestamp_seconds", "When the limit's window resets.", l...),
-		status:          newFamily(g, "usage_limit_status", "Limit status: 0 ok, 1 warning, 2 exhausted, -1 unknown.", l...),
-		fetched:         newFamily(g, "usage_report_fetched_timestamp_seconds", "fetchedAt of the usage report matched to the credential.", "id", "provider"),
-		match:           newFamily(g, "usage_match", "1 for the credential's usage match state (matched, unmatched), 0 for the other; OAuth credentials only.", "id", "provider", "state"),
-		unmatched:       newFamily(g, "usage_reports_unmatched", "Usage reports no credential claimed, by provider.", "provider"),
-		idProvider:      newSchema("id", "provider"),
-		idProviderState: newSchema("id", "provider", "state"),
-		limitLabels:     newSchema(l...),
-		unitLabels:      newSchema(lu...),
-		providerOnly:    newSchema("provider"),
+		o:            o,
+		usedFraction: newFamily(g, "usage_limit_used_fraction", "Effective used fraction of a usage limit; > 1 = overage.", l...),
+		used:         newFamily(g, "usage_limit_used", "Amount used in the limit's window, when the report has it.", lu...),
+		max:          newFamily(g, "usage_limit_max", "The limit's maximum amount, when the report has it.", lu...),
+		remaining:    newFamily(g, "usage_limit_remaining", "Amount remaining in the limit's window, when the report has it.", lu...),
+		resets:       newFamily(g, "usage_limit_resets_timestamp_seconds", "When the limit's window resets.", l...),
+		status:       newFamily(g, "usage_limit_status", "Limit status: 0 ok, 1 warning, 2 exhausted, -1 unknown.", l...),
+		fetched:      newFamily(g, "usage_report_fetched_timestamp_seconds", "fetchedAt of the usage report matched to the credential.", "id", "provider"),
+		match:        newFamily(g, "usage_match", "1 for the credential's usage match state (matched, unmatched), 0 for the other; OAuth credentials only.", "id", "provider", "state"),
+		unmatched:    newFamily(g, "usage_reports_unmatched", "Usage reports no credential claimed, by provider.", "provider"),
 	}
 }
 
@@ -214,7 +207,7 @@ func (c *usageCollector) write(s sink) {
 		byLabel[label(p)] += n
 	}
 	for _, p := range slices.Sorted(maps.Keys(byLabel)) {
-		l := c.providerOnly.set(p)
+		l := c.unmatched.set(p)
 		s.add(c.unmatched, &l, float64(byLabel[p]))
 	}
 }
@@ -261,9 +254,9 @@ func (c *usageCollector) row(e *store.Entry, x *store.UsageIndex, prev *usageRow
 		r.id, r.provider, r.idProvider, r.matched, r.unmatched = prev.id, prev.provider, prev.idProvider, prev.matched, prev.unmatched
 	} else {
 		r.id, r.provider = strconv.FormatInt(e.ID, 10), label(e.Provider)
-		r.idProvider = c.idProvider.set(r.id, r.provider)
-		r.matched = c.idProviderState.set(r.id, r.provider, "matched")
-		r.unmatched = c.idProviderState.set(r.id, r.provider, "unmatched")
+		r.idProvider = c.fetched.set(r.id, r.provider)
+		r.matched = c.match.set(r.id, r.provider, "matched")
+		r.unmatched = c.match.set(r.id, r.provider, "unmatched")
 	}
 	rep, found := x.Match(e)
 	if !found {
@@ -289,10 +282,10 @@ func (c *usageCollector) row(e *store.Entry, x *store.UsageIndex, prev *usageRow
 			}
 		}
 		if lr.labels.text == "" {
-			lr.labels = c.limitLabels.set(r.id, r.provider, lr.limit, lr.window)
+			lr.labels = c.usedFraction.set(r.id, r.provider, lr.limit, lr.window) // also resets, status
 		}
 		if lr.unitLabels.text == "" {
-			lr.unitLabels = c.unitLabels.set(r.id, r.provider, lr.limit, lr.window, lr.unit)
+			lr.unitLabels = c.used.set(r.id, r.provider, lr.limit, lr.window, lr.unit) // also max, remaining
 		}
 		lr.fraction, lr.hasFraction = l.Amount.EffectiveUsedFraction()
 		var known bool
