@@ -129,11 +129,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		// scrape storm from queueing unbounded work (excess scrapes get 503).
 		MaxRequestsInFlight: 64,
 	})
-	handler, err := cfg.routes(metrics, st, healthSource(cfg, st, mon, usage, target.URL), redactor)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
+	handler := cfg.routes(metrics, st, healthSource(cfg, st, mon, usage, target.URL), redactor)
 	monCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); mon.Run(monCtx) }()

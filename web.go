@@ -40,7 +40,7 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, usage *col
 	}
 }
 
-func (c *config) routes(metrics http.Handler, st *store.Store, source func(context.Context) health.Input, ids *identity.Redactor) (http.Handler, error) {
+func (c *config) routes(metrics http.Handler, st *store.Store, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, metrics)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -63,5 +63,5 @@ func (c *config) routes(metrics http.Handler, st *store.Store, source func(conte
 			MetricsPath: c.metricsPath,
 		}))
 	}
-	return mux, nil
+	return mux
 }
