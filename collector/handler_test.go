@@ -118,8 +118,8 @@ func TestHandlerMatchesRegistry(t *testing.T) {
 			}
 			for i := range 2 { // the second reuses the compressor
 				zipped := get(t, h, "gzip, deflate, br")
-				if ce := zipped.Header().Get("Content-Encoding"); ce != "gzip" {
-					t.Fatalf("Content-Encoding %q", ce)
+				if ce, v := zipped.Header().Get("Content-Encoding"), zipped.Header().Get("Vary"); ce != "gzip" || v != "Accept-Encoding" {
+					t.Fatalf("Content-Encoding %q, Vary %q", ce, v)
 				}
 				if body := gunzip(t, zipped.Body.Bytes()); body != got {
 					t.Fatalf("gzip scrape %d and the plain one differ", i+1)
