@@ -35,7 +35,7 @@ dashboards:
 check-build:
 	./scripts/check-build.sh
 
-# Every fuzz target for a bounded time (FUZZTIME, default 9s each).
+# Every fuzz target for a bounded budget (FUZZTIME, default 30000 executions each; see scripts/fuzz.sh).
 fuzz:
 	./scripts/fuzz.sh
 
