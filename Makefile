@@ -22,7 +22,7 @@ vet:
 	$(GO) vet -tags e2e ./e2e/
 
 # Unit tests, race detector on; includes promtool rule tests (alerts/),
-# dashboard checks (dashboards/) and the headless-Chromium page test (health/).
+# dashboard checks (dashboards/) and the headless-Chromium page test (internal/health/).
 race:
 	$(GO) test -race -count=1 ./...
 

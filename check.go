@@ -9,7 +9,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/common/version"
 
-	"github.com/authbroker/authbroker_exporter/health"
+	"github.com/authbroker/authbroker_exporter/internal/health"
 )
 
 type checkCmd struct {

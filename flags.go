@@ -20,9 +20,9 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	slgk "github.com/tjhop/slog-gokit"
 
-	"github.com/authbroker/authbroker_exporter/discover"
-	"github.com/authbroker/authbroker_exporter/health"
-	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/internal/discover"
+	"github.com/authbroker/authbroker_exporter/internal/health"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

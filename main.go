@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/authbroker/authbroker_exporter/collector"
-	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/health"
+	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )

@@ -9,9 +9,9 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/authbroker/authbroker_exporter/collector"
-	"github.com/authbroker/authbroker_exporter/health"
-	"github.com/authbroker/authbroker_exporter/identity"
-	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/health"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

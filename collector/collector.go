@@ -13,8 +13,8 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/authbroker/authbroker_exporter/identity"
-	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

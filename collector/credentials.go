@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/authbroker/authbroker_exporter/health"
+	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

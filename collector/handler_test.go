@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/authbroker/authbroker_exporter/identity"
-	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

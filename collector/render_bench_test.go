@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/authbroker/authbroker_exporter/identity"
-	"github.com/authbroker/authbroker_exporter/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
 )
 
 func serve(t *testing.T, h http.Handler, method, path string) (*http.Response, string) {

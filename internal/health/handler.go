@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
 )
 
 // Link is one entry of the page's footer.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 

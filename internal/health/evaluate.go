@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/identity"
+	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
 )
 
