@@ -23,7 +23,7 @@ import (
 	"github.com/authbroker/authbroker_exporter/internal/discover"
 	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/internal/identity"
-	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // config holds every flag. Flags that a container user would set carry an
@@ -34,6 +34,7 @@ type config struct {
 	stream        bool
 	brokerTimeout time.Duration
 	maxFrame      int64
+	maxUsage      int64
 
 	web         *web.FlagConfig
 	metricsPath string
@@ -66,8 +67,10 @@ func registerFlags(app *kingpin.Application) *config {
 		Default("true").Envar("AUTHBROKER_STREAM").BoolVar(&c.stream)
 	app.Flag("broker.timeout", "Timeout of one broker request (long-polls get their wait on top).").
 		Default("10s").DurationVar(&c.brokerTimeout)
-	app.Flag("broker.max-frame-bytes", "Largest stream frame accepted; a full snapshot arrives as one frame.").
+	app.Flag("broker.max-frame-bytes", "Largest stream frame or response accepted (usage aside); a full snapshot arrives as one frame.").
 		Default("16777216").Int64Var(&c.maxFrame)
+	app.Flag("broker.max-usage-bytes", "Largest /v1/usage answer accepted (the default fits about 50,000 reports); a larger one is counted as usage_fetch_errors_total{reason=\"too_large\"} and the last good reports are kept.").
+		Default("134217728").Int64Var(&c.maxUsage)
 
 	c.web = kingpinflag.AddFlags(app, ":8766")
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.metricsPath)
@@ -141,10 +144,10 @@ func (c *config) slogger() *slog.Logger {
 // target is where the broker is and how the exporter authenticates.
 type target struct {
 	URL   string
-	token store.TokenSource
+	token broker.TokenSource
 }
 
-func (c *config) client(ctx context.Context, logger log.Logger) (*store.Client, target, error) {
+func (c *config) client(ctx context.Context, logger log.Logger) (*broker.Client, target, error) {
 	d, err := discover.Discover(ctx, discover.Options{URL: c.brokerURL, TokenFile: c.tokenFile})
 	if err != nil {
 		return nil, target{}, err
@@ -158,16 +161,17 @@ func (c *config) client(ctx context.Context, logger log.Logger) (*store.Client, 
 		if err := checkTokenFile(d.TokenFile, logger); err != nil {
 			return nil, target{}, err
 		}
-		t.token = store.FileToken(d.TokenFile)
+		t.token = broker.FileToken(d.TokenFile)
 	} else {
-		t.token = store.StaticToken(d.Token)
+		t.token = broker.StaticToken(d.Token)
 	}
 	level.Info(logger).Log("msg", "broker", "url", t.URL, "url_from", d.URLFrom, "token_from", d.TokenFrom)
-	cl, err := store.NewClient(store.ClientOptions{
+	cl, err := broker.NewClient(broker.ClientOptions{
 		URL:            t.URL,
 		Token:          t.token,
 		RequestTimeout: c.brokerTimeout,
 		MaxFrameBytes:  int(c.maxFrame),
+		MaxUsageBytes:  int(c.maxUsage),
 	})
 	if err != nil {
 		return nil, target{}, err

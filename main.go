@@ -87,7 +87,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		return nil, err
 	}
 	st := store.New(store.Options{
-		Client: client,
+		Broker: client,
 		Stream: cfg.stream,
 		Logger: log.With(logger, "component", "store"),
 	})
@@ -101,10 +101,6 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		RefreshEvery:        cfg.refreshEvery,
 		DisableExpiredAfter: cfg.disableExpiredAfter,
 	})
-	var usage *collector.UsageReader
-	if cfg.usage {
-		usage = collector.NewUsageReader(st, cfg.usageTimeout, log.With(logger, "component", "usage"))
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		versioncollector.NewCollector(program),
@@ -115,7 +111,8 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		Source:         st,
 		Broker:         mon,
 		Identity:       redactor,
-		Usage:          usage,
+		Usage:          cfg.usage,
+		UsageTimeout:   cfg.usageTimeout,
 		StreamDisabled: !cfg.stream,
 		Logger:         log.With(logger, "component", "collector"),
 	})
@@ -129,7 +126,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		// scrape storm from queueing unbounded work (excess scrapes get 503).
 		MaxRequestsInFlight: 64,
 	})
-	handler := cfg.routes(metrics, st, healthSource(cfg, st, mon, usage, target.URL), redactor)
+	handler := cfg.routes(metrics, st, healthSource(cfg, st, mon, target.URL), redactor)
 	monCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); mon.Run(monCtx) }()
@@ -137,6 +134,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		cancel()
 		<-done
 		st.Close()
+		client.CloseIdleConnections()
 	}}, nil
 }
 

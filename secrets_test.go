@@ -13,6 +13,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -104,8 +105,8 @@ func TestNoSecretAnywhere(t *testing.T) {
 		for _, en := range e.store.List("") {
 			ev.values(when+" entry", en, *en, en.Credential)
 		}
-		reports, err := e.store.UsageReports(ctx)
-		ev.values(when+" usage", reports, err)
+		u, err := e.store.Usage(ctx)
+		ev.values(when+" usage", u, err)
 	}
 	eventually(t, "usage and tombstones in /metrics", func() bool {
 		_, body := get(t, http.DefaultClient, base+"/metrics")
@@ -117,12 +118,12 @@ func TestNoSecretAnywhere(t *testing.T) {
 
 	// A refresh that fails with a message echoing the bearer token, an
 	// unknown id, a disable the broker refuses with an echo too.
-	_, err := e.store.RefreshOAuthCredential(ctx, expired)
+	err := e.store.RefreshOAuthCredential(ctx, expired)
 	if err == nil {
 		t.Fatal("refresh should fail")
 	}
 	ev.values("refresh error", err)
-	_, err = e.store.RefreshOAuthCredential(ctx, 424242)
+	err = e.store.RefreshOAuthCredential(ctx, 424242)
 	ev.values("refresh unknown id", err)
 	b.AddFault(brokertest.Fault{Path: "/v1/credential/" + itoa(anth) + "/disable", Status: 500, Message: "cannot disable: " + leakBearer, Times: 1})
 	_, err = e.store.DisableCredentialRemote(ctx, anth, "cause "+leakRefresh)
@@ -145,20 +146,26 @@ func TestNoSecretAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.SendRaw([]byte(`event: entry` + "\n" + `data: {"kind":"entry","generation":1e400,"entry":{"id":1,"provider":"anthropic","credential":{"type":"oauth","access":"` + leakAccess + `","clientSecret":"` + leakClient + `"}}}` + "\n\n"))
-	eventually(t, "protocol error", func() bool { return e.store.Counters().SyncErrors[[2]string{"stream", store.SyncReasonProtocol}] > 0 })
+	eventually(t, "protocol error", func() bool {
+		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReasonProtocol}] > 0
+	})
 	ev.values("after a bad frame", e.store.Status())
 	eventually(t, "reconnected", func() bool { return e.store.Status().StreamConnected })
 	if err := b.WaitForStreams(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	b.SendRaw([]byte("event: entry\ndata: " + leakAccess + " " + leakKey + " \xff\n\n"))
-	eventually(t, "second protocol error", func() bool { return e.store.Counters().SyncErrors[[2]string{"stream", store.SyncReasonProtocol}] > 1 })
+	eventually(t, "second protocol error", func() bool {
+		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReasonProtocol}] > 1
+	})
 
 	// The stream and usage fail with 5xx bodies that echo the token.
 	b.AddFault(brokertest.Fault{Path: "/v1/snapshot/stream", Status: 500, Message: "internal error near Bearer " + leakBearer})
 	b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "usage upstream failed for " + leakBearer})
 	b.CutStreams()
-	eventually(t, "5xx", func() bool { return e.store.Counters().SyncErrors[[2]string{"stream", store.SyncReason5xx}] > 0 })
+	eventually(t, "5xx", func() bool {
+		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReason5xx}] > 0
+	})
 	ev.values("during 5xx", e.store.Status())
 	pages("5xx")
 	check("5xx")
@@ -170,7 +177,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 		_, body := get(t, http.DefaultClient, "http://"+addr2+"/metrics")
 		ev.add("second exporter /metrics", body)
 		return strings.Contains(body, `authbroker_usage_fetch_errors_total{reason="upstream"} 1`) &&
-			e2.store.Status().LastErrorReason == store.SyncReason5xx
+			e2.store.Status().LastErrorReason == broker.SyncReason5xx
 	})
 	for _, path := range []string{"/", health.APIPath, "/-/ready"} {
 		_, body := get(t, http.DefaultClient, "http://"+addr2+path)
@@ -183,27 +190,25 @@ func TestNoSecretAnywhere(t *testing.T) {
 	b.SetToken("some-other-token-entirely")
 	b.CutStreams()
 	eventually(t, "401", func() bool {
-		return e.store.Counters().SyncErrors[[2]string{"stream", store.SyncReasonUnauthorized}] > 0
+		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReasonUnauthorized}] > 0
 	})
 	pages("401")
 	check("401")
 	state("401")
 
 	// The raw client, misused: every error it can produce.
-	cl, err := store.NewClient(store.ClientOptions{URL: b.URL, Token: store.FileToken(tok)})
+	cl, err := broker.NewClient(broker.ClientOptions{URL: b.URL, Token: broker.FileToken(tok)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.CloseIdleConnections()
-	_, err = cl.Snapshot(ctx, store.SnapshotRequest{})
+	_, err = cl.Snapshot(ctx, broker.SnapshotRequest{})
 	ev.values("client snapshot 401", err, cl)
 	_, err = cl.Usage(ctx, 1)
 	ev.values("client usage 401", err)
-	_, err = cl.Upload(ctx, "anthropic", store.UploadCredential{Type: store.TypeOAuth, Access: store.Secret(leakAccess),
-		Refresh: store.Secret(leakRefresh), Extra: map[string]store.Secret{"clientSecret": store.Secret(leakClient)}})
-	ev.values("client upload 401", err)
-	ev.values("upload credential", store.UploadCredential{Type: store.TypeAPIKey, Key: store.Secret(leakKey)}, store.Secret(leakBearer),
-		store.StaticToken(leakBearer), store.FileToken(tok))
+	_, err = cl.Refresh(ctx, anth)
+	ev.values("client refresh 401", err)
+	ev.values("token sources", broker.StaticToken(leakBearer), broker.FileToken(tok))
 
 	ev.add("exporter logs", logs.String())
 	ev.add("second exporter logs", logs2.String())

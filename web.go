@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/common/version"
 
-	"github.com/authbroker/authbroker_exporter/collector"
 	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
@@ -17,7 +16,7 @@ import (
 
 // healthSource gathers the health evaluation's input from cached state
 // only; the usage read is bounded like a scrape's.
-func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, usage *collector.UsageReader, brokerURL string) func(context.Context) health.Input {
+func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL string) func(context.Context) health.Input {
 	return func(ctx context.Context) health.Input {
 		now := time.Now()
 		p := mon.Probe()
@@ -32,8 +31,11 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, usage *col
 		if p.Checked {
 			in.Broker.Checked = p.At
 		}
-		if usage != nil {
-			in.Usage, in.UsageOK = usage.Reports(ctx)
+		if cfg.usage {
+			ctx, cancel := context.WithTimeout(ctx, cfg.usageTimeout)
+			u, _ := st.Usage(ctx)
+			cancel()
+			in.Usage, in.UsageOK = u.Reports, u.HasData()
 		}
 		in.Tombstones, in.TombstonesOK = mon.Tombstones()
 		return in

@@ -16,6 +16,7 @@ import (
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 const namespace = "authbroker"
@@ -25,13 +26,13 @@ type Source interface {
 	Snapshot() store.View
 	Status() store.SyncStatus
 	Counters() store.Counters
-	UsageReports(ctx context.Context) ([]store.UsageReport, error)
+	Usage(ctx context.Context) (*store.Usage, error)
 }
 
 // Broker is what the active monitor knows beyond the mirror.
 type Broker interface {
 	Probe() monitor.Probe
-	Tombstones() ([]store.Tombstone, bool)
+	Tombstones() ([]broker.Tombstone, bool)
 }
 
 // Options configure the collectors.
@@ -39,8 +40,10 @@ type Options struct {
 	Source   Source
 	Broker   Broker
 	Identity *identity.Redactor
-	// Usage, when set, turns the usage collector on.
-	Usage *UsageReader
+	// Usage turns the usage collector on; a scrape waits at most
+	// UsageTimeout (default 2 s) for usage when the store has none yet.
+	Usage        bool
+	UsageTimeout time.Duration
 	// StreamDisabled says --no-broker.stream chose long-poll, so polling is
 	// not a degradation and stream_supported reads 0.
 	StreamDisabled bool
@@ -69,12 +72,15 @@ func New(o Options) *Collectors {
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()
 	}
-	c := &Collectors{
-		registered: []prometheus.Collector{newSyncCollector(o), newOperationsCollector(o)},
-		direct:     []directCollector{newCredentialCollector(o)},
+	if o.UsageTimeout <= 0 {
+		o.UsageTimeout = 2 * time.Second
 	}
-	if o.Usage != nil {
-		c.direct = append(c.direct, newUsageCollector(o))
+	c := &Collectors{
+		registered: []prometheus.Collector{&syncCollector{o}, &operationsCollector{o}},
+		direct:     []directCollector{&credentialCollector{o: o}},
+	}
+	if o.Usage {
+		c.direct = append(c.direct, &usageCollector{o: o})
 	}
 	return c
 }
@@ -100,10 +106,6 @@ func (c *Collectors) All() []prometheus.Collector {
 	return all
 }
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
-}
-
 // label makes a broker-supplied string safe as a label value: the client
 // library rejects invalid UTF-8, and one bad row must not fail the scrape.
 func label(s string) string {
@@ -113,14 +115,6 @@ func label(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, lv ...string) {
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
-}
-
-func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, lv ...string) {
-	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
-}
-
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func boolf(b bool) float64 {
@@ -128,10 +122,4 @@ func boolf(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-func describe(ch chan<- *prometheus.Desc, ds ...*prometheus.Desc) {
-	for _, d := range ds {
-		ch <- d
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -75,7 +76,7 @@ func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
 type fakeBroker struct {
 	mu         sync.Mutex
 	probe      monitor.Probe
-	tombstones []store.Tombstone
+	tombstones []broker.Tombstone
 	ok         bool
 }
 
@@ -85,7 +86,7 @@ func (f *fakeBroker) Probe() monitor.Probe {
 	return f.probe
 }
 
-func (f *fakeBroker) Tombstones() ([]store.Tombstone, bool) {
+func (f *fakeBroker) Tombstones() ([]broker.Tombstone, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.tombstones, f.ok
@@ -151,12 +152,12 @@ func newScenario(t *testing.T) *scenario {
 		usageReport("openai-codex", map[string]any{"email": "someone@else.com"},
 			limit("openai-codex:primary", "", map[string]any{"used": 3, "unit": "requests"}, "")),
 	})
-	cl, err := store.NewClient(store.ClientOptions{URL: b.URL, Token: store.StaticToken(b.Token())})
+	clock := &testClock{now: t0}
+	cl, err := broker.NewClient(broker.ClientOptions{URL: b.URL, Token: broker.StaticToken(b.Token()), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &testClock{now: t0}
-	st := store.New(store.Options{Client: cl, Stream: true, Clock: clock})
+	st := store.New(store.Options{Broker: cl, Stream: true, Clock: clock})
 	t.Cleanup(st.Close)
 	eventually(t, "first snapshot", st.Ready)
 	ts, err := cl.Disabled(context.Background(), "")
@@ -173,7 +174,7 @@ func (s *scenario) options(t *testing.T, mode identity.Mode) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{Source: s.store, Broker: s.mon, Identity: ids, Usage: NewUsageReader(s.store, 5*time.Second, nil), Now: func() time.Time { return t0 }}
+	return Options{Source: s.store, Broker: s.mon, Identity: ids, Usage: true, UsageTimeout: 5 * time.Second, Now: func() time.Time { return t0 }}
 }
 
 func golden(t *testing.T, name string, c prometheus.Collector) {
@@ -200,28 +201,28 @@ func golden(t *testing.T, name string, c prometheus.Collector) {
 func TestGolden(t *testing.T) {
 	s := newScenario(t)
 	o := s.options(t, identity.Raw)
-	t.Run("sync", func(t *testing.T) { golden(t, "sync", newSyncCollector(o)) })
-	t.Run("credentials", func(t *testing.T) { golden(t, "credentials", newCredentialCollector(o)) })
-	t.Run("usage", func(t *testing.T) { golden(t, "usage", newUsageCollector(o)) })
+	t.Run("sync", func(t *testing.T) { golden(t, "sync", &syncCollector{o: o}) })
+	t.Run("credentials", func(t *testing.T) { golden(t, "credentials", &credentialCollector{o: o}) })
+	t.Run("usage", func(t *testing.T) { golden(t, "usage", &usageCollector{o: o}) })
 }
 
 func TestGoldenOperations(t *testing.T) {
 	s := newScenario(t)
 	ctx := context.Background()
 	s.broker.SetRefreshError(s.ids["codex"], 500, "OAuth token refresh timed out for provider: openai-codex")
-	if _, err := s.store.RefreshOAuthCredential(ctx, s.ids["codex"]); err == nil {
+	if err := s.store.RefreshOAuthCredential(ctx, s.ids["codex"]); err == nil {
 		t.Fatal("refresh should fail")
 	}
-	if _, err := s.store.RefreshOAuthCredential(ctx, 999); err == nil {
+	if err := s.store.RefreshOAuthCredential(ctx, 999); err == nil {
 		t.Fatal("refresh of an unknown id should fail")
 	}
-	if _, err := s.store.RefreshOAuthCredential(ctx, s.ids["anthropic"]); err != nil {
+	if err := s.store.RefreshOAuthCredential(ctx, s.ids["anthropic"]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.store.UsageReports(ctx); err != nil {
+	if _, err := s.store.Usage(ctx); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "operations", newOperationsCollector(s.options(t, identity.Raw)))
+	golden(t, "operations", &operationsCollector{o: s.options(t, identity.Raw)})
 }
 
 func scrape(t *testing.T, cs ...prometheus.Collector) string {
@@ -244,7 +245,7 @@ func scrape(t *testing.T, cs ...prometheus.Collector) string {
 func TestIdentityModes(t *testing.T) {
 	s := newScenario(t)
 	for _, mode := range []identity.Mode{identity.Hashed, identity.Empty} {
-		out := scrape(t, newCredentialCollector(s.options(t, mode)))
+		out := scrape(t, &credentialCollector{o: s.options(t, mode)})
 		for _, pii := range []string{"example.com", "acct-A", "acct-B", "org-1"} {
 			if strings.Contains(out, pii) {
 				t.Errorf("%s mode leaks %q", mode, pii)
@@ -255,7 +256,7 @@ func TestIdentityModes(t *testing.T) {
 		}
 	}
 	ids, _ := identity.New(identity.Hashed, []byte("test-key"))
-	out := scrape(t, newCredentialCollector(s.options(t, identity.Hashed)))
+	out := scrape(t, &credentialCollector{o: s.options(t, identity.Hashed)})
 	if want := `email="` + ids.Render("b@example.com") + `"`; !strings.Contains(out, want) {
 		t.Errorf("hashed email label %s missing", want)
 	}
@@ -271,47 +272,54 @@ func TestNoSecretsInAnyCollector(t *testing.T) {
 	}
 }
 
-func TestUsageFailureDropsSeries(t *testing.T) {
+// TestUsageFailureKeepsLastGood: a failed fetch is counted and the last
+// good reports stay on /metrics (their fetched timestamps age; the
+// AuthBrokerUsageUnavailable alert says when they are too old).
+func TestUsageFailureKeepsLastGood(t *testing.T) {
 	s := newScenario(t)
 	o := s.options(t, identity.Raw)
-	if out := scrape(t, newUsageCollector(o)); !strings.Contains(out, "authbroker_usage_limit_used_fraction") {
+	first := scrape(t, &usageCollector{o: o})
+	if !strings.Contains(first, "authbroker_usage_limit_used_fraction") {
 		t.Fatal("no usage series before the fault")
 	}
 	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "upstream usage failed"})
 	s.clock.Advance(16 * time.Second) // past the store's usage TTL
-	if out := scrape(t, newUsageCollector(o)); strings.Contains(out, "authbroker_usage_") {
-		t.Fatalf("usage series survived a failed fetch:\n%s", out)
+	if out := scrape(t, &usageCollector{o: o}); out != first {
+		t.Fatalf("the scrape that started the failing fetch changed usage:\n%s", out)
 	}
-	ops := scrape(t, newOperationsCollector(o))
-	if !strings.Contains(ops, `authbroker_usage_fetch_errors_total{reason="upstream"} 1`) {
-		t.Fatalf("fetch error not counted:\n%s", ops)
+	eventually(t, "the failed fetch counted", func() bool {
+		return strings.Contains(scrape(t, &operationsCollector{o: o}), `authbroker_usage_fetch_errors_total{reason="upstream"} 1`)
+	})
+	if out := scrape(t, &usageCollector{o: o}); out != first {
+		t.Fatalf("usage series changed after a failed fetch:\n%s", out)
 	}
 	s.broker.ClearFaults()
 	s.clock.Advance(16 * time.Second)
-	if out := scrape(t, newUsageCollector(o)); !strings.Contains(out, "authbroker_usage_limit_used_fraction") {
-		t.Fatal("usage series did not come back after the fault cleared")
-	}
+	scrape(t, &usageCollector{o: o})
+	eventually(t, "usage fetched again", func() bool {
+		u, _ := s.store.Usage(context.Background())
+		return !u.Failing && s.store.Counters().UsageFetches == 3
+	})
 }
 
 func TestSlowUsageServesLastGood(t *testing.T) {
 	s := newScenario(t)
 	o := s.options(t, identity.Raw)
-	o.Usage = NewUsageReader(s.store, 50*time.Millisecond, nil)
-	first := scrape(t, newUsageCollector(o))
+	o.Usage, o.UsageTimeout = true, 50*time.Millisecond
+	first := scrape(t, &usageCollector{o: o})
 	if !strings.Contains(first, "authbroker_usage_limit_used_fraction") {
 		t.Fatal("no usage series before the stall")
 	}
 	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	defer s.broker.ClearFaults()
 	s.clock.Advance(16 * time.Second)
-	// The scrape returns (bounded wait) with the last good reports.
-	if out := scrape(t, newUsageCollector(o)); out != first {
+	// The scrape returns at once with the last good reports; the fetch
+	// goes on in the background.
+	if out := scrape(t, &usageCollector{o: o}); out != first {
 		t.Fatalf("a stalled fetch changed the usage series:\n%s", out)
 	}
-	if n := s.broker.Requests("/v1/usage"); n != 2 {
-		t.Fatalf("want exactly one more upstream call while stalled, got %d in all", n)
-	}
-	if out := scrape(t, newUsageCollector(o)); out != first {
+	eventually(t, "one more upstream call", func() bool { return s.broker.Requests("/v1/usage") == 2 })
+	if out := scrape(t, &usageCollector{o: o}); out != first {
 		t.Fatal("second scrape during the stall differs")
 	}
 	if n := s.broker.Requests("/v1/usage"); n != 2 {

@@ -10,19 +10,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
-
-var disableCauses = []string{health.CauseRefreshFailed, health.CauseReplaced, health.CauseManual, health.CauseOther}
 
 // credentialCollector publishes one set of series per mirrored credential,
 // plus the broker's tombstones.
 type credentialCollector struct {
-	o Options
-
-	credentials, info, expiry, rotatesIn, lastRotation, rotations, blocked, disabled *family
-
+	o     Options
 	cache entryCache[*credentialRow]
 }
 
@@ -37,28 +32,13 @@ type credentialRow struct {
 func (c *credentialCollector) row(e *store.Entry) *credentialRow {
 	cr := &e.Credential
 	r := &credentialRow{e: e, id: strconv.FormatInt(e.ID, 10), provider: label(e.Provider), typ: label(cr.Type)}
-	r.idProvider = c.expiry.set(r.id, r.provider) // also rotatesIn, lastRotation, rotations
-	r.info = c.info.set(r.id, r.provider, r.typ, c.ident(e.IdentityKey), c.ident(cr.Email), c.ident(cr.AccountID), c.ident(cr.OrgID))
+	r.idProvider = mExpiry.set(r.id, r.provider) // also rotatesIn, lastRotation, rotations
+	r.info = mInfo.set(r.id, r.provider, r.typ, c.ident(e.IdentityKey), c.ident(cr.Email), c.ident(cr.AccountID), c.ident(cr.OrgID))
 	return r
 }
 
-func newCredentialCollector(o Options) *credentialCollector {
-	g := prometheus.GaugeValue
-	return &credentialCollector{
-		o:            o,
-		credentials:  newFamily(g, "credentials", "Active credentials by provider and type (oauth, api_key).", "provider", "type"),
-		info:         newFamily(g, "credential_info", "Identity of each credential (raw, hashed or empty per --collector.identity); always 1.", "id", "provider", "type", "identity", "email", "account", "org"),
-		expiry:       newFamily(g, "credential_expiry_timestamp_seconds", "OAuth access-token expiry (broker clock).", "id", "provider"),
-		rotatesIn:    newFamily(g, "credential_rotates_in_seconds", "Seconds until the broker next attempts to refresh the credential; negative = overdue.", "id", "provider"),
-		lastRotation: newFamily(g, "credential_last_rotation_timestamp_seconds", "When a token change was last observed; absent until one is.", "id", "provider"),
-		rotations:    newFamily(prometheus.CounterValue, "credential_rotations_total", "Token rotations observed by the exporter.", "id", "provider"),
-		blocked:      newFamily(g, "credential_blocked_until_timestamp_seconds", "End of an active rate-limit block, per scope.", "id", "provider", "scope"),
-		disabled:     newFamily(g, "credentials_disabled", "Disabled credentials (broker tombstones) by provider and cause.", "provider", "cause"),
-	}
-}
-
 func (c *credentialCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeFamilies(ch, c.credentials, c.info, c.expiry, c.rotatesIn, c.lastRotation, c.rotations, c.blocked, c.disabled)
+	describeFamilies(ch, mCredentials, mInfo, mExpiry, mRotatesIn, mLastRotation, mRotations, mBlocked, mDisabled)
 }
 
 func (c *credentialCollector) Collect(ch chan<- prometheus.Metric) { c.write(registrySink{ch}) }
@@ -73,29 +53,29 @@ func (c *credentialCollector) write(s sink) {
 		return c.row(e), true
 	})
 	sortedByID(rows, func(r *credentialRow) string { return r.id })
-	counts := map[[2]string]int{}
+	counts := map[labelPair]int{}
 	for _, r := range rows {
-		counts[[2]string{r.provider, r.typ}]++
-		s.add(c.info, &r.info, 1)
+		counts[labelPair{r.provider, r.typ}]++
+		s.add(mInfo, &r.info, 1)
 	}
-	oauth := slices.DeleteFunc(rows, func(r *credentialRow) bool { return r.e.Credential.Type != store.TypeOAuth })
+	oauth := slices.DeleteFunc(rows, func(r *credentialRow) bool { return r.e.Credential.Type != broker.TypeOAuth })
 	for _, r := range oauth {
 		if cr := &r.e.Credential; cr.HasExpires {
-			s.add(c.expiry, &r.idProvider, unix(cr.Expires))
+			s.add(mExpiry, &r.idProvider, unix(cr.Expires))
 		}
 	}
 	for _, r := range oauth {
 		if d, ok := r.e.RotationDeadline(); ok {
-			s.add(c.rotatesIn, &r.idProvider, d.Sub(now).Seconds())
+			s.add(mRotatesIn, &r.idProvider, d.Sub(now).Seconds())
 		}
 	}
 	for _, r := range oauth {
 		if !r.e.LastRotation.IsZero() {
-			s.add(c.lastRotation, &r.idProvider, unix(r.e.LastRotation))
+			s.add(mLastRotation, &r.idProvider, unix(r.e.LastRotation))
 		}
 	}
 	for _, r := range oauth {
-		s.add(c.rotations, &r.idProvider, float64(r.e.Rotations))
+		s.add(mRotations, &r.idProvider, float64(r.e.Rotations))
 	}
 	for _, r := range oauth {
 		if len(r.e.Blocks) == 0 {
@@ -103,19 +83,22 @@ func (c *credentialCollector) write(s sink) {
 		}
 		blocks := activeBlocks(r.e.Blocks, now)
 		for _, scope := range slices.Sorted(maps.Keys(blocks)) {
-			l := c.blocked.set(r.id, r.provider, scope)
-			s.add(c.blocked, &l, unix(blocks[scope]))
+			l := mBlocked.set(r.id, r.provider, scope)
+			s.add(mBlocked, &l, unix(blocks[scope]))
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(counts), cmpPair) {
-		l := c.credentials.set(k[0], k[1])
-		s.add(c.credentials, &l, float64(counts[k]))
+		l := mCredentials.set(k.a, k.b)
+		s.add(mCredentials, &l, float64(counts[k]))
 	}
 	c.writeDisabled(s)
 }
 
-func cmpPair(a, b [2]string) int {
-	return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
+// labelPair is two label values of one series.
+type labelPair struct{ a, b string }
+
+func cmpPair(x, y labelPair) int {
+	return cmp.Or(strings.Compare(x.a, y.a), strings.Compare(x.b, y.b))
 }
 
 func (c *credentialCollector) ident(s string) string { return label(c.o.Identity.Render(s)) }
@@ -123,7 +106,7 @@ func (c *credentialCollector) ident(s string) string { return label(c.o.Identity
 // activeBlocks keeps the latest end per scope: blocks of different
 // provider keys may share a scope, and two series with one label set would
 // fail the whole scrape.
-func activeBlocks(bs []store.Block, now time.Time) map[string]time.Time {
+func activeBlocks(bs []broker.Block, now time.Time) map[string]time.Time {
 	if len(bs) == 0 {
 		return nil
 	}
@@ -145,19 +128,19 @@ func (c *credentialCollector) writeDisabled(s sink) {
 	if !ok {
 		return
 	}
-	counts := map[[2]string]int{}
+	counts := map[labelPair]int{}
 	providers := map[string]struct{}{}
 	for _, t := range ts {
 		p := label(t.Provider)
 		providers[p] = struct{}{}
-		counts[[2]string{p, health.DisableCause(t.Cause)}]++
+		counts[labelPair{p, t.CauseClass()}]++
 	}
 	// Every cause of a provider is present (0 included) so that increase()
 	// sees the first tombstone of a cause.
 	for _, p := range slices.Sorted(maps.Keys(providers)) {
-		for _, cause := range slices.Sorted(slices.Values(disableCauses)) {
-			l := c.disabled.set(p, cause)
-			s.add(c.disabled, &l, float64(counts[[2]string{p, cause}]))
+		for _, cause := range broker.DisableCauses {
+			l := mDisabled.set(p, cause)
+			s.add(mDisabled, &l, float64(counts[labelPair{p, cause}]))
 		}
 	}
 }

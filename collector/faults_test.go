@@ -21,6 +21,7 @@ import (
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -110,28 +111,28 @@ func newUsageEnv(t *testing.T, readerTimeout time.Duration) *usageEnv {
 		next.ServeHTTP(w, r)
 	}))
 	t.Cleanup(e.front.Close)
-	cl, err := store.NewClient(store.ClientOptions{URL: e.front.URL, Token: store.StaticToken(e.broker.Token())})
+	cl, err := broker.NewClient(broker.ClientOptions{URL: e.front.URL, Token: broker.StaticToken(e.broker.Token()), Clock: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.CloseIdleConnections)
-	e.store = store.New(store.Options{Client: cl, Stream: true, Clock: e.clock, Logger: e.logs})
+	e.store = store.New(store.Options{Broker: cl, Stream: true, Clock: e.clock, Logger: e.logs})
 	t.Cleanup(e.store.Close)
 	eventually(t, "first snapshot", e.store.Ready)
 	ids, _ := identity.New(identity.Raw, nil)
 	e.opts = Options{Source: e.store, Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, ok: true},
-		Identity: ids, Usage: NewUsageReader(e.store, readerTimeout, e.logs), Now: func() time.Time { return t0 }}
+		Identity: ids, Usage: true, UsageTimeout: readerTimeout, Now: func() time.Time { return t0 }}
 	return e
 }
 
 func (e *usageEnv) scrapeUsage(t *testing.T) string {
 	t.Helper()
-	return scrape(t, newUsageCollector(e.opts))
+	return scrape(t, &usageCollector{o: e.opts})
 }
 
 func (e *usageEnv) fetchErrors(t *testing.T) map[string]uint64 {
 	t.Helper()
-	out := scrape(t, newOperationsCollector(e.opts))
+	out := scrape(t, &operationsCollector{o: e.opts})
 	got := map[string]uint64{}
 	for _, line := range strings.Split(out, "\n") {
 		rest, ok := strings.CutPrefix(line, `authbroker_usage_fetch_errors_total{reason="`)
@@ -163,21 +164,21 @@ func TestUsageFaults(t *testing.T) {
 	}{
 		{"5xx", func(e *usageEnv) {
 			e.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "usage aggregate failed " + e.broker.Token()})
-		}, store.ReasonUpstream},
+		}, broker.ReasonUpstream},
 		{"401", func(e *usageEnv) {
 			e.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 401, Message: "unauthorized"})
-		}, store.ReasonUnauthorized},
+		}, broker.ReasonUnauthorized},
 		{"malformed JSON", func(e *usageEnv) {
 			e.front.set([]byte(`{"generatedAt":1,"reports":[{"provider":"anthropic","metadata":{"email":"` + canaryAccess))
-		}, store.ReasonInvalidResponse},
+		}, broker.ReasonInvalidResponse},
 		{"wrong types", func(e *usageEnv) {
 			e.broker.SetUsage([]json.RawMessage{json.RawMessage(`{"provider":"anthropic","limits":"many"}`)})
-		}, store.ReasonInvalidResponse},
-		{"missing reports", func(e *usageEnv) { e.front.set([]byte(`{"generatedAt":1}`)) }, store.ReasonInvalidResponse},
+		}, broker.ReasonInvalidResponse},
+		{"missing reports", func(e *usageEnv) { e.front.set([]byte(`{"generatedAt":1}`)) }, broker.ReasonInvalidResponse},
 		{"amount 1e400", func(e *usageEnv) {
 			e.broker.SetUsage([]json.RawMessage{json.RawMessage(strings.Replace(goodUsage, `"used":42`, `"used":1e400`, 1))})
-		}, store.ReasonInvalidResponse},
-		{"non-UTF-8 bytes", func(e *usageEnv) { e.front.set([]byte("{\"generatedAt\":1,\xff\xfe\"reports\":[]}")) }, store.ReasonInvalidResponse},
+		}, broker.ReasonInvalidResponse},
+		{"non-UTF-8 bytes", func(e *usageEnv) { e.front.set([]byte("{\"generatedAt\":1,\xff\xfe\"reports\":[]}")) }, broker.ReasonInvalidResponse},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,9 +189,11 @@ func TestUsageFaults(t *testing.T) {
 			tc.inject(e)
 			for i := range 3 {
 				e.clock.Advance(16 * time.Second) // past the store's usage TTL
-				if out := e.scrapeUsage(t); strings.Contains(out, "authbroker_usage_limit") {
-					t.Fatalf("scrape %d: usage series survived a failed fetch:\n%s", i, out)
+				// The last good reports stay while fetches fail.
+				if out := e.scrapeUsage(t); !strings.Contains(out, usageSeries) {
+					t.Fatalf("scrape %d: a failed fetch dropped the last good usage:\n%s", i, out)
 				}
+				eventually(t, "failed fetch counted", func() bool { return e.store.Counters().UsageFetchErrors[tc.reason] == uint64(i+1) })
 			}
 			want := map[string]uint64{tc.reason: 3}
 			if got := e.fetchErrors(t); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -207,9 +210,8 @@ func TestUsageFaults(t *testing.T) {
 			e.front.set(nil)
 			e.broker.SetUsage([]json.RawMessage{json.RawMessage(goodUsage)})
 			e.clock.Advance(16 * time.Second)
-			if out := e.scrapeUsage(t); !strings.Contains(out, usageSeries) {
-				t.Fatalf("usage did not come back:\n%s", out)
-			}
+			e.scrapeUsage(t)
+			eventually(t, "recovery", func() bool { return e.logs.count("usage fetch recovered") == 1 })
 			if n := e.logs.count("usage fetch recovered"); n != 1 {
 				t.Errorf("%d recovery lines:\n%s", n, e.logs)
 			}
@@ -299,14 +301,11 @@ type nastySource struct{}
 
 func (nastySource) Snapshot() store.View {
 	v := store.View{Ready: true, Generation: 7, GeneratedAt: t0, ServerNow: t0, ReceivedAt: t0,
-		Refresher: store.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(time.Minute)}}
+		Refresher: broker.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(time.Minute)}}
 	for i, s := range nastyLabels {
-		v.Entries = append(v.Entries, &store.Entry{ID: int64(i + 1), Provider: s, IdentityKey: s, ReceivedAt: t0,
-			RotatesIn: time.Minute, HasRotatesIn: true, LastRotation: t0, Rotations: 2,
-			Credential: store.Credential{Type: store.TypeOAuth, Email: s, AccountID: s, OrgID: s, HasExpires: true, Expires: t0.Add(time.Hour)},
-			Blocks:     []store.Block{{ProviderKey: s, Scope: s, BlockedUntil: t0.Add(time.Hour)}, {ProviderKey: "other", Scope: s, BlockedUntil: t0.Add(2 * time.Hour)}}})
+		v.Entries = append(v.Entries, &store.Entry{Entry: broker.Entry{ID: int64(i + 1), Provider: s, IdentityKey: s, ReceivedAt: t0, RotatesIn: time.Minute, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Email: s, AccountID: s, OrgID: s, HasExpires: true, Expires: t0.Add(time.Hour)}, Blocks: []broker.Block{{ProviderKey: s, Scope: s, BlockedUntil: t0.Add(time.Hour)}, {ProviderKey: "other", Scope: s, BlockedUntil: t0.Add(2 * time.Hour)}}}, LastRotation: t0, Rotations: 2})
 	}
-	v.Entries = append(v.Entries, &store.Entry{ID: 1000, Provider: nastyLabels[0], Credential: store.Credential{Type: store.TypeAPIKey}})
+	v.Entries = append(v.Entries, &store.Entry{Entry: broker.Entry{ID: 1000, Provider: nastyLabels[0], Credential: broker.Credential{Type: broker.TypeAPIKey}}})
 	return v
 }
 
@@ -315,29 +314,33 @@ func (nastySource) Status() store.SyncStatus {
 }
 
 func (nastySource) Counters() store.Counters {
-	c := store.Counters{RefreshRequests: map[[2]string]uint64{}, RefreshErrors: map[[2]string]uint64{},
-		DisableRequests: map[[2]string]uint64{}, DisableErrors: map[[2]string]uint64{}}
+	c := store.Counters{RefreshRequests: map[store.CallOutcome]uint64{}, RefreshErrors: map[store.CallFailure]uint64{},
+		DisableRequests: map[store.CallOutcome]uint64{}, DisableErrors: map[store.CallFailure]uint64{}}
 	for _, s := range nastyLabels {
-		c.RefreshRequests[[2]string{s, "ok"}] = 1
-		c.RefreshErrors[[2]string{s, store.ReasonUpstream}] = 1
-		c.DisableRequests[[2]string{s, "error"}] = 1
+		c.RefreshRequests[store.CallOutcome{Provider: s, Result: "ok"}] = 1
+		c.RefreshErrors[store.CallFailure{Provider: s, Reason: broker.ReasonUpstream}] = 1
+		c.DisableRequests[store.CallOutcome{Provider: s, Result: "error"}] = 1
 	}
 	return c
 }
 
-func (nastySource) UsageReports(context.Context) ([]store.UsageReport, error) {
-	var out []store.UsageReport
+func (nastySource) Usage(context.Context) (*store.Usage, error) {
+	return store.NewUsage(nastyReports(), t0), nil
+}
+
+func nastyReports() []broker.UsageReport {
+	var out []broker.UsageReport
 	f := func(v float64) *float64 { return &v }
 	for _, s := range nastyLabels {
-		out = append(out, store.UsageReport{Provider: s, FetchedAt: t0, Metadata: store.UsageMetadata{Email: strings.TrimSpace(s), OrgID: strings.TrimSpace(s)},
-			Limits: []store.UsageLimit{
-				{ID: s, Status: s, Window: &store.UsageWindow{ID: s, ResetsAt: t0.Add(time.Hour)},
-					Amount: store.UsageAmount{Used: f(8.64e15), Limit: f(-1), Remaining: f(0.5), UsedFraction: f(-0.25), Unit: s}},
-				{ID: s, Window: &store.UsageWindow{ID: s}, Amount: store.UsageAmount{UsedFraction: f(1.7e308)}}, // duplicate key
+		out = append(out, broker.UsageReport{Provider: s, FetchedAt: t0, Metadata: broker.UsageMetadata{Email: strings.TrimSpace(s), OrgID: strings.TrimSpace(s)},
+			Limits: []broker.UsageLimit{
+				{ID: s, Status: s, Window: &broker.UsageWindow{ID: s, ResetsAt: t0.Add(time.Hour)},
+					Amount: broker.UsageAmount{Used: f(8.64e15), Limit: f(-1), Remaining: f(0.5), UsedFraction: f(-0.25), Unit: s}},
+				{ID: s, Window: &broker.UsageWindow{ID: s}, Amount: broker.UsageAmount{UsedFraction: f(1.7e308)}}, // duplicate key
 			}})
 	}
-	out = append(out, store.UsageReport{Provider: "nobody-" + nastyLabels[2]})
-	return out, nil
+	out = append(out, broker.UsageReport{Provider: "nobody-" + nastyLabels[2]})
+	return out
 }
 
 // TestNastyLabelValues: quotes, backslashes, newlines, control and bidi
@@ -348,11 +351,11 @@ func (nastySource) UsageReports(context.Context) ([]store.UsageReport, error) {
 func TestNastyLabelValues(t *testing.T) {
 	ids, _ := identity.New(identity.Raw, nil)
 	src := nastySource{}
-	var tombs []store.Tombstone
+	var tombs []broker.Tombstone
 	for i, s := range nastyLabels {
-		tombs = append(tombs, store.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
+		tombs = append(tombs, broker.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
 	}
-	o := Options{Source: src, Identity: ids, Usage: NewUsageReader(src, time.Second, nil), Now: func() time.Time { return t0 },
+	o := Options{Source: src, Identity: ids, Usage: true, UsageTimeout: time.Second, Now: func() time.Time { return t0 },
 		Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: nastyLabels[8]}, tombstones: tombs, ok: true}}
 	cs := New(o).All()
 	reg := prometheus.NewPedanticRegistry()

@@ -24,7 +24,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
-	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 func get(t *testing.T, h http.Handler, acceptEncoding string) *httptest.ResponseRecorder {
@@ -70,15 +70,15 @@ func TestHandlerMatchesRegistry(t *testing.T) {
 	fixtures := map[string]func(t *testing.T) Options{
 		"scenario": func(t *testing.T) Options { return newScenario(t).options(t, identity.Raw) },
 		"nasty": func(*testing.T) Options {
-			var tombs []store.Tombstone
+			var tombs []broker.Tombstone
 			for i, s := range nastyLabels {
-				tombs = append(tombs, store.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
+				tombs = append(tombs, broker.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
 			}
-			return Options{Source: nasty, Identity: raw, Usage: NewUsageReader(nasty, time.Second, nil), Now: func() time.Time { return t0 },
+			return Options{Source: nasty, Identity: raw, Usage: true, UsageTimeout: time.Second, Now: func() time.Time { return t0 },
 				Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, tombstones: tombs, ok: true}}
 		},
 		"bench": func(*testing.T) Options {
-			return Options{Source: bench, Broker: benchBroker{}, Identity: hashed, Usage: NewUsageReader(bench, time.Second, nil),
+			return Options{Source: bench, Broker: benchBroker{}, Identity: hashed, Usage: true, UsageTimeout: time.Second,
 				Now: func() time.Time { return t0 }}
 		},
 		"no usage": func(*testing.T) Options {
@@ -153,7 +153,7 @@ func ptr(s string) *string { return &s }
 func smallCollectors() *Collectors {
 	src := newBenchSource(5, true)
 	ids, _ := identity.New(identity.Hashed, []byte("k"))
-	return New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+	return New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
 		Now: func() time.Time { return t0 }})
 }
 

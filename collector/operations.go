@@ -1,43 +1,35 @@
 package collector
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 var (
-	opResults = []string{"ok", "error"}
-	opReasons = []string{store.ReasonNotFound, store.ReasonUpstream, store.ReasonTimeout, store.ReasonNetwork,
-		store.ReasonUnauthorized, store.ReasonInvalidResponse}
+	callResults = []string{store.SyncResultError, store.SyncResultOK}
+	callReasons = []string{broker.ReasonInvalidResponse, broker.ReasonNetwork, broker.ReasonNotFound, broker.ReasonTimeout,
+		broker.ReasonUnauthorized, broker.ReasonUpstream}
+	// Only a usage answer is large enough to be refused for its size.
+	usageReasons = []string{broker.ReasonInvalidResponse, broker.ReasonNetwork, broker.ReasonNotFound, broker.ReasonTimeout,
+		broker.ReasonTooLarge, broker.ReasonUnauthorized, broker.ReasonUpstream}
 )
 
 // operationsCollector publishes the outcomes of refresh and disable calls
 // made through the broker, and of the upstream usage fetches.
-type operationsCollector struct {
-	o Options
-
-	refreshRequests, refreshErrors, disableRequests, disableErrors *prometheus.Desc
-	usageFetches, usageFetchErrors                                 *prometheus.Desc
-}
-
-func newOperationsCollector(o Options) *operationsCollector {
-	return &operationsCollector{
-		o:                o,
-		refreshRequests:  desc("refresh_requests_total", "Credential refresh calls made through the broker, by result (ok, error).", "provider", "result"),
-		refreshErrors:    desc("refresh_errors_total", "Failed refresh calls by reason.", "provider", "reason"),
-		disableRequests:  desc("disable_requests_total", "Credential disable calls made through the broker, by result (ok, error).", "provider", "result"),
-		disableErrors:    desc("disable_errors_total", "Failed disable calls by reason.", "provider", "reason"),
-		usageFetches:     desc("usage_fetches_total", "Upstream /v1/usage calls (after single-flight and caching)."),
-		usageFetchErrors: desc("usage_fetch_errors_total", "Failed upstream /v1/usage calls by reason.", "reason"),
-	}
-}
+type operationsCollector struct{ o Options }
 
 func (c *operationsCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, c.refreshRequests, c.refreshErrors, c.disableRequests, c.disableErrors, c.usageFetches, c.usageFetchErrors)
+	describeFamilies(ch, mUsageFetches, mUsageFetchErrors, mRefreshRequests, mRefreshErrors, mDisableRequests, mDisableErrors)
 }
 
-func (c *operationsCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *operationsCollector) Collect(ch chan<- prometheus.Metric) { c.write(registrySink{ch}) }
+
+func (c *operationsCollector) write(s sink) {
 	cn := c.o.Source.Counters()
 	// Zero series for every provider the mirror holds, so that rate() and
 	// increase() see the first error instead of a series appearing at 1.
@@ -45,26 +37,37 @@ func (c *operationsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range c.o.Source.Snapshot().Entries {
 		providers[e.Provider] = struct{}{}
 	}
-	for _, m := range []map[[2]string]uint64{cn.RefreshRequests, cn.RefreshErrors, cn.DisableRequests, cn.DisableErrors} {
+	for _, m := range []map[store.CallOutcome]uint64{cn.RefreshRequests, cn.DisableRequests} {
 		for k := range m {
-			providers[k[0]] = struct{}{}
+			providers[k.Provider] = struct{}{}
 		}
 	}
-	for p := range providers {
-		lp := label(p)
-		for _, r := range opResults {
-			k := [2]string{p, r}
-			counter(ch, c.refreshRequests, float64(cn.RefreshRequests[k]), lp, r)
-			counter(ch, c.disableRequests, float64(cn.DisableRequests[k]), lp, r)
-		}
-		for _, r := range opReasons {
-			k := [2]string{p, r}
-			counter(ch, c.refreshErrors, float64(cn.RefreshErrors[k]), lp, r)
-			counter(ch, c.disableErrors, float64(cn.DisableErrors[k]), lp, r)
+	for _, m := range []map[store.CallFailure]uint64{cn.RefreshErrors, cn.DisableErrors} {
+		for k := range m {
+			providers[k.Provider] = struct{}{}
 		}
 	}
-	counter(ch, c.usageFetches, float64(cn.UsageFetches))
-	for _, r := range opReasons {
-		counter(ch, c.usageFetchErrors, float64(cn.UsageFetchErrors[r]), r)
+	sorted := slices.Sorted(maps.Keys(providers))
+	s.one(mUsageFetches, float64(cn.UsageFetches))
+	for _, r := range usageReasons {
+		s.one(mUsageFetchErrors, float64(cn.UsageFetchErrors[r]), r)
 	}
+	calls := func(f *family, m map[store.CallOutcome]uint64) {
+		for _, p := range sorted {
+			for _, r := range callResults {
+				s.one(f, float64(m[store.CallOutcome{Provider: p, Result: r}]), label(p), r)
+			}
+		}
+	}
+	failures := func(f *family, m map[store.CallFailure]uint64) {
+		for _, p := range sorted {
+			for _, r := range callReasons {
+				s.one(f, float64(m[store.CallFailure{Provider: p, Reason: r}]), label(p), r)
+			}
+		}
+	}
+	calls(mRefreshRequests, cn.RefreshRequests)
+	failures(mRefreshErrors, cn.RefreshErrors)
+	calls(mDisableRequests, cn.DisableRequests)
+	failures(mDisableErrors, cn.DisableErrors)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // The render benchmarks scrape a mirror of n OAuth credentials spread over
@@ -38,7 +39,9 @@ var benchSizes = []int{1000, 10000, 50000}
 
 type benchSource struct {
 	view    store.View
-	reports []store.UsageReport
+	reports []broker.UsageReport
+	mu      sync.Mutex
+	usage   *store.Usage
 	// fresh hands out a new report slice on every call, as the store does
 	// once per usage fetch (every 15 s): no per-report-set cache survives.
 	fresh bool
@@ -49,11 +52,19 @@ func (s *benchSource) Status() store.SyncStatus {
 	return store.SyncStatus{Mode: store.ModeStream, StreamConnected: true, Live: true, LastSync: t0}
 }
 func (s *benchSource) Counters() store.Counters { return store.Counters{} }
-func (s *benchSource) UsageReports(context.Context) ([]store.UsageReport, error) {
+
+// Usage answers one store.Usage per report set, as the store does per
+// fetch (a new one on every call when fresh).
+func (s *benchSource) Usage(context.Context) (*store.Usage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.fresh {
-		return slices.Clone(s.reports), nil
+		return store.NewUsage(slices.Clone(s.reports), t0), nil
 	}
-	return s.reports, nil
+	if s.usage == nil || len(s.usage.Reports) != len(s.reports) || len(s.reports) > 0 && &s.usage.Reports[0] != &s.reports[0] {
+		s.usage = store.NewUsage(s.reports, t0)
+	}
+	return s.usage, nil
 }
 
 type benchBroker struct{}
@@ -61,7 +72,7 @@ type benchBroker struct{}
 func (benchBroker) Probe() monitor.Probe {
 	return monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}
 }
-func (benchBroker) Tombstones() ([]store.Tombstone, bool) { return nil, true }
+func (benchBroker) Tombstones() ([]broker.Tombstone, bool) { return nil, true }
 
 func bf(v float64) *float64 { return &v }
 
@@ -70,18 +81,13 @@ func bf(v float64) *float64 { return &v }
 // linear scan for a match is on average half the provider's reports.
 func newBenchSource(n int, usage bool) *benchSource {
 	s := &benchSource{view: store.View{Ready: true, Generation: 42, GeneratedAt: t0, ServerNow: t0, ReceivedAt: t0,
-		Refresher: store.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(time.Minute)}}}
+		Refresher: broker.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(time.Minute)}}}
 	entries := make([]store.Entry, n)
 	for i := range entries {
 		p := benchProviders[i%len(benchProviders)]
 		email := fmt.Sprintf("user%d@example.com", i)
-		entries[i] = store.Entry{
-			ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email,
-			Credential: store.Credential{Type: store.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
-				Email: email, AccountID: fmt.Sprintf("acct-%d", i)},
-			RotatesIn: 55 * time.Minute, HasRotatesIn: true, ReceivedAt: t0,
-			LastRotation: t0.Add(-time.Hour), Rotations: 3,
-		}
+		entries[i] = store.Entry{Entry: broker.Entry{ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
+			Email: email, AccountID: fmt.Sprintf("acct-%d", i)}, RotatesIn: 55 * time.Minute, HasRotatesIn: true, ReceivedAt: t0}, LastRotation: t0.Add(-time.Hour), Rotations: 3}
 		s.view.Entries = append(s.view.Entries, &entries[i])
 	}
 	if !usage {
@@ -89,14 +95,14 @@ func newBenchSource(n int, usage bool) *benchSource {
 	}
 	for i := n - 1; i >= 0; i-- {
 		e := &entries[i]
-		r := store.UsageReport{Provider: e.Provider, FetchedAt: t0.Add(-time.Minute),
-			Metadata: store.UsageMetadata{Email: e.Credential.Email, AccountID: e.Credential.AccountID}}
+		r := broker.UsageReport{Provider: e.Provider, FetchedAt: t0.Add(-time.Minute),
+			Metadata: broker.UsageMetadata{Email: e.Credential.Email, AccountID: e.Credential.AccountID}}
 		for j, w := range []string{"5h", "7d", "7d-opus", "30d"} {
 			used := float64((i + j) % 100)
-			r.Limits = append(r.Limits, store.UsageLimit{
-				ID: e.Provider + ":" + w, Label: w, Scope: store.UsageScope{Provider: e.Provider, WindowID: w},
-				Window: &store.UsageWindow{ID: w, Label: w, Duration: 5 * time.Hour, ResetsAt: t0.Add(3 * time.Hour)},
-				Amount: store.UsageAmount{Used: bf(used), Limit: bf(100), Remaining: bf(100 - used),
+			r.Limits = append(r.Limits, broker.UsageLimit{
+				ID: e.Provider + ":" + w, Label: w, Scope: broker.UsageScope{Provider: e.Provider, WindowID: w},
+				Window: &broker.UsageWindow{ID: w, Label: w, Duration: 5 * time.Hour, ResetsAt: t0.Add(3 * time.Hour)},
+				Amount: broker.UsageAmount{Used: bf(used), Limit: bf(100), Remaining: bf(100 - used),
 					UsedFraction: bf(used / 100), Unit: "percent"},
 				Status: "ok",
 			})
@@ -113,7 +119,7 @@ func benchOptions(b *testing.B, src *benchSource, mode identity.Mode) Options {
 	}
 	o := Options{Source: src, Broker: benchBroker{}, Identity: ids, Now: func() time.Time { return t0 }}
 	if src.reports != nil {
-		o.Usage = NewUsageReader(src, time.Second, nil)
+		o.Usage, o.UsageTimeout = true, time.Second
 	}
 	return o
 }
@@ -269,7 +275,7 @@ func TestBenchFixtureRenders(t *testing.T) {
 	src := newBenchSource(n, true)
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
 		Now: func() time.Time { return t0 }}).All()...)
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -343,7 +349,7 @@ func TestSeriesCacheFollowsEntries(t *testing.T) {
 	src.fresh = true
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
 		Now: func() time.Time { return t0 }}).All()...)
 	first := gatherText(t, reg)
 	if again := gatherText(t, reg); again != first {
@@ -413,7 +419,7 @@ func TestConcurrentScrapes(t *testing.T) {
 	src := &mutableSource{benchSource: *newBenchSource(50, true)}
 	ids, _ := identity.New(identity.Hashed, []byte("k"))
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: NewUsageReader(src, time.Second, nil),
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
 		Now: func() time.Time { return t0 }}).All()...)
 	all := src.Snapshot().Entries
 	var wg sync.WaitGroup

@@ -29,8 +29,16 @@ type family struct {
 	desc   *prometheus.Desc
 	typ    prometheus.ValueType
 	name   string
+	help   string
 	header string // its # HELP and # TYPE lines
 	labels *schema
+}
+
+func (f *family) typeName() string {
+	if f.typ == prometheus.CounterValue {
+		return "counter"
+	}
+	return "gauge"
 }
 
 // set renders one series' label values (in the family's label order).
@@ -38,17 +46,9 @@ func (f *family) set(values ...string) labelSet { return f.labels.set(values...)
 
 func newFamily(typ prometheus.ValueType, name, help string, labels ...string) *family {
 	fq := prometheus.BuildFQName(namespace, "", name)
-	t := "gauge"
-	if typ == prometheus.CounterValue {
-		t = "counter"
-	}
-	return &family{
-		desc:   prometheus.NewDesc(fq, help, labels, nil),
-		typ:    typ,
-		name:   fq,
-		header: "# HELP " + fq + " " + helpEscaper.Replace(help) + "\n# TYPE " + fq + " " + t + "\n",
-		labels: newSchema(labels...),
-	}
+	f := &family{desc: prometheus.NewDesc(fq, help, labels, nil), typ: typ, name: fq, help: help, labels: newSchema(labels...)}
+	f.header = "# HELP " + fq + " " + helpEscaper.Replace(help) + "\n# TYPE " + fq + " " + f.typeName() + "\n"
+	return f
 }
 
 func describeFamilies(ch chan<- *prometheus.Desc, fs ...*family) {
@@ -117,13 +117,17 @@ func (s *schema) set(values ...string) labelSet {
 // family in one run and in label order.
 type sink interface {
 	add(f *family, l *labelSet, v float64)
+	// one writes a series whose label values are not cached.
+	one(f *family, v float64, values ...string)
 }
 
 // registrySink hands the series to a registry as const metrics.
 type registrySink struct{ ch chan<- prometheus.Metric }
 
-func (s registrySink) add(f *family, l *labelSet, v float64) {
-	s.ch <- prometheus.MustNewConstMetric(f.desc, f.typ, v, l.values...)
+func (s registrySink) add(f *family, l *labelSet, v float64) { s.one(f, v, l.values...) }
+
+func (s registrySink) one(f *family, v float64, values ...string) {
+	s.ch <- prometheus.MustNewConstMetric(f.desc, f.typ, v, values...)
 }
 
 // textSink writes the text exposition format (0.0.4), byte for byte what
@@ -155,6 +159,11 @@ func (t *textSink) add(f *family, l *labelSet, v float64) {
 	t.num = appendValue(t.num[:0], v)
 	t.num = append(t.num, '\n')
 	t.w.Write(t.num)
+}
+
+func (t *textSink) one(f *family, v float64, values ...string) {
+	l := f.set(values...)
+	t.add(f, &l, v)
 }
 
 // appendValue formats v as the exposition format does.

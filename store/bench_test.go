@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // BenchmarkSnapshotDuringDeltaStorm: scrapes (Snapshot of the mirror) run
@@ -15,9 +17,9 @@ func BenchmarkSnapshotDuringDeltaStorm(b *testing.B) {
 		b.Run("creds="+benchSize(n), func(b *testing.B) {
 			s := benchStore(b, n)
 			raw := benchEntryFrames(n, 7)
-			frames := make([]*StreamFrame, len(raw))
+			frames := make([]*broker.StreamFrame, len(raw))
 			for i, r := range raw {
-				f, err := decodeFrame(r, time.Now(), nil)
+				f, err := new(broker.FrameDecoder).Decode(r, time.Now())
 				if err != nil {
 					b.Fatal(err)
 				}

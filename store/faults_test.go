@@ -2,9 +2,7 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -82,11 +81,11 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.reqs[r.URL.Path]++
 	down, first, snap := f.down, f.firstFrame, f.snapshotBody
 	f.mu.Unlock()
-	f.sig.fire()
+	f.sig.Fire()
 	switch {
 	case down:
 		hangUp(w)
-	case first != nil && r.URL.Path == streamPath:
+	case first != nil && r.URL.Path == "/v1/snapshot/stream":
 		f.next.ServeHTTP(&firstWriteRewriter{ResponseWriter: w, rewrite: first}, r)
 	case snap != nil && r.URL.Path == "/v1/snapshot":
 		rec := httptest.NewRecorder()
@@ -135,17 +134,17 @@ type env struct {
 
 const frameLimit = 64 << 10
 
-func newEnv(t *testing.T, client ClientOptions) *env {
+func newEnv(t *testing.T, client broker.ClientOptions) *env {
 	t.Helper()
 	h := newHarness(t, setup{})
 	e := &env{harness: h, f: newFront(t, h.b.Handler(), h.sig)}
 	client.URL = e.f.URL
-	client.Token = FileToken(h.tokenPath)
+	client.Token = broker.FileToken(h.tokenPath)
 	client.Clock = h.clk
 	if client.MaxFrameBytes == 0 {
 		client.MaxFrameBytes = frameLimit
 	}
-	c, err := NewClient(client)
+	c, err := broker.NewClient(client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +237,7 @@ func (e *env) brokerJSON() map[string]any {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.b.URL+"/v1/snapshot", nil)
 	req.Header.Set("Authorization", "Bearer "+e.b.Token())
-	req.Header.Set(capabilitiesHeader, capabilities)
+	req.Header.Set("OMP-Auth-Broker-Capabilities", "codex-meter-block-scopes")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -290,7 +289,7 @@ func (e *env) brokerState() mirrorState {
 		c := credState{ID: jsonInt(t, ent["id"]), Provider: str(ent["provider"]), Type: str(cred["type"]),
 			IdentityKey: str(ent["identityKey"]), Email: str(cred["email"]), AccountID: str(cred["accountId"]),
 			ProjectID: str(cred["projectId"]), OrgID: str(cred["orgId"]), HasRotatesIn: ent["rotatesInMs"] != nil}
-		if exp, ok := cred["expires"]; ok && c.Type == TypeOAuth {
+		if exp, ok := cred["expires"]; ok && c.Type == broker.TypeOAuth {
 			c.Expires = strconv.FormatInt(jsonInt(t, exp), 10)
 		}
 		var bs []string
@@ -310,18 +309,7 @@ func (e *env) brokerState() mirrorState {
 func (e *env) mirror() mirrorState { return stateOfView(e.s.Snapshot()) }
 
 // nextWake is the earliest pending sleep of at most maxD.
-func (e *env) nextWake(maxD time.Duration) (time.Time, bool) {
-	c := e.clk
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var at time.Time
-	for _, s := range c.sleepers {
-		if s.d <= maxD && (at.IsZero() || s.until.Before(at)) {
-			at = s.until
-		}
-	}
-	return at, !at.IsZero()
-}
+func (e *env) nextWake(maxD time.Duration) (time.Time, bool) { return e.clk.NextWake(maxD) }
 
 // drive lets injected time pass, one pending sleep of at most maxD at a
 // time, until done holds. It never advances while the store is busy: a
@@ -330,7 +318,7 @@ func (e *env) drive(what string, maxD time.Duration, done func() bool) {
 	e.t.Helper()
 	for {
 		var wake time.Time
-		e.sig.waitFor(e.t, what, func() bool {
+		e.sig.WaitFor(e.t, what, func() bool {
 			if done() {
 				return true
 			}
@@ -353,26 +341,12 @@ func errorTotal(c Counters) (n uint64) {
 }
 
 // logLines returns the recorded lines whose msg contains substr, as maps.
-func logLines(l *logRecorder, substr string) []map[string]string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]string
-	for _, kv := range l.lines {
-		m := map[string]string{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[fmtAny(kv[i])] = fmtAny(kv[i+1])
-		}
-		if strings.Contains(m["msg"], substr) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func logLines(l *logRecorder, substr string) []map[string]string { return l.Lines(substr) }
 
 type faultRow struct {
 	name    string
 	poll    bool
-	client  ClientOptions
+	client  broker.ClientOptions
 	idle    time.Duration
 	atStart bool // the fault is there before the store starts: no good mirror yet
 	// inject starts the fault; clear (nil for one-shot faults) ends it.
@@ -400,8 +374,11 @@ func key(s string) [2]string {
 
 // runFault holds one row to the contract.
 func runFault(t *testing.T, row faultRow) {
+	if row.idle > 0 {
+		row.client.StreamIdleTimeout = row.idle
+	}
 	e := newEnv(t, row.client)
-	opts := Options{Stream: !row.poll, IdleTimeout: row.idle}
+	opts := Options{Stream: !row.poll}
 	var (
 		good mirrorState
 		c0   Counters
@@ -413,11 +390,11 @@ func runFault(t *testing.T, row faultRow) {
 	} else {
 		e.start(opts)
 		want := e.brokerState()
-		e.sig.waitFor(t, "first sync", func() bool { return e.s.Status().Live && e.mirror().String() == want.String() })
+		e.sig.WaitFor(t, "first sync", func() bool { return e.s.Status().Live && e.mirror().String() == want.String() })
 		if row.poll {
 			// A long-poll is pending (past the front), so a fault injected
 			// now meets the next request, not this one.
-			e.sig.waitFor(t, "a pending long-poll", func() bool { return e.f.requests("/v1/snapshot") >= 2 })
+			e.sig.WaitFor(t, "a pending long-poll", func() bool { return e.f.requests("/v1/snapshot") >= 2 })
 		} else if err := e.b.WaitForStreams(t.Context(), 1); err != nil {
 			t.Fatal(err)
 		}
@@ -452,8 +429,8 @@ func runFault(t *testing.T, row faultRow) {
 		}
 		e.mutate()
 	} else if row.applied {
-		e.sig.waitFor(t, "the frame to be applied", func() bool {
-			return e.s.Counters().StreamEvents[[2]string{EventSnapshot, EventApplied}] > c0.StreamEvents[[2]string{EventSnapshot, EventApplied}]
+		e.sig.WaitFor(t, "the frame to be applied", func() bool {
+			return e.s.Counters().StreamEvents[FrameOutcome{broker.FrameSnapshot, FrameApplied}] > c0.StreamEvents[FrameOutcome{broker.FrameSnapshot, FrameApplied}]
 		})
 		if row.afterApply != nil {
 			row.afterApply(t, e)
@@ -480,7 +457,7 @@ func runFault(t *testing.T, row faultRow) {
 	got := map[string]uint64{}
 	for k, v := range c.SyncErrors {
 		if v > 0 {
-			got[k[0]+"/"+k[1]] = v
+			got[k.Mode+"/"+k.Reason] = v
 		}
 	}
 	for k := range got {
@@ -633,12 +610,12 @@ func TestFaultMatrix(t *testing.T) {
 			allowed: streamDrop, want: []string{"stream/eof"}, bound: quick},
 		{name: "stall without keepalives (idle watchdog)", idle: 45 * time.Second,
 			inject: func(e *env) {
-				e.clk.waitSleep(e.t, 45*time.Second)
+				e.clk.WaitSleep(e.t, 45*time.Second)
 				e.clk.Advance(45 * time.Second)
 			},
 			allowed: []string{"stream/idle"}, want: []string{"stream/idle"}, bound: quick},
 		{name: "stall before the first byte", atStart: true, stall: true, retries: 2,
-			inject:  func(e *env) { e.b.AddFault(brokertest.Fault{Path: streamPath, Stall: true}) },
+			inject:  func(e *env) { e.b.AddFault(brokertest.Fault{Path: "/v1/snapshot/stream", Stall: true}) },
 			clear:   func(e *env) { e.b.ClearFaults() },
 			allowed: []string{"stream/idle", "stream/timeout"}, want: []string{"stream/idle"}, bound: cap30},
 		{name: "404 on the stream latches long-poll",
@@ -664,7 +641,7 @@ func TestFaultMatrix(t *testing.T) {
 			allowed: append([]string{"stream/unauthorized"}, streamDrop...), want: []string{"stream/unauthorized"}, bound: cap30},
 		{name: "5xx storm (stream)", retries: 8,
 			inject: func(e *env) {
-				e.b.AddFault(brokertest.Fault{Path: streamPath, Status: 503, Message: "unavailable " + canaryToken})
+				e.b.AddFault(brokertest.Fault{Path: "/v1/snapshot/stream", Status: 503, Message: "unavailable " + canaryToken})
 				e.b.CutStreams()
 			},
 			clear:   func(e *env) { e.b.ClearFaults() },
@@ -736,7 +713,7 @@ func TestFaultMatrix(t *testing.T) {
 			allowed: []string{"stream/protocol"}, want: []string{"stream/protocol"}, bound: cap30},
 		{name: "extra fields are ignored", applied: true,
 			inject: func(e *env) {
-				e.b.SendRaw([]byte(e.frameFrom(EventSnapshot, func(m map[string]any) {
+				e.b.SendRaw([]byte(e.frameFrom(broker.FrameSnapshot, func(m map[string]any) {
 					m["futureTopLevel"] = map[string]any{"x": []any{1, "two"}}
 					m["refresher"].(map[string]any)["jitterMs"] = 5
 					for _, c := range creds(m) {
@@ -754,7 +731,7 @@ func TestFaultMatrix(t *testing.T) {
 			bound: quick},
 		{name: "numbers as floats and exponents", applied: true,
 			inject: func(e *env) {
-				e.b.SendRaw([]byte(e.frameFrom(EventSnapshot, func(m map[string]any) {
+				e.b.SendRaw([]byte(e.frameFrom(broker.FrameSnapshot, func(m map[string]any) {
 					asFloat := func(v any) json.Number {
 						f, _ := v.(json.Number).Float64()
 						return json.Number(strconv.FormatFloat(f, 'e', -1, 64))
@@ -773,7 +750,7 @@ func TestFaultMatrix(t *testing.T) {
 			bound: quick},
 		{name: "negative, fractional, huge and out-of-range values", applied: true,
 			inject: func(e *env) {
-				e.b.SendRaw([]byte(e.frameFrom(EventSnapshot, func(m map[string]any) {
+				e.b.SendRaw([]byte(e.frameFrom(broker.FrameSnapshot, func(m map[string]any) {
 					for _, c := range creds(m) {
 						cr := c["credential"].(map[string]any)
 						switch jsonInt(e.t, c["id"]) {
@@ -803,7 +780,7 @@ func TestFaultMatrix(t *testing.T) {
 			bound: quick},
 		{name: "duplicate ids in one snapshot", applied: true,
 			inject: func(e *env) {
-				e.b.SendRaw([]byte(e.frameFrom(EventSnapshot, func(m map[string]any) {
+				e.b.SendRaw([]byte(e.frameFrom(broker.FrameSnapshot, func(m map[string]any) {
 					cs := m["credentials"].([]any)
 					m["credentials"] = append(cs, cs...)
 				})))
@@ -824,68 +801,12 @@ func TestFaultMatrix(t *testing.T) {
 	}
 }
 
-// TestStreamHangUpIsNetwork: a broker that takes the connection and closes
-// it without answering cannot be reached (network), like a refused
-// connection and like every other route; only an answered stream that
-// stops is eof.
-func TestStreamHangUpIsNetwork(t *testing.T) {
-	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) { hangUp(w) })
-	c := newTestClient(t, srv.URL, ClientOptions{})
-	_, err := collect(t, c, context.Background(), streamConfig{})
-	var ne *NetError
-	if !errors.As(err, &ne) || errors.Is(err, ErrStreamEnded) || syncReason(err) != SyncReasonNetwork {
-		t.Fatalf("hang-up before any answer: %v (reason %s), want a network error", err, syncReason(err))
-	}
-}
-
-// TestStreamCutMidFrame: a connection that breaks in the middle of a frame
-// ended (eof); the unterminated remainder is discarded, as the SSE spec
-// says, not decoded into a protocol error. A complete bad frame is still a
-// protocol error, even when a cut follows it.
-func TestStreamCutMidFrame(t *testing.T) {
-	entry := sseFrame("entry", sseEntry)
-	half := entry[:len(entry)/2]
-	bad := sseFrame("entry", `{"kind":"entry","generation":`)
-	cases := []struct {
-		name   string
-		body   string
-		abort  bool // drop the connection instead of ending the body
-		frames int
-		reason string
-	}{
-		{"body ends mid-frame", sseFrame("snapshot", sseSnapshot) + half, false, 1, SyncReasonEOF},
-		{"connection drops mid-frame", sseFrame("snapshot", sseSnapshot) + half, true, 1, SyncReasonEOF},
-		{"connection drops mid-snapshot", sseFrame("snapshot", sseSnapshot)[:100], true, 0, SyncReasonEOF},
-		{"CRLF framing, drop mid-frame", strings.ReplaceAll(sseFrame("snapshot", sseSnapshot), "\n", "\r\n") + half, true, 1, SyncReasonEOF},
-		{"drop after a complete frame", sseFrame("snapshot", sseSnapshot) + entry, true, 2, SyncReasonEOF},
-		{"bad complete frame, then a drop mid-frame", sseFrame("snapshot", sseSnapshot) + bad + half, true, 1, SyncReasonProtocol},
-		{"bad complete frame, then the end", sseFrame("snapshot", sseSnapshot) + bad, false, 1, SyncReasonProtocol},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
-				w.Header().Set("Content-Type", "text/event-stream")
-				_, _ = io.WriteString(w, tc.body)
-				w.(http.Flusher).Flush()
-				if tc.abort {
-					panic(http.ErrAbortHandler)
-				}
-			})
-			c := newTestClient(t, srv.URL, ClientOptions{})
-			frames, err := collect(t, c, context.Background(), streamConfig{})
-			if len(frames) != tc.frames || syncReason(err) != tc.reason {
-				t.Fatalf("%d frames, %v (reason %s); want %d frames, reason %s", len(frames), err, syncReason(err), tc.frames, tc.reason)
-			}
-		})
-	}
-}
-
 // TestStoreBadFrameOnEveryConnectionEscalates: a broker that sends a good
 // snapshot, then a frame the exporter cannot read, on every connection
 // does not get a full-snapshot reconnect every 500 ms: the backoff keeps
 // escalating to its cap, as for any other persistent failure.
 func TestStoreBadFrameOnEveryConnectionEscalates(t *testing.T) {
-	e := newEnv(t, ClientOptions{})
+	e := newEnv(t, broker.ClientOptions{})
 	e.f.set(func(f *front) {
 		f.firstFrame = func(b []byte) []byte { return append(b, "event: entry\ndata: {not json\n\n"...) }
 	})
@@ -893,7 +814,7 @@ func TestStoreBadFrameOnEveryConnectionEscalates(t *testing.T) {
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
 		16 * time.Second, 30 * time.Second, 30 * time.Second}
 	for i, d := range want {
-		if got := e.clk.waitSleep(t, 30*time.Second); got != d {
+		if got := e.clk.WaitSleep(t, 30*time.Second); got != d {
 			t.Fatalf("reconnect %d after %v, want %v", i, got, d)
 		}
 		if i == len(want)-1 {
@@ -912,7 +833,7 @@ func TestStoreBadFrameOnEveryConnectionEscalates(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.b.CutStreams()
-	if got := e.clk.waitSleep(t, 30*time.Second); got != 500*time.Millisecond {
+	if got := e.clk.WaitSleep(t, 30*time.Second); got != 500*time.Millisecond {
 		t.Fatalf("backoff after a healthy connection %v, want 500ms", got)
 	}
 }

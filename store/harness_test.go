@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -18,7 +19,7 @@ type harness struct {
 	sig       *signal
 	clk       *fakeClock
 	b         *brokertest.Broker
-	c         *Client
+	c         *broker.Client
 	s         *Store
 	log       *logRecorder
 	tokenPath string
@@ -28,7 +29,7 @@ type harness struct {
 
 type setup struct {
 	broker brokertest.Options
-	client ClientOptions
+	client broker.ClientOptions
 	proxy  bool // put a recording, failable front server before the broker
 }
 
@@ -58,10 +59,10 @@ func newHarness(t *testing.T, cfg setup) *harness {
 	co := cfg.client
 	co.URL = h.url
 	if co.Token == nil {
-		co.Token = FileToken(h.tokenPath)
+		co.Token = broker.FileToken(h.tokenPath)
 	}
 	co.Clock = h.clk
-	c, err := NewClient(co)
+	c, err := broker.NewClient(co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,13 +74,16 @@ func newHarness(t *testing.T, cfg setup) *harness {
 // start creates the store; Cleanup closes it before the broker.
 func (h *harness) start(opts Options) *Store {
 	h.t.Helper()
-	opts.Client = h.c
+	opts.Broker = h.c
 	opts.Clock = h.clk
+	if opts.ReconcileEvery == 0 {
+		opts.ReconcileEvery = -1 // on only where a test asks (reconcile_test.go)
+	}
 	if opts.Logger == nil {
 		opts.Logger = h.log
 	}
 	h.s = newStore(opts)
-	h.s.changed = h.sig.fire
+	h.s.changed = h.sig.Fire
 	h.s.start()
 	h.t.Cleanup(h.s.Close)
 	return h.s
@@ -88,7 +92,7 @@ func (h *harness) start(opts Options) *Store {
 func (h *harness) waitView(what string, cond func(View) bool) View {
 	h.t.Helper()
 	var v View
-	h.sig.waitFor(h.t, what, func() bool {
+	h.sig.WaitFor(h.t, what, func() bool {
 		v = h.s.Snapshot()
 		return cond(v)
 	})
@@ -98,7 +102,7 @@ func (h *harness) waitView(what string, cond func(View) bool) View {
 func (h *harness) waitCounters(what string, cond func(Counters) bool) Counters {
 	h.t.Helper()
 	var c Counters
-	h.sig.waitFor(h.t, what, func() bool {
+	h.sig.WaitFor(h.t, what, func() bool {
 		c = h.s.Counters()
 		return cond(c)
 	})
@@ -108,7 +112,7 @@ func (h *harness) waitCounters(what string, cond func(Counters) bool) Counters {
 func (h *harness) waitStatus(what string, cond func(SyncStatus) bool) SyncStatus {
 	h.t.Helper()
 	var st SyncStatus
-	h.sig.waitFor(h.t, what, func() bool {
+	h.sig.WaitFor(h.t, what, func() bool {
 		st = h.s.Status()
 		return cond(st)
 	})
@@ -124,7 +128,7 @@ func (h *harness) waitGeneration(gen int64) View {
 // length, and lets it expire.
 func (h *harness) sleepAndAdvance(want time.Duration) {
 	h.t.Helper()
-	if d := h.clk.waitSleep(h.t, 30*time.Second); d != want {
+	if d := h.clk.WaitSleep(h.t, 30*time.Second); d != want {
 		h.t.Fatalf("backoff %v, want %v", d, want)
 	}
 	h.clk.Advance(want)
@@ -143,9 +147,9 @@ func newProxy(t *testing.T, next http.Handler, sig *signal) *proxy {
 	p := &proxy{}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.reqs = append(p.reqs, recorded{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone()})
+		p.reqs = append(p.reqs, recorded{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone()})
 		p.mu.Unlock()
-		sig.fire()
+		sig.Fire()
 		if p.down.Load() {
 			hangUp(w)
 			return
@@ -164,9 +168,19 @@ func (p *proxy) requests(path string) []recorded {
 	defer p.mu.Unlock()
 	var out []recorded
 	for _, r := range p.reqs {
-		if r.path == path {
+		if r.Path == path {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// cutStreams cuts the store's stream once the broker has registered it (a
+// first frame can reach the store before its connection is listed).
+func (h *harness) cutStreams() {
+	h.t.Helper()
+	if err := h.b.WaitForStreams(h.t.Context(), 1); err != nil {
+		h.t.Fatal(err)
+	}
+	h.b.CutStreams()
 }

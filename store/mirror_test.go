@@ -3,6 +3,8 @@ package store
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // TestMirrorMatchesMap drives the slice-backed mirror and a plain map with
@@ -17,7 +19,7 @@ func TestMirrorMatchesMap(t *testing.T) {
 			m.del(id)
 			delete(model, id)
 		} else {
-			e := &Entry{ID: id}
+			e := &Entry{Entry: broker.Entry{ID: id}}
 			m.set(e)
 			model[id] = e
 		}

@@ -4,33 +4,49 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
-func ruleStore(t *testing.T, clk Clock) *Store {
+func ruleStore(t *testing.T, clk broker.Clock) *Store {
 	t.Helper()
-	c := newTestClient(t, "http://127.0.0.1:1", ClientOptions{Clock: clk})
-	s := newStore(Options{Client: c, Clock: clk, Stream: true})
+	c := newTestClient(t, "http://127.0.0.1:1", broker.ClientOptions{Clock: clk})
+	s := newStore(Options{Broker: c, Clock: clk, Stream: true})
 	t.Cleanup(s.Close)
 	return s
 }
 
-func oauthE(id int64, access string, expires time.Time, recv time.Time) *Entry {
-	return &Entry{ID: id, Provider: "anthropic", ReceivedAt: recv, Credential: Credential{
-		Type: TypeOAuth, Expires: expires, HasExpires: true, Email: fmt.Sprintf("u%d@example.com", id),
-		fingerprint: fingerprint([]byte(`"` + access + `"`))}}
+// decodedEntry is the entry of an entry frame carrying entryJSON, decoded
+// as the stream decodes it (token fingerprints included), received at recv.
+func decodedEntry(entryJSON string, recv time.Time) *broker.Entry {
+	f, err := new(broker.FrameDecoder).Decode([]byte(`{"kind":"entry","generation":1,"serverNowMs":1,`+
+		`"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":9007199254740991},"entry":`+entryJSON+`}`), recv)
+	if err != nil {
+		panic(err)
+	}
+	return f.Entry
 }
 
-func snapFrame(gen int64, recv time.Time, es ...*Entry) *StreamFrame {
-	return &StreamFrame{Kind: EventSnapshot, Generation: gen, ReceivedAt: recv, ServerNow: recv,
-		Snapshot: &Snapshot{Generation: gen, ReceivedAt: recv, ServerNow: recv, GeneratedAt: recv, Entries: es}}
+func oauthE(id int64, access string, expires time.Time, recv time.Time) *broker.Entry {
+	return decodedEntry(fmt.Sprintf(`{"id":%d,"provider":"anthropic","credential":{"type":"oauth","access":%q,"refresh":"__remote__","expires":%d,"email":"u%d@example.com"},"identityKey":null,"rotatesInMs":null}`,
+		id, access, expires.UnixMilli(), id), recv)
 }
 
-func entryFrame(gen int64, e *Entry) *StreamFrame {
-	return &StreamFrame{Kind: EventEntry, Generation: gen, ReceivedAt: e.ReceivedAt, ServerNow: e.ReceivedAt, Entry: e}
+func apiKeyE(id int64, key string, recv time.Time) *broker.Entry {
+	return decodedEntry(fmt.Sprintf(`{"id":%d,"provider":"openai","credential":{"type":"api_key","key":%q},"identityKey":null,"rotatesInMs":null}`, id, key), recv)
 }
 
-func removedFrame(gen, id int64, recv time.Time) *StreamFrame {
-	return &StreamFrame{Kind: EventRemoved, Generation: gen, RemovedID: id, ReceivedAt: recv, ServerNow: recv}
+func snapFrame(gen int64, recv time.Time, es ...*broker.Entry) *broker.StreamFrame {
+	return &broker.StreamFrame{Kind: broker.FrameSnapshot, Generation: gen, ReceivedAt: recv, ServerNow: recv,
+		Snapshot: &broker.Snapshot{Generation: gen, ReceivedAt: recv, ServerNow: recv, GeneratedAt: recv, Entries: es}}
+}
+
+func entryFrame(gen int64, e *broker.Entry) *broker.StreamFrame {
+	return &broker.StreamFrame{Kind: broker.FrameEntry, Generation: gen, ReceivedAt: e.ReceivedAt, ServerNow: e.ReceivedAt, Entry: e}
+}
+
+func removedFrame(gen, id int64, recv time.Time) *broker.StreamFrame {
+	return &broker.StreamFrame{Kind: broker.FrameRemoved, Generation: gen, RemovedID: id, ReceivedAt: recv, ServerNow: recv}
 }
 
 func ids(v View) map[int64]*Entry {
@@ -48,7 +64,7 @@ func TestGenerationRules(t *testing.T) {
 	t0 := epoch
 	exp := t0.Add(time.Hour)
 	type step struct {
-		frame   *StreamFrame
+		frame   *broker.StreamFrame
 		result  string
 		gen     int64
 		present []int64
@@ -60,50 +76,50 @@ func TestGenerationRules(t *testing.T) {
 		resets uint64
 	}{
 		{"entry older than local is stale", []step{
-			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), EventApplied, 10, []int64{1}, nil},
-			{entryFrame(9, oauthE(2, "b", exp, t0)), EventStale, 10, []int64{1}, []int64{2}},
+			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), FrameApplied, 10, []int64{1}, nil},
+			{entryFrame(9, oauthE(2, "b", exp, t0)), FrameStale, 10, []int64{1}, []int64{2}},
 		}, 0},
 		{"entry with equal generation is applied", []step{
-			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), EventApplied, 10, nil, nil},
-			{entryFrame(10, oauthE(2, "b", exp, t0)), EventApplied, 10, []int64{1, 2}, nil},
-			{entryFrame(10, oauthE(3, "c", exp, t0)), EventApplied, 10, []int64{1, 2, 3}, nil},
+			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), FrameApplied, 10, nil, nil},
+			{entryFrame(10, oauthE(2, "b", exp, t0)), FrameApplied, 10, []int64{1, 2}, nil},
+			{entryFrame(10, oauthE(3, "c", exp, t0)), FrameApplied, 10, []int64{1, 2, 3}, nil},
 		}, 0},
 		{"generations may skip", []step{
-			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), EventApplied, 10, nil, nil},
-			{entryFrame(14, oauthE(2, "b", exp, t0)), EventApplied, 14, []int64{1, 2}, nil},
-			{entryFrame(12, oauthE(3, "c", exp, t0)), EventStale, 14, []int64{1, 2}, []int64{3}},
+			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), FrameApplied, 10, nil, nil},
+			{entryFrame(14, oauthE(2, "b", exp, t0)), FrameApplied, 14, []int64{1, 2}, nil},
+			{entryFrame(12, oauthE(3, "c", exp, t0)), FrameStale, 14, []int64{1, 2}, []int64{3}},
 		}, 0},
 		{"removed applied, equal and newer", []step{
-			{snapFrame(10, t0, oauthE(1, "a", exp, t0), oauthE(2, "b", exp, t0)), EventApplied, 10, nil, nil},
-			{removedFrame(10, 1, t0), EventApplied, 10, []int64{2}, []int64{1}},
-			{removedFrame(11, 2, t0), EventApplied, 11, nil, []int64{1, 2}},
+			{snapFrame(10, t0, oauthE(1, "a", exp, t0), oauthE(2, "b", exp, t0)), FrameApplied, 10, nil, nil},
+			{removedFrame(10, 1, t0), FrameApplied, 10, []int64{2}, []int64{1}},
+			{removedFrame(11, 2, t0), FrameApplied, 11, nil, []int64{1, 2}},
 		}, 0},
 		{"removed older than local is stale", []step{
-			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), EventApplied, 10, nil, nil},
-			{removedFrame(3, 1, t0), EventStale, 10, []int64{1}, nil},
+			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), FrameApplied, 10, nil, nil},
+			{removedFrame(3, 1, t0), FrameStale, 10, []int64{1}, nil},
 		}, 0},
 		{"removed of an unknown id still moves the generation", []step{
-			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), EventApplied, 10, nil, nil},
-			{removedFrame(12, 99, t0), EventApplied, 12, []int64{1}, nil},
+			{snapFrame(10, t0, oauthE(1, "a", exp, t0)), FrameApplied, 10, nil, nil},
+			{removedFrame(12, 99, t0), FrameApplied, 12, []int64{1}, nil},
 		}, 0},
 		{"lower snapshot adopted and counted as a reset", []step{
-			{snapFrame(57, t0, oauthE(1, "a", exp, t0), oauthE(2, "b", exp, t0)), EventApplied, 57, nil, nil},
-			{snapFrame(2, t0, oauthE(3, "c", exp, t0)), EventApplied, 2, []int64{3}, []int64{1, 2}},
-			{entryFrame(2, oauthE(4, "d", exp, t0)), EventApplied, 2, []int64{3, 4}, nil},
+			{snapFrame(57, t0, oauthE(1, "a", exp, t0), oauthE(2, "b", exp, t0)), FrameApplied, 57, nil, nil},
+			{snapFrame(2, t0, oauthE(3, "c", exp, t0)), FrameApplied, 2, []int64{3}, []int64{1, 2}},
+			{entryFrame(2, oauthE(4, "d", exp, t0)), FrameApplied, 2, []int64{3, 4}, nil},
 		}, 1},
 		{"equal or higher snapshot is not a reset", []step{
-			{snapFrame(5, t0, oauthE(1, "a", exp, t0)), EventApplied, 5, nil, nil},
-			{snapFrame(5, t0, oauthE(2, "b", exp, t0)), EventApplied, 5, []int64{2}, []int64{1}},
-			{snapFrame(6, t0), EventApplied, 6, nil, []int64{1, 2}},
+			{snapFrame(5, t0, oauthE(1, "a", exp, t0)), FrameApplied, 5, nil, nil},
+			{snapFrame(5, t0, oauthE(2, "b", exp, t0)), FrameApplied, 5, []int64{2}, []int64{1}},
+			{snapFrame(6, t0), FrameApplied, 6, nil, []int64{1, 2}},
 		}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := ruleStore(t, newFakeClock(nil))
-			want := map[[2]string]uint64{}
+			want := map[FrameOutcome]uint64{}
 			for i, st := range tc.steps {
 				s.applyFrame(st.frame)
-				want[[2]string{st.frame.Kind, st.result}]++
+				want[FrameOutcome{st.frame.Kind, st.result}]++
 				v := s.Snapshot()
 				if v.Generation != st.gen || !v.Ready {
 					t.Fatalf("step %d: generation %d (ready %v), want %d", i, v.Generation, v.Ready, st.gen)
@@ -144,7 +160,7 @@ func TestRotationTracking(t *testing.T) {
 	get := func(id int64) *Entry { return s.entry(id) }
 
 	s.applyFrame(snapFrame(1, t0, oauthE(1, "a1", exp, t0), oauthE(2, "b1", exp, t0),
-		&Entry{ID: 3, Provider: "openai", ReceivedAt: t0, Credential: Credential{Type: TypeAPIKey, fingerprint: 7}}))
+		apiKeyE(3, "k7", t0)))
 	if e := get(1); e.Rotations != 0 || !e.LastRotation.IsZero() {
 		t.Fatalf("fresh entry has rotations: %+v", e)
 	}
@@ -174,7 +190,7 @@ func TestRotationTracking(t *testing.T) {
 	// and detects a rotation that happened while disconnected.
 	s.applyFrame(snapFrame(1, at(10*time.Second), oauthE(1, "a2", exp.Add(time.Hour), at(10*time.Second)),
 		oauthE(2, "b2", exp, at(10*time.Second)),
-		&Entry{ID: 3, Provider: "openai", ReceivedAt: at(10 * time.Second), Credential: Credential{Type: TypeAPIKey, fingerprint: 8}}))
+		apiKeyE(3, "k8", at(10*time.Second))))
 	if e := get(1); e.Rotations != 2 || !e.LastRotation.Equal(at(3*time.Second)) {
 		t.Fatalf("history lost across snapshot: %+v", e)
 	}
@@ -189,18 +205,6 @@ func TestRotationTracking(t *testing.T) {
 	s.applyFrame(entryFrame(2, oauthE(1, "a3", exp, at(12*time.Second))))
 	if e := get(1); e.Rotations != 0 {
 		t.Fatalf("re-added entry inherited history: %+v", e)
-	}
-	// UpdateCredential: a refreshed token mirrored in memory.
-	old := get(2)
-	c := old.Credential
-	c.Expires = c.Expires.Add(time.Hour)
-	c.fingerprint = 0 // a caller-built Credential has none: keep the old one
-	s.UpdateCredential(2, c)
-	if e := get(2); e.Rotations != 2 || e.Credential.fingerprint != old.Credential.fingerprint || !e.ReceivedAt.Equal(old.ReceivedAt) {
-		t.Fatalf("UpdateCredential: %+v", e)
-	}
-	if old.Rotations != 1 {
-		t.Fatal("published entry was mutated")
 	}
 }
 
@@ -226,18 +230,19 @@ func TestExpiredBlocksDroppedAtRead(t *testing.T) {
 	s := ruleStore(t, clk)
 	now := clk.Now()
 	e := oauthE(1, "a", now.Add(time.Hour), now)
-	e.Blocks = []Block{{ProviderKey: "anthropic:oauth", Scope: "a", BlockedUntil: now.Add(10 * time.Second)},
+	e.Blocks = []broker.Block{{ProviderKey: "anthropic:oauth", Scope: "a", BlockedUntil: now.Add(10 * time.Second)},
 		{ProviderKey: "anthropic:oauth", Scope: "b", BlockedUntil: now.Add(20 * time.Second)}}
 	s.applyFrame(snapFrame(1, now, e))
-	if got := s.Snapshot().Entries[0].Blocks; len(got) != 2 {
+	stored := s.Snapshot().Entries[0]
+	if got := stored.Blocks; len(got) != 2 {
 		t.Fatalf("blocks %v", got)
 	}
 	clk.Advance(10 * time.Second)
 	got := s.Snapshot().Entries[0]
-	if len(got.Blocks) != 1 || got.Blocks[0].Scope != "b" || got == e {
+	if len(got.Blocks) != 1 || got.Blocks[0].Scope != "b" || got == stored {
 		t.Fatalf("blocks %v", got.Blocks)
 	}
-	if len(e.Blocks) != 2 {
+	if len(stored.Blocks) != 2 {
 		t.Fatal("stored entry mutated")
 	}
 	clk.Advance(10 * time.Second)
@@ -276,43 +281,5 @@ func TestRetryDelay(t *testing.T) {
 	b.Reset()
 	if d := b.Next(); d != 500*time.Millisecond {
 		t.Fatalf("after reset %v", d)
-	}
-}
-
-func TestCache(t *testing.T) {
-	clk := newFakeClock(nil)
-	s := ruleStore(t, clk)
-	now := clk.Now()
-	s.SetCache("a", "1", now.Add(2*time.Second))
-	s.SetCache("b", "2", now.Add(5*time.Second))
-	s.SetCache("c", "3", now)
-	if v, ok := s.GetCache("a"); !ok || v != "1" {
-		t.Fatal("a missing")
-	}
-	if _, ok := s.GetCache("c"); ok {
-		t.Fatal("c expires at now and must be gone")
-	}
-	clk.Advance(2 * time.Second)
-	if _, ok := s.GetCache("a"); ok {
-		t.Fatal("a expired")
-	}
-	s.SetCache("d", "4", now)
-	s.CleanExpiredCache()
-	s.cacheMu.Lock()
-	n := len(s.cache)
-	s.cacheMu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d items after clean", n)
-	}
-	if v, ok := s.GetCache("b"); !ok || v != "2" {
-		t.Fatal("b missing")
-	}
-}
-
-func TestReadOnlyMutators(t *testing.T) {
-	s := ruleStore(t, newFakeClock(nil))
-	if s.ReplaceForProvider("p", nil) != ErrReadOnly || s.UpsertForProvider("p", UploadCredential{}) != ErrReadOnly ||
-		s.DeleteForProvider("p", "x") != ErrReadOnly {
-		t.Fatal("mutators must be read-only")
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
+	"golang.org/x/sync/singleflight"
 )
 
 // ErrClosed is returned by calls on a closed Store.
@@ -17,8 +20,8 @@ var ErrClosed = errors.New("auth-broker store closed")
 // Store mirrors the broker's snapshot and is the port of the broker
 // client's RemoteAuthCredentialStore.
 type Store struct {
-	client *Client
-	clock  Clock
+	broker Broker
+	clock  broker.Clock
 	opts   Options
 	log    Logger
 
@@ -37,18 +40,21 @@ type Store struct {
 	generatedAt time.Time
 	serverNow   time.Time
 	receivedAt  time.Time
-	refresher   Refresher
+	refresher   broker.Refresher
 
 	streamConnected atomic.Bool
+	// frameSeen wakes an idle reconciler after an applied frame.
+	frameSeen chan struct{}
 
 	sm     sync.Mutex // sync status and counters
 	status syncState
 	count  Counters
 
-	cacheMu sync.Mutex
-	cache   map[string]cacheItem
-
-	usage usageCache
+	usage      atomic.Pointer[Usage]
+	usageStale atomic.Bool // a reader must refresh usage whatever its age
+	// usageOutwaited: the fetch in flight outlasted a caller's wait.
+	usageOutwaited atomic.Bool
+	usageFlight    singleflight.Group
 
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.
@@ -75,6 +81,7 @@ type syncState struct {
 	hasSkew           bool
 	health            health
 	failures          int
+	reconcileFailing  bool
 }
 
 type health int
@@ -85,20 +92,12 @@ const (
 	healthDown
 )
 
-type cacheItem struct {
-	value     string
-	expiresAt time.Time
-}
-
 func (o *Options) setDefaults() {
 	if o.UsageTTL <= 0 {
 		o.UsageTTL = 15 * time.Second
 	}
 	if o.PollWait <= 0 {
 		o.PollWait = 30 * time.Second
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultStreamIdleTimeout
 	}
 	if o.BackoffInitial <= 0 {
 		o.BackoffInitial = 500 * time.Millisecond
@@ -109,14 +108,17 @@ func (o *Options) setDefaults() {
 	if o.BackoffMax < o.BackoffInitial {
 		o.BackoffMax = o.BackoffInitial
 	}
+	if o.ReconcileEvery == 0 {
+		o.ReconcileEvery = 5 * time.Second
+	}
 }
 
 // New starts the background sync (stream first, long-poll after a 404)
 // and returns at once; the store is not Ready until the first snapshot.
-// Close stops every goroutine the store started. opts.Client is required.
+// Close stops every goroutine the store started. opts.Broker is required.
 func New(opts Options) *Store {
-	if opts.Client == nil {
-		panic("store.New: Options.Client is nil")
+	if opts.Broker == nil {
+		panic("store.New: Options.Broker is nil")
 	}
 	s := newStore(opts)
 	s.start()
@@ -135,16 +137,16 @@ func (s *Store) start() {
 func newStore(opts Options) *Store {
 	opts.setDefaults()
 	s := &Store{
-		client:  opts.Client,
-		clock:   opts.Clock,
-		opts:    opts,
-		log:     opts.Logger,
-		entries: newMirror(0),
-		cache:   map[string]cacheItem{},
-		count:   newCounters(),
+		broker:    opts.Broker,
+		clock:     opts.Clock,
+		opts:      opts,
+		log:       opts.Logger,
+		entries:   newMirror(0),
+		frameSeen: make(chan struct{}, 1),
+		count:     newCounters(),
 	}
 	if s.clock == nil {
-		s.clock = opts.Client.clock
+		s.clock = broker.WallClock{}
 	}
 	if s.log == nil {
 		s.log = nopLogger{}
@@ -156,7 +158,7 @@ func newStore(opts Options) *Store {
 // String, GoString and Format print a summary instead of the store's fields.
 func (s *Store) String() string {
 	v := s.Snapshot()
-	return fmt.Sprintf("store.Store(%s, generation %d, %d credentials)", s.client, v.Generation, len(v.Entries))
+	return fmt.Sprintf("store.Store(generation %d, %d credentials)", v.Generation, len(v.Entries))
 }
 func (s *Store) GoString() string           { return s.String() }
 func (s *Store) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
@@ -165,14 +167,23 @@ type nopLogger struct{}
 
 func (nopLogger) Log(...any) error { return nil }
 
-// goOwned runs fn on a goroutine Close waits for; false once closed.
-func (s *Store) goOwned(fn func()) bool {
+// enterOwned registers a goroutine that Close waits for (it calls
+// s.wg.Done when it ends); false once the store is closed.
+func (s *Store) enterOwned() bool {
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
 	if s.closed {
 		return false
 	}
 	s.wg.Add(1)
+	return true
+}
+
+// goOwned runs fn on a goroutine Close waits for; false once closed.
+func (s *Store) goOwned(fn func()) bool {
+	if !s.enterOwned() {
+		return false
+	}
 	go func() {
 		defer s.wg.Done()
 		defer s.notify()
@@ -193,10 +204,6 @@ func (s *Store) Close() {
 	s.lifeMu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	s.cacheMu.Lock()
-	clear(s.cache)
-	s.cacheMu.Unlock()
-	s.client.CloseIdleConnections()
 }
 
 // Snapshot returns the current immutable view. It never blocks on I/O and
@@ -235,7 +242,7 @@ func withoutExpiredBlocks(e *Entry, now time.Time) *Entry {
 	cp := *e
 	cp.Blocks = nil
 	if expired < len(e.Blocks) {
-		cp.Blocks = make([]Block, 0, len(e.Blocks)-expired)
+		cp.Blocks = make([]broker.Block, 0, len(e.Blocks)-expired)
 		for _, b := range e.Blocks {
 			if b.BlockedUntil.After(now) {
 				cp.Blocks = append(cp.Blocks, b)
@@ -282,39 +289,39 @@ func (s *Store) entry(id int64) *Entry {
 	return s.entries.get(id)
 }
 
+// unknownProvider labels a call about an id the mirror does not hold.
+const unknownProvider = "unknown"
+
 func (s *Store) providerOf(id int64) string {
 	if e := s.entry(id); e != nil {
 		return e.Provider
 	}
-	return "unknown"
+	return unknownProvider
 }
 
-// inheritHistory carries rotation tracking from the previous version of an
-// entry to its replacement and records a rotation when an OAuth token's
-// material or expiry changed. at is when the change was observed.
-func inheritHistory(prev, next *Entry, at time.Time) {
+// observe wraps a decoded entry for the mirror, carrying rotation
+// tracking over from its previous version (nil for a new credential) and
+// recording a rotation when an OAuth token's material or expiry changed.
+// at is when the change was observed.
+func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
+	next := &Entry{Entry: *e}
 	if prev == nil {
-		return
+		return next
 	}
 	next.LastRotation, next.Rotations = prev.LastRotation, prev.Rotations
-	if next.Credential.fingerprint == 0 {
-		next.Credential.fingerprint = prev.Credential.fingerprint
-	}
-	if prev.Credential.Type != TypeOAuth || next.Credential.Type != TypeOAuth {
-		return
-	}
-	pc, nc := &prev.Credential, &next.Credential
-	if pc.fingerprint != nc.fingerprint || pc.HasExpires != nc.HasExpires || !pc.Expires.Equal(nc.Expires) {
+	if prev.Credential.Type == broker.TypeOAuth && next.Credential.Type == broker.TypeOAuth &&
+		!prev.Credential.SameToken(&next.Credential) {
 		next.LastRotation = at
 		next.Rotations++
 	}
+	return next
 }
 
 // blocksChanged: a mirrored credential's rate-limit blocks differ in its
 // new version. A new block usually means a limit was hit, so the usage
 // answer cached before it is stale (the 18.2.3 client drops it too).
 func blocksChanged(prev, next *Entry) bool {
-	return prev != nil && !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b Block) bool {
+	return prev != nil && !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b broker.Block) bool {
 		return a.ProviderKey == b.ProviderKey && a.Scope == b.Scope && a.BlockedUntil.Equal(b.BlockedUntil) && a.UpdatedAt.Equal(b.UpdatedAt)
 	})
 }
@@ -324,7 +331,7 @@ func blocksChanged(prev, next *Entry) bool {
 // lower (the broker restarted). Without force, a lower generation is
 // dropped while a live stream keeps the mirror current: it is a response
 // that lost a race against newer frames.
-func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
+func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 	s.mu.Lock()
 	if !force && s.ready && snap.Generation < s.gen && s.streamConnected.Load() {
 		s.mu.Unlock()
@@ -335,9 +342,9 @@ func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
 	blocksMoved := false
 	for _, e := range snap.Entries {
 		prev := s.entries.get(e.ID)
-		inheritHistory(prev, e, snap.ReceivedAt)
-		blocksMoved = blocksMoved || blocksChanged(prev, e)
-		next.set(e)
+		cur := observe(prev, e, snap.ReceivedAt)
+		blocksMoved = blocksMoved || blocksChanged(prev, cur)
+		next.set(cur)
 	}
 	s.entries = next
 	s.ready = true
@@ -348,7 +355,7 @@ func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
 	s.refresher = snap.Refresher
 	s.mu.Unlock()
 	if blocksMoved {
-		s.usage.invalidate()
+		s.invalidateUsage()
 	}
 
 	s.sm.Lock()
@@ -366,7 +373,7 @@ func (s *Store) adoptSnapshot(snap *Snapshot, force bool) bool {
 // applyDelta applies an entry or removed frame unless it is older than
 // the mirror; an equal generation is applied (one broker pass sends many
 // frames with the same generation).
-func (s *Store) applyDelta(f *StreamFrame) bool {
+func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 	s.mu.Lock()
 	if f.Generation < s.gen {
 		s.mu.Unlock()
@@ -374,12 +381,12 @@ func (s *Store) applyDelta(f *StreamFrame) bool {
 	}
 	blocksMoved := false
 	switch f.Kind {
-	case EventEntry:
+	case broker.FrameEntry:
 		prev := s.entries.get(f.Entry.ID)
-		inheritHistory(prev, f.Entry, f.ReceivedAt)
-		blocksMoved = blocksChanged(prev, f.Entry)
-		s.entries.set(f.Entry)
-	case EventRemoved:
+		cur := observe(prev, f.Entry, f.ReceivedAt)
+		blocksMoved = blocksChanged(prev, cur)
+		s.entries.set(cur)
+	case broker.FrameRemoved:
 		s.entries.del(f.RemovedID)
 	}
 	s.gen = f.Generation
@@ -388,7 +395,7 @@ func (s *Store) applyDelta(f *StreamFrame) bool {
 	s.refresher = f.Refresher
 	s.mu.Unlock()
 	if blocksMoved {
-		s.usage.invalidate()
+		s.invalidateUsage()
 	}
 
 	s.sm.Lock()
@@ -403,109 +410,13 @@ func (s *Store) noteFrameLocked(recv, serverNow time.Time) {
 	s.status.hasSkew = true
 }
 
-// upsertLocal mirrors entries from refresh/upload responses; they carry no
-// rotatesInMs and no blocks.
-func (s *Store) upsertLocal(es ...*Entry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range es {
-		inheritHistory(s.entries.get(e.ID), e, e.ReceivedAt)
-		s.entries.set(e)
+// NewView is the View of one snapshot fetched by someone else (the
+// one-shot check command), without rotation history.
+func NewView(snap *broker.Snapshot) View {
+	v := View{Ready: true, Generation: snap.Generation, GeneratedAt: snap.GeneratedAt, ServerNow: snap.ServerNow,
+		ReceivedAt: snap.ReceivedAt, Refresher: snap.Refresher, Entries: make([]*Entry, len(snap.Entries))}
+	for i, e := range snap.Entries {
+		v.Entries[i] = &Entry{Entry: *e}
 	}
-}
-
-func (s *Store) removeLocal(id int64) {
-	s.mu.Lock()
-	s.entries.del(id)
-	s.mu.Unlock()
-}
-
-func (s *Store) removeProviderLocal(provider string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, id := range s.providerIDsLocked(provider) {
-		s.entries.del(id)
-	}
-}
-
-func (s *Store) providerIDsLocked(provider string) []int64 {
-	var ids []int64
-	for _, e := range s.entries.list {
-		if e.Provider == provider {
-			ids = append(ids, e.ID)
-		}
-	}
-	return ids
-}
-
-// replaceProviderLocal swaps in the broker's authoritative post-upload rows
-// of one provider, leaving every other provider's rows alone.
-func (s *Store) replaceProviderLocal(provider string, es []*Entry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	prev := map[int64]*Entry{}
-	for _, id := range s.providerIDsLocked(provider) {
-		prev[id] = s.entries.get(id)
-		s.entries.del(id)
-	}
-	for _, e := range es {
-		if p := prev[e.ID]; p != nil {
-			inheritHistory(p, e, e.ReceivedAt)
-		} else {
-			inheritHistory(s.entries.get(e.ID), e, e.ReceivedAt)
-		}
-		s.entries.set(e)
-	}
-}
-
-// UpdateCredential mirrors a credential changed elsewhere, in memory only.
-// The entry keeps its receipt time (its rotation deadline is unchanged); a
-// changed expiry or token counts as an observed rotation.
-func (s *Store) UpdateCredential(id int64, c Credential) {
-	now := s.clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	prev := s.entries.get(id)
-	if prev == nil {
-		return
-	}
-	next := *prev
-	next.Credential = c
-	inheritHistory(prev, &next, now)
-	s.entries.set(&next)
-}
-
-// GetCache returns a cached value unless it expired (then it is dropped).
-func (s *Store) GetCache(key string) (string, bool) {
-	now := s.clock.Now()
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	it, ok := s.cache[key]
-	if !ok {
-		return "", false
-	}
-	if !it.expiresAt.After(now) {
-		delete(s.cache, key)
-		return "", false
-	}
-	return it.value, true
-}
-
-// SetCache stores value until expiresAt.
-func (s *Store) SetCache(key, value string, expiresAt time.Time) {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	s.cache[key] = cacheItem{value: value, expiresAt: expiresAt}
-}
-
-// CleanExpiredCache drops every expired cache item.
-func (s *Store) CleanExpiredCache() {
-	now := s.clock.Now()
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	for k, it := range s.cache {
-		if !it.expiresAt.After(now) {
-			delete(s.cache, k)
-		}
-	}
+	return v
 }

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
 func countMsg(l *logRecorder, substr string) int {
 	n := 0
-	for _, m := range l.messages() {
+	for _, m := range l.Messages() {
 		if strings.Contains(m, substr) {
 			n++
 		}
@@ -38,7 +39,7 @@ func TestStoreStreamMirror(t *testing.T) {
 	}
 	ea, ek := s.entry(a), s.entry(k)
 	if ea.Provider != "anthropic" || ea.Credential.Email != "a@example.com" || !ea.Credential.Expires.Equal(now.Add(2*time.Hour)) ||
-		!ea.HasRotatesIn || ea.IdentityKey == "" || ek.Credential.Type != TypeAPIKey {
+		!ea.HasRotatesIn || ea.IdentityKey == "" || ek.Credential.Type != broker.TypeAPIKey {
 		t.Fatalf("entries %+v %+v", ea, ek)
 	}
 	if !v.Refresher.Enabled || v.Refresher.Interval != time.Minute {
@@ -67,12 +68,12 @@ func TestStoreStreamMirror(t *testing.T) {
 	}
 
 	c := s.Counters()
-	if c.StreamEvents[[2]string{EventSnapshot, EventApplied}] != 1 || c.StreamEvents[[2]string{EventEntry, EventApplied}] < 2 ||
-		c.StreamEvents[[2]string{EventRemoved, EventApplied}] != 1 || c.SyncRequests[[2]string{"stream", "ok"}] != 1 {
+	if c.StreamEvents[FrameOutcome{broker.FrameSnapshot, FrameApplied}] != 1 || c.StreamEvents[FrameOutcome{broker.FrameEntry, FrameApplied}] < 2 ||
+		c.StreamEvents[FrameOutcome{broker.FrameRemoved, FrameApplied}] != 1 || c.SyncRequests[SyncOutcome{"stream", "ok"}] != 1 {
 		t.Fatalf("counters %+v", c)
 	}
-	if countMsg(h.log, "connected") != 1 || len(h.log.messages()) != 1 {
-		t.Fatalf("log lines: %v", h.log.messages())
+	if countMsg(h.log, "connected") != 1 || len(h.log.Messages()) != 1 {
+		t.Fatalf("log lines: %v", h.log.Messages())
 	}
 	if got := s.List("anthropic"); len(got) != 2 || got[0].ID != a || got[1].ID != b {
 		t.Fatalf("List: %v", got)
@@ -90,7 +91,7 @@ func TestStoreStreamMirror(t *testing.T) {
 	assertNoCanary(t, "logs", h.log.String())
 }
 
-func TestStoreOnSnapshotAndRefreshSnapshot(t *testing.T) {
+func TestStoreOnSnapshot(t *testing.T) {
 	h := newHarness(t, setup{})
 	h.b.AddAPIKey("openai", canaryKey)
 	views := make(chan View, 4)
@@ -104,12 +105,8 @@ func TestStoreOnSnapshotAndRefreshSnapshot(t *testing.T) {
 	if !v.Ready || len(v.Entries) != 1 {
 		t.Fatalf("%+v", v)
 	}
-	got, err := s.RefreshSnapshot(context.Background())
-	if err != nil || got.Generation != h.b.Generation() || len(got.Entries) != 1 {
-		t.Fatalf("%+v %v", got, err)
-	}
-	if v := <-views; !v.Ready {
-		t.Fatal("OnSnapshot after RefreshSnapshot")
+	if v.Generation != s.Snapshot().Generation {
+		t.Fatalf("view of generation %d, mirror %d", v.Generation, s.Snapshot().Generation)
 	}
 }
 
@@ -135,7 +132,7 @@ func TestStoreStreamRestart(t *testing.T) {
 	if v.Generation != h.b.Generation() || len(v.Entries) != 1 {
 		t.Fatalf("gen %d broker %d", v.Generation, h.b.Generation())
 	}
-	h.sig.waitFor(t, "recovered", func() bool { return countMsg(h.log, "recovered") == 1 })
+	h.sig.WaitFor(t, "recovered", func() bool { return countMsg(h.log, "recovered") == 1 })
 	st := h.s.Status()
 	if st.GenerationResets != 1 || st.LastError != "" {
 		t.Fatalf("%+v", st)
@@ -144,14 +141,14 @@ func TestStoreStreamRestart(t *testing.T) {
 		t.Fatalf("rotation history lost across restart: %+v", e)
 	}
 	c := s.Counters()
-	if c.SyncRequests[[2]string{"stream", "ok"}] != 2 || c.StreamEvents[[2]string{EventSnapshot, EventApplied}] != 2 {
+	if c.SyncRequests[SyncOutcome{"stream", "ok"}] != 2 || c.StreamEvents[FrameOutcome{broker.FrameSnapshot, FrameApplied}] != 2 {
 		t.Fatalf("%+v", c)
 	}
-	if n := c.SyncErrors[[2]string{"stream", SyncReasonEOF}] + c.SyncErrors[[2]string{"stream", SyncReasonNetwork}]; n != 1 {
+	if n := c.SyncErrors[SyncFailure{"stream", broker.SyncReasonEOF}] + c.SyncErrors[SyncFailure{"stream", broker.SyncReasonNetwork}]; n != 1 {
 		t.Fatalf("errors %v", c.SyncErrors)
 	}
 	if countMsg(h.log, "degraded") != 1 || countMsg(h.log, "recovered") != 1 {
-		t.Fatalf("log: %v", h.log.messages())
+		t.Fatalf("log: %v", h.log.Messages())
 	}
 }
 
@@ -171,25 +168,25 @@ func TestStoreBackoff(t *testing.T) {
 			steps := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
 				16 * time.Second, 30 * time.Second, 30 * time.Second}
 			for i, d := range steps {
-				if got := h.clk.waitSleep(t, 30*time.Second); got != d {
+				if got := h.clk.WaitSleep(t, 30*time.Second); got != d {
 					t.Fatalf("step %d: backoff %v, want %v", i, got, d)
 				}
 				if i == len(steps)-1 {
 					st := s.Status()
-					if st.Live || st.LastErrorReason != SyncReason5xx || !strings.Contains(st.LastError, "503") {
+					if st.Live || st.LastErrorReason != broker.SyncReason5xx || !strings.Contains(st.LastError, "503") {
 						t.Fatalf("%+v", st)
 					}
 					h.b.ClearFaults()
 				}
 				h.clk.Advance(d)
 			}
-			h.sig.waitFor(t, "recovered", func() bool { return countMsg(h.log, "recovered") == 1 })
+			h.sig.WaitFor(t, "recovered", func() bool { return countMsg(h.log, "recovered") == 1 })
 			c := s.Counters()
-			if c.SyncErrors[[2]string{mode, SyncReason5xx}] < uint64(len(steps)) || c.SyncRequests[[2]string{mode, "error"}] < uint64(len(steps)) {
+			if c.SyncErrors[SyncFailure{mode, broker.SyncReason5xx}] < uint64(len(steps)) || c.SyncRequests[SyncOutcome{mode, "error"}] < uint64(len(steps)) {
 				t.Fatalf("%+v", c)
 			}
 			if countMsg(h.log, "degraded") != 1 || countMsg(h.log, "recovered") != 1 || countMsg(h.log, "connected") != 0 {
-				t.Fatalf("log: %v", h.log.messages())
+				t.Fatalf("log: %v", h.log.Messages())
 			}
 			// Healthy again: the next failure starts over at 500 ms.
 			if mode == "stream" {
@@ -226,12 +223,12 @@ func TestStoreStream404LatchesPoll(t *testing.T) {
 		t.Fatalf("stream retried %d times after 404", n)
 	}
 	c := s.Counters()
-	if c.SyncRequests[[2]string{"stream", "error"}] != 1 || c.SyncErrors[[2]string{"stream", SyncReason4xx}] != 1 ||
-		c.SyncRequests[[2]string{"poll", "ok"}] < 4 {
+	if c.SyncRequests[SyncOutcome{"stream", "error"}] != 1 || c.SyncErrors[SyncFailure{"stream", broker.SyncReason4xx}] != 1 ||
+		c.SyncRequests[SyncOutcome{"poll", "ok"}] < 4 {
 		t.Fatalf("%+v", c)
 	}
 	if countMsg(h.log, "long-poll") != 1 {
-		t.Fatalf("log: %v", h.log.messages())
+		t.Fatalf("log: %v", h.log.Messages())
 	}
 }
 
@@ -244,15 +241,15 @@ func TestStorePollProtocol(t *testing.T) {
 	v := h.waitView("snapshot", func(v View) bool { return v.Ready })
 	h.b.Bump()
 	h.waitGeneration(h.b.Generation())
-	h.sig.waitFor(t, "third request", func() bool { return len(h.proxy.requests("/v1/snapshot")) >= 3 })
+	h.sig.WaitFor(t, "third request", func() bool { return len(h.proxy.requests("/v1/snapshot")) >= 3 })
 	reqs := h.proxy.requests("/v1/snapshot")
-	if reqs[0].header.Get("If-None-Match") != "" || reqs[0].query != "" {
+	if reqs[0].Header.Get("If-None-Match") != "" || reqs[0].Query != "" {
 		t.Fatalf("first request %+v", reqs[0])
 	}
-	if reqs[1].header.Get("If-None-Match") != fmt.Sprintf(`"%d"`, v.Generation) || reqs[1].query != "wait=30000" {
+	if reqs[1].Header.Get("If-None-Match") != fmt.Sprintf(`"%d"`, v.Generation) || reqs[1].Query != "wait=30000" {
 		t.Fatalf("second request %+v", reqs[1])
 	}
-	if reqs[2].header.Get("If-None-Match") != fmt.Sprintf(`"%d"`, v.Generation+1) {
+	if reqs[2].Header.Get("If-None-Match") != fmt.Sprintf(`"%d"`, v.Generation+1) {
 		t.Fatalf("third request %+v", reqs[2])
 	}
 	if h.proxy.requests("/v1/snapshot/stream") != nil || s.Status().Mode != ModePoll {
@@ -271,7 +268,7 @@ func TestStorePollRestartCollision(t *testing.T) {
 	}
 	s := h.start(Options{Stream: false})
 	old := h.waitGeneration(h.b.Generation()).Generation
-	h.sig.waitFor(t, "long-poll pending", func() bool { return len(h.proxy.requests("/v1/snapshot")) >= 2 })
+	h.sig.WaitFor(t, "long-poll pending", func() bool { return len(h.proxy.requests("/v1/snapshot")) >= 2 })
 
 	// The broker dies: the pending long-poll is cut and the retry finds the
 	// port closed.
@@ -292,7 +289,7 @@ func TestStorePollRestartCollision(t *testing.T) {
 	h.proxy.down.Store(false)
 	h.sleepAndAdvance(500 * time.Millisecond)
 	h.waitView("post-restart data", func(View) bool { return s.entry(b) != nil && s.entry(a) == nil })
-	if r := h.proxy.requests("/v1/snapshot")[n0]; r.header.Get("If-None-Match") != "" || r.query != "" {
+	if r := h.proxy.requests("/v1/snapshot")[n0]; r.Header.Get("If-None-Match") != "" || r.Query != "" {
 		t.Fatalf("first request after the failure was conditional: %+v", r)
 	}
 	st := h.waitStatus("live", func(st SyncStatus) bool { return st.Live })

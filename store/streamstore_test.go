@@ -3,10 +3,10 @@ package store
 import (
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -26,7 +26,7 @@ func TestStoreBadFramesKeepState(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, setup{client: ClientOptions{MaxFrameBytes: 64 << 10}})
+			h := newHarness(t, setup{client: broker.ClientOptions{MaxFrameBytes: 64 << 10}})
 			id := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: canaryAccess, Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@x"})
 			s := h.start(Options{Stream: true})
 			before := h.waitView("ready", func(v View) bool { return v.Ready })
@@ -34,7 +34,7 @@ func TestStoreBadFramesKeepState(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.b.SendRaw([]byte(tc.raw))
-			st := h.waitStatus("protocol error", func(st SyncStatus) bool { return st.LastErrorReason == SyncReasonProtocol })
+			st := h.waitStatus("protocol error", func(st SyncStatus) bool { return st.LastErrorReason == broker.SyncReasonProtocol })
 			after := s.Snapshot()
 			if after.Generation != before.Generation || len(after.Entries) != 1 || after.Entries[0] != before.Entries[0] {
 				t.Fatal("mirror changed by a bad frame")
@@ -42,7 +42,7 @@ func TestStoreBadFramesKeepState(t *testing.T) {
 			assertNoCanary(t, "status", fmt.Sprintf("%+v", st))
 			h.sleepAndAdvance(500 * time.Millisecond)
 			h.waitStatus("reconnected", func(st SyncStatus) bool { return st.StreamConnected })
-			if c := s.Counters(); c.SyncErrors[[2]string{"stream", SyncReasonProtocol}] != 1 || c.SyncRequests[[2]string{"stream", "ok"}] != 2 {
+			if c := s.Counters(); c.SyncErrors[SyncFailure{"stream", broker.SyncReasonProtocol}] != 1 || c.SyncRequests[SyncOutcome{"stream", "ok"}] != 2 {
 				t.Fatalf("%+v", c)
 			}
 			if s.entry(id) == nil {
@@ -56,56 +56,22 @@ func TestStoreBadFramesKeepState(t *testing.T) {
 // TestStoreIdleReconnect: a stream that goes silent for the idle timeout is
 // dropped (reason idle) and reconnected.
 func TestStoreIdleReconnect(t *testing.T) {
-	h := newHarness(t, setup{})
+	h := newHarness(t, setup{client: broker.ClientOptions{StreamIdleTimeout: 45 * time.Second}})
 	h.b.AddAPIKey("openai", "k")
-	s := h.start(Options{Stream: true, IdleTimeout: 45 * time.Second})
+	s := h.start(Options{Stream: true})
 	h.waitStatus("connected", func(st SyncStatus) bool { return st.StreamConnected })
-	if d := h.clk.waitSleep(t, 45*time.Second); d != 45*time.Second {
+	if d := h.clk.WaitSleep(t, 45*time.Second); d != 45*time.Second {
 		t.Fatalf("watchdog sleeps %v", d)
 	}
 	h.clk.Advance(45 * time.Second)
-	st := h.waitStatus("idle", func(st SyncStatus) bool { return st.LastErrorReason == SyncReasonIdle })
+	st := h.waitStatus("idle", func(st SyncStatus) bool { return st.LastErrorReason == broker.SyncReasonIdle })
 	if st.StreamConnected || st.Live {
 		t.Fatalf("%+v", st)
 	}
 	h.sleepAndAdvance(500 * time.Millisecond)
 	h.waitStatus("reconnected", func(st SyncStatus) bool { return st.StreamConnected })
-	if c := s.Counters(); c.SyncErrors[[2]string{"stream", SyncReasonIdle}] != 1 {
+	if c := s.Counters(); c.SyncErrors[SyncFailure{"stream", broker.SyncReasonIdle}] != 1 {
 		t.Fatalf("%+v", c)
-	}
-}
-
-// TestStoreKeepaliveKeepsStreamAlive: keepalives are bytes, so a quiet but
-// healthy stream is never dropped.
-func TestStoreKeepaliveKeepsStreamAlive(t *testing.T) {
-	h := newHarness(t, setup{})
-	h.b.AddAPIKey("openai", "k")
-	var reads atomic.Int64
-	s := newStore(Options{Stream: true, Client: h.c, Clock: h.clk, Logger: h.log})
-	s.changed = h.sig.fire
-	s.streamBytes = func() {
-		reads.Add(1)
-		h.sig.fire()
-	}
-	h.s = s
-	s.start()
-	t.Cleanup(s.Close)
-	h.waitStatus("connected", func(st SyncStatus) bool { return st.StreamConnected })
-	if err := h.b.WaitForStreams(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		h.clk.waitSleep(t, time.Minute)
-		h.clk.Advance(50 * time.Second)
-		before := reads.Load()
-		h.b.Keepalive()
-		h.sig.waitFor(t, "keepalive read", func() bool { return reads.Load() > before })
-	}
-	if st := s.Status(); !st.StreamConnected || st.LastError != "" {
-		t.Fatalf("%+v", st)
-	}
-	if n := h.b.Requests("/v1/snapshot/stream"); n != 1 {
-		t.Fatalf("%d stream connections", n)
 	}
 }
 
@@ -124,19 +90,19 @@ func TestStoreStreamTokenRotation(t *testing.T) {
 	h.b.CutStreams()
 	h.sleepAndAdvance(500 * time.Millisecond)
 	h.waitStatus("reconnected", func(st SyncStatus) bool { return st.StreamConnected })
-	if c := s.Counters(); c.SyncErrors[[2]string{"stream", SyncReasonUnauthorized}] != 0 {
+	if c := s.Counters(); c.SyncErrors[SyncFailure{"stream", broker.SyncReasonUnauthorized}] != 0 {
 		t.Fatalf("rotation surfaced as an error: %+v", c.SyncErrors)
 	}
 	// Without a new file the 401 is an error, with its own reason. (The
 	// idle watchdog forces the reconnect: cutting streams could race with
 	// the fake broker registering the new one.)
 	h.b.SetToken("yet-another")
-	if d := h.clk.waitSleep(t, time.Minute); d != time.Minute {
+	if d := h.clk.WaitSleep(t, time.Minute); d != time.Minute {
 		t.Fatalf("watchdog sleeps %v", d)
 	}
 	h.clk.Advance(time.Minute)
 	h.sleepAndAdvance(500 * time.Millisecond) // backoff after the idle drop
-	st := h.waitStatus("unauthorized", func(st SyncStatus) bool { return st.LastErrorReason == SyncReasonUnauthorized })
+	st := h.waitStatus("unauthorized", func(st SyncStatus) bool { return st.LastErrorReason == broker.SyncReasonUnauthorized })
 	assertNoCanary(t, "status", fmt.Sprintf("%#v", st))
 	assertNoCanary(t, "log", h.log.String())
 }

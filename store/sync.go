@@ -4,21 +4,21 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"net/http"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/go-kit/log/level"
 )
 
 func newCounters() Counters {
 	return Counters{
-		SyncRequests:     map[[2]string]uint64{},
-		SyncErrors:       map[[2]string]uint64{},
-		StreamEvents:     map[[2]string]uint64{},
-		RefreshRequests:  map[[2]string]uint64{},
-		RefreshErrors:    map[[2]string]uint64{},
-		DisableRequests:  map[[2]string]uint64{},
-		DisableErrors:    map[[2]string]uint64{},
+		SyncRequests:     map[SyncOutcome]uint64{},
+		SyncErrors:       map[SyncFailure]uint64{},
+		StreamEvents:     map[FrameOutcome]uint64{},
+		RefreshRequests:  map[CallOutcome]uint64{},
+		RefreshErrors:    map[CallFailure]uint64{},
+		DisableRequests:  map[CallOutcome]uint64{},
+		DisableErrors:    map[CallFailure]uint64{},
 		UsageFetchErrors: map[string]uint64{},
 	}
 }
@@ -54,7 +54,7 @@ func (s *Store) mode() Mode {
 // pollWindow is how long a long-poll may legitimately stay unanswered: the
 // client's own long-poll timeout, max(request timeout, wait + 1 s).
 func (s *Store) pollWindow() (d time.Duration) {
-	return max(s.client.timeout, s.opts.PollWait+time.Second)
+	return max(s.broker.RequestTimeout(), s.opts.PollWait+time.Second)
 }
 
 // Status returns the sync status.
@@ -98,7 +98,7 @@ func (s *Store) run() {
 			if s.ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, ErrStreamUnsupported) {
+			if errors.Is(err, broker.ErrStreamUnsupported) {
 				s.latchPoll()
 				continue
 			}
@@ -113,27 +113,42 @@ func (s *Store) run() {
 	}
 }
 
-// followStream runs one stream connection. The backoff is reset after its
-// first frame, so a stream that keeps dropping right after connecting
-// still escalates.
+// followStream runs one stream connection, and the reconciler beside it
+// while it is connected. The backoff is reset after its first frame, so a
+// stream that keeps dropping right after connecting still escalates.
 func (s *Store) followStream(bo *retryDelay) error {
 	connected := false
 	before := *bo
-	err := s.client.stream(s.ctx, streamConfig{idle: s.opts.IdleTimeout, clock: s.clock, onBytes: s.streamBytes}, func(f *StreamFrame) error {
+	conn, endConn := context.WithCancel(s.ctx)
+	reconciled := make(chan struct{})
+	defer func() {
+		endConn()
+		if connected && s.opts.ReconcileEvery > 0 {
+			<-reconciled // gone before the loop sleeps or reconnects
+		}
+	}()
+	err := s.broker.Stream(conn, func(f *broker.StreamFrame) error {
 		s.applyFrame(f)
 		if !connected {
 			connected = true
 			s.streamConnected.Store(true)
 			bo.Reset()
 			s.syncOK(ModeStream, SyncResultOK)
+			if s.opts.ReconcileEvery > 0 {
+				go func() {
+					defer close(reconciled)
+					s.reconcile(conn)
+				}()
+			}
 		}
 		return nil
 	})
+	endConn()
 	s.streamConnected.Store(false)
 	if s.ctx.Err() != nil {
 		return err
 	}
-	var pe *ProtocolError
+	var pe *broker.ProtocolError
 	if connected && errors.As(err, &pe) {
 		// A broker that sends a snapshot, then a frame the exporter cannot
 		// read, on every connection was not healthy after all: keep
@@ -144,16 +159,20 @@ func (s *Store) followStream(bo *retryDelay) error {
 	return err
 }
 
-func (s *Store) applyFrame(f *StreamFrame) {
-	result := EventApplied
-	if f.Kind == EventSnapshot {
+func (s *Store) applyFrame(f *broker.StreamFrame) {
+	result := FrameApplied
+	if f.Kind == broker.FrameSnapshot {
 		s.adoptSnapshot(f.Snapshot, true)
 	} else if !s.applyDelta(f) {
-		result = EventStale
+		result = FrameStale
 	}
 	s.sm.Lock()
-	s.count.StreamEvents[[2]string{f.Kind, result}]++
+	s.count.StreamEvents[FrameOutcome{f.Kind, result}]++
 	s.sm.Unlock()
+	select {
+	case s.frameSeen <- struct{}{}:
+	default:
+	}
 	s.notify()
 }
 
@@ -169,13 +188,13 @@ func (s *Store) latchPoll() {
 // snapshot and after any failure: a restarted broker may reuse the
 // generation the mirror holds and would answer 304 for stale data.
 func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
-	req := SnapshotRequest{}
+	req := broker.SnapshotRequest{}
 	s.mu.RLock()
 	if s.ready && !*unconditional {
-		req = SnapshotRequest{LongPoll: true, Generation: s.gen, Wait: s.opts.PollWait}
+		req = broker.SnapshotRequest{LongPoll: true, Generation: s.gen, Wait: s.opts.PollWait}
 	}
 	s.mu.RUnlock()
-	res, err := s.client.snapshot(s.ctx, req, s.clock)
+	res, err := s.broker.Snapshot(s.ctx, req)
 	if s.ctx.Err() != nil {
 		return false
 	}
@@ -198,7 +217,7 @@ func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
 func (s *Store) syncOK(mode Mode, result string) {
 	now := s.clock.Now()
 	s.sm.Lock()
-	s.count.SyncRequests[[2]string{mode.String(), result}]++
+	s.count.SyncRequests[SyncOutcome{mode.String(), result}]++
 	s.status.lastError, s.status.lastErrorReason = "", ""
 	s.status.lastSync = now
 	if mode == ModePoll {
@@ -217,19 +236,19 @@ func (s *Store) syncOK(mode Mode, result string) {
 		// A usage fetch that failed while the broker was away would
 		// otherwise hide usage for the rest of its TTL after the broker is
 		// back.
-		s.usage.forgetFailure()
+		s.retryFailedUsage()
 	}
 }
 
 // syncFailed records a failed connection or long-poll. Only the transition
 // into the failed state is logged, not every retry.
 func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
-	reason := syncReason(err)
+	reason := broker.SyncReason(err)
 	s.sm.Lock()
 	if countRequest {
-		s.count.SyncRequests[[2]string{mode.String(), SyncResultError}]++
+		s.count.SyncRequests[SyncOutcome{mode.String(), SyncResultError}]++
 	}
-	s.count.SyncErrors[[2]string{mode.String(), reason}]++
+	s.count.SyncErrors[SyncFailure{mode.String(), reason}]++
 	s.status.lastError, s.status.lastErrorReason = err.Error(), reason
 	if mode == ModePoll {
 		s.status.pollOK = false
@@ -241,77 +260,5 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 	defer s.notify()
 	if prev != healthDown {
 		level.Warn(s.log).Log("msg", "auth-broker mirror degraded; retrying with backoff", "mode", mode.String(), "reason", reason, "err", err)
-	}
-}
-
-func isTokenErr(err error) bool {
-	var te *TokenError
-	return errors.As(err, &te)
-}
-
-func syncReason(err error) string {
-	var (
-		he *HTTPError
-		pe *ProtocolError
-		ne *NetError
-	)
-	switch {
-	case errors.Is(err, ErrStreamIdle):
-		return SyncReasonIdle
-	case errors.Is(err, ErrStreamEnded):
-		return SyncReasonEOF
-	case errors.Is(err, ErrStreamUnsupported):
-		return SyncReason4xx
-	case errors.As(err, &pe):
-		return SyncReasonProtocol
-	case errors.As(err, &he):
-		switch {
-		case he.Status == http.StatusUnauthorized:
-			return SyncReasonUnauthorized
-		case he.Status >= 500:
-			return SyncReason5xx
-		default:
-			return SyncReason4xx
-		}
-	case isTokenErr(err):
-		return SyncReasonUnauthorized
-	case errors.As(err, &ne) && ne.Timeout, errors.Is(err, context.DeadlineExceeded):
-		return SyncReasonTimeout
-	default:
-		return SyncReasonNetwork
-	}
-}
-
-// opReason classifies refresh, disable and usage failures.
-func opReason(err error) string {
-	var (
-		he *HTTPError
-		pe *ProtocolError
-		ne *NetError
-	)
-	switch {
-	case errors.As(err, &he):
-		switch he.Status {
-		case http.StatusNotFound:
-			return ReasonNotFound
-		case http.StatusUnauthorized:
-			return ReasonUnauthorized
-		default:
-			return ReasonUpstream
-		}
-	case errors.As(err, &pe):
-		return ReasonInvalidResponse
-	case isTokenErr(err):
-		return ReasonUnauthorized
-	case errors.As(err, &ne):
-		if ne.Timeout {
-			return ReasonTimeout
-		}
-		return ReasonNetwork
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		// The caller stopped waiting for the broker.
-		return ReasonTimeout
-	default:
-		return ReasonNetwork
 	}
 }

@@ -2,112 +2,145 @@ package store
 
 import (
 	"context"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-kit/log/level"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
-// usageCache is the single-flight, TTL-cached /v1/usage. The fetch belongs
-// to the store (its context ends with Close), never to a caller.
-type usageCache struct {
-	mu       sync.Mutex
-	reports  []UsageReport
-	at       time.Time
-	valid    bool
-	failing  bool
-	inflight *usageCall
+// Usage is the store's one answer to "what are the usage reports": the
+// last good reports of GET /v1/usage with their match index, and the state
+// of the latest fetch. Values are immutable; the store publishes a new one
+// after every fetch. Metrics, the status page, the health API and the
+// check command all read this value.
+type Usage struct {
+	// Reports are the last good reports (nil until a fetch succeeded; a
+	// failed fetch keeps the ones before it). Do not modify.
+	Reports []broker.UsageReport
+	// FetchedAt is when Reports were fetched; zero until a fetch succeeded.
+	FetchedAt time.Time
+	// AttemptedAt is when the latest fetch finished, successful or not.
+	AttemptedAt time.Time
+	// Failing: the latest fetch failed, for Reason (a Reason* value).
+	Failing bool
+	Reason  string
+	Error   string // redacted
+	index   *usageIndex
 }
 
-type usageCall struct {
-	done    chan struct{}
-	reports []UsageReport
-	err     error
+// HasData reports whether Reports hold a broker answer (perhaps empty).
+func (u *Usage) HasData() bool { return u != nil && !u.FetchedAt.IsZero() }
+
+// Match returns e's usage report by the matching rules of
+// docs/broker-protocol.md (API keys never match).
+func (u *Usage) Match(e *Entry) (*broker.UsageReport, bool) {
+	if !u.HasData() {
+		return nil, false
+	}
+	return u.index.match(e)
 }
 
-// UsageReports returns the broker's usage reports: single-flight, cached for
-// UsageTTL, failures cached as "no data" (nil, nil) for the same TTL. ctx
-// bounds only this caller's wait, never the shared fetch. The reports are
-// shared: do not modify them.
-func (s *Store) UsageReports(ctx context.Context) ([]UsageReport, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// usageKey is the single-flight key of the one usage fetch.
+const usageKey = "usage"
+
+// Usage returns the current usage answer. With a good answer at hand it
+// never waits: an answer older than two thirds of UsageTTL (or one made
+// stale by a change of blocks) is refreshed in the background, one fetch
+// at a time. Without one, it waits for the fetch, bounded by ctx only for
+// this caller. A failure is retried once UsageTTL has passed, or as soon
+// as the mirror recovers from a broker outage.
+func (s *Store) Usage(ctx context.Context) (*Usage, error) {
+	u := s.usage.Load()
+	if !s.usageDue(u) {
+		return u, nil
 	}
-	u := &s.usage
-	u.mu.Lock()
-	if u.valid && s.clock.Now().Sub(u.at) < s.opts.UsageTTL {
-		r := u.reports
-		u.mu.Unlock()
-		return r, nil
+	ch := s.usageFlight.DoChan(usageKey, s.fetchUsage)
+	if u.HasData() || s.usageOutwaited.Load() {
+		// The fetch goes on without this caller: it has a good answer, or
+		// the fetch already outlasted an earlier caller's wait (so a stalled
+		// broker costs one scrape its timeout, not every scrape).
+		return u, nil
 	}
-	call := u.inflight
-	if call == nil {
-		call = &usageCall{done: make(chan struct{})}
-		if !s.goOwned(func() { s.fetchUsage(call) }) {
-			u.mu.Unlock()
-			return nil, ErrClosed
-		}
-		u.inflight = call
-	}
-	u.mu.Unlock()
 	select {
-	case <-call.done:
-		return call.reports, call.err
+	case r := <-ch:
+		if r.Err != nil {
+			return u, r.Err
+		}
+		return r.Val.(*Usage), nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		if !s.usageOutwaited.Swap(true) {
+			level.Warn(s.log).Log("msg", "usage fetch slower than a scrape may wait; no usage until it answers")
+		}
+		return u, ctx.Err()
 	}
 }
 
-func (s *Store) fetchUsage(call *usageCall) {
-	defer close(call.done)
-	resp, err := s.client.Usage(s.ctx, s.maxAccountsPerProvider())
-	u := &s.usage
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.inflight = nil
+// usageDue: u should be replaced by a new fetch.
+func (s *Store) usageDue(u *Usage) bool {
+	if u == nil || s.usageStale.Load() {
+		return true
+	}
+	age := s.clock.Now().Sub(u.AttemptedAt)
+	if u.Failing {
+		return age >= s.opts.UsageTTL
+	}
+	return age >= s.opts.UsageTTL*2/3
+}
+
+// fetchUsage is the one fetch; it belongs to the store (its context ends
+// with Close), never to a caller.
+func (s *Store) fetchUsage() (any, error) {
+	if !s.enterOwned() {
+		return nil, ErrClosed
+	}
+	defer s.wg.Done()
+	s.usageStale.Store(false)
+	resp, err := s.broker.Usage(s.ctx, s.maxAccountsPerProvider())
 	if s.ctx.Err() != nil {
-		call.err = ErrClosed
-		return
+		return nil, ErrClosed
+	}
+	prev := s.usage.Load()
+	next := &Usage{AttemptedAt: s.clock.Now()}
+	if err == nil {
+		next.Reports, next.FetchedAt, next.index = resp.Reports, next.AttemptedAt, newUsageIndex(resp.Reports)
+	} else {
+		next.Failing, next.Reason, next.Error = true, broker.CallReason(err), err.Error()
+		if prev != nil {
+			next.Reports, next.FetchedAt, next.index = prev.Reports, prev.FetchedAt, prev.index
+		}
 	}
 	s.sm.Lock()
 	s.count.UsageFetches++
 	if err != nil {
-		s.count.UsageFetchErrors[opReason(err)]++
+		s.count.UsageFetchErrors[next.Reason]++
 	}
 	s.sm.Unlock()
-	u.at, u.valid = s.clock.Now(), true
-	if err != nil {
-		u.reports = nil
-		if !u.failing {
-			level.Warn(s.log).Log("msg", "auth-broker usage fetch failed; no usage data until it recovers", "reason", opReason(err), "err", err)
-		}
-		u.failing = true
-		return
-	}
-	if u.failing {
+	// A reader that finds this answer stale must start a new fetch, not
+	// join this one as it returns.
+	s.usageFlight.Forget(usageKey)
+	s.usage.Store(next)
+	s.usageOutwaited.Store(false)
+	s.notify()
+	switch {
+	case err != nil && (prev == nil || !prev.Failing):
+		level.Warn(s.log).Log("msg", "auth-broker usage fetch failed; serving the last good reports", "reason", next.Reason, "err", err)
+	case err == nil && prev != nil && prev.Failing:
 		level.Info(s.log).Log("msg", "auth-broker usage fetch recovered")
 	}
-	u.failing = false
-	u.reports = resp.Reports
-	call.reports = resp.Reports
+	return next, nil
 }
 
-// invalidate makes the next caller fetch again, whatever is cached.
-func (u *usageCache) invalidate() {
-	u.mu.Lock()
-	u.valid = false
-	u.mu.Unlock()
-}
+// invalidateUsage makes the next reader refresh usage, whatever its age:
+// a changed block usually means a limit was hit.
+func (s *Store) invalidateUsage() { s.usageStale.Store(true) }
 
-// forgetFailure makes the next caller fetch again when the cached answer
-// is a failure; cached reports stay.
-func (u *usageCache) forgetFailure() {
-	u.mu.Lock()
-	if u.failing {
-		u.valid = false
+// retryFailedUsage makes the next reader retry a failed fetch at once
+// (the broker is back), keeping a good answer as it is.
+func (s *Store) retryFailedUsage() {
+	if u := s.usage.Load(); u != nil && u.Failing {
+		s.usageStale.Store(true)
 	}
-	u.mu.Unlock()
 }
 
 func (s *Store) maxAccountsPerProvider() int {
@@ -122,133 +155,8 @@ func (s *Store) maxAccountsPerProvider() int {
 	return best
 }
 
-// UsageReport matches id's usage report (nil when none, or when id is not a
-// mirrored OAuth credential).
-func (s *Store) UsageReport(ctx context.Context, id int64) (*UsageReport, error) {
-	e := s.entry(id)
-	if e == nil || e.Credential.Type != TypeOAuth {
-		return nil, nil
-	}
-	reports, err := s.UsageReports(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, _ := MatchUsageReport(reports, e)
-	return r, nil
-}
-
-// EffectiveUsedFraction follows the broker client's precedence:
-// usedFraction; else used/limit when limit > 0; else used/100 for percent;
-// else 1 - remainingFraction. ok is false when none applies.
-func (a UsageAmount) EffectiveUsedFraction() (fraction float64, ok bool) {
-	switch {
-	case a.UsedFraction != nil:
-		return *a.UsedFraction, true
-	case a.Used != nil && a.Limit != nil && *a.Limit > 0:
-		return *a.Used / *a.Limit, true
-	case a.Used != nil && a.Unit == "percent":
-		return *a.Used / 100, true
-	case a.RemainingFraction != nil:
-		return 1 - *a.RemainingFraction, true
-	}
-	return 0, false
-}
-
-// norm is the credential-side normalisation: trimmed, lowercased.
-func norm(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
-
-type identity struct{ accountID, email, projectID string }
-
-func (id identity) any() bool { return id.accountID != "" || id.email != "" || id.projectID != "" }
-
-// matches is the broker client's identityMatch. Metadata values are already
-// trimmed by the decoder; scope ids are lowercased but deliberately not
-// trimmed, as in 18.2.3.
-func (id identity) matches(r *UsageReport) bool {
-	if id.accountID != "" {
-		if m := r.Metadata.AccountID; m != "" && strings.ToLower(m) == id.accountID {
-			return true
-		}
-		for i := range r.Limits {
-			if s := r.Limits[i].Scope.AccountID; s != "" && strings.ToLower(s) == id.accountID {
-				return true
-			}
-		}
-	}
-	if id.email != "" {
-		if m := r.Metadata.Email; m != "" && strings.ToLower(m) == id.email {
-			return true
-		}
-	}
-	if id.projectID != "" {
-		if m := r.Metadata.ProjectID; m != "" && strings.ToLower(m) == id.projectID {
-			return true
-		}
-		for i := range r.Limits {
-			if s := r.Limits[i].Scope.ProjectID; s != "" && strings.ToLower(s) == id.projectID {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// MatchUsageReport picks the report for one OAuth credential using the
-// 18.2.3 org-aware rules (protocol §8). API-key entries never match.
-func MatchUsageReport(reports []UsageReport, e *Entry) (*UsageReport, bool) {
-	if e == nil || e.Credential.Type != TypeOAuth {
-		return nil, false
-	}
-	c := &e.Credential
-	id := identity{accountID: norm(c.AccountID), email: norm(c.Email), projectID: norm(c.ProjectID)}
-	org := norm(c.OrgID)
-
-	var all []*UsageReport
-	for i := range reports {
-		if reports[i].Provider == e.Provider {
-			all = append(all, &reports[i])
-		}
-	}
-	if len(all) == 0 {
-		return nil, false
-	}
-	if org != "" {
-		var sameOrg []*UsageReport
-		for _, r := range all {
-			if r.Metadata.OrgID != "" && strings.ToLower(r.Metadata.OrgID) == org {
-				sameOrg = append(sameOrg, r)
-			}
-		}
-		// Reports without an org are never given to an org-scoped credential.
-		if !id.any() {
-			if len(sameOrg) == 1 {
-				return sameOrg[0], true
-			}
-			return nil, false
-		}
-		for _, r := range sameOrg {
-			if id.matches(r) {
-				return r, true
-			}
-		}
-		return nil, false
-	}
-	var candidates []*UsageReport
-	for _, r := range all {
-		if r.Metadata.OrgID == "" {
-			candidates = append(candidates, r)
-		}
-	}
-	if len(candidates) == 0 {
-		return nil, false
-	}
-	if len(all) == 1 {
-		return all[0], true // lone-candidate fallback: one org-less report
-	}
-	for _, r := range candidates {
-		if id.matches(r) {
-			return r, true
-		}
-	}
-	return nil, false
+// NewUsage is a usage answer fetched by someone else (the one-shot check
+// command), matched by the same rules.
+func NewUsage(reports []broker.UsageReport, fetchedAt time.Time) *Usage {
+	return &Usage{Reports: reports, FetchedAt: fetchedAt, AttemptedAt: fetchedAt, index: newUsageIndex(reports)}
 }

@@ -3,40 +3,44 @@ package store
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
+	"github.com/authbroker/authbroker_exporter/store/internal/testkit"
 )
 
 // randomUsageWorld draws reports and credentials from small vocabularies,
 // with case and whitespace variants, orgs, aliases in scopes and
 // duplicates, so every branch of protocol §8 is hit many times.
-func randomUsageWorld(rng *rand.Rand, nReports, nCreds int) ([]UsageReport, []*Entry) {
+func randomUsageWorld(rng *rand.Rand, nReports, nCreds int) ([]broker.UsageReport, []*Entry) {
 	pick := func(vs ...string) string { return vs[rng.IntN(len(vs))] }
 	providers := []string{"anthropic", "openai-codex", "gemini"}
 	accounts := []string{"", "", "acct-1", "ACCT-1", "acct-2", " acct-2", "acct-3"}
 	emails := []string{"", "", "a@x", "A@X", "b@x", "c@x "}
 	projects := []string{"", "", "", "p1", "P1", "p2"}
 	orgs := []string{"", "", "", "org-1", "ORG-1", "org-2"}
-	reports := make([]UsageReport, nReports)
+	reports := make([]broker.UsageReport, nReports)
 	for i := range reports {
-		r := UsageReport{Provider: pick(providers...), Metadata: UsageMetadata{
+		r := broker.UsageReport{Provider: pick(providers...), Metadata: broker.UsageMetadata{
 			Email: pick(emails...), AccountID: pick(accounts...), ProjectID: pick(projects...), OrgID: pick(orgs...)}}
 		// The decoder trims metadata values.
 		r.Metadata.Email = trimmed(r.Metadata.Email)
 		r.Metadata.AccountID = trimmed(r.Metadata.AccountID)
 		for range rng.IntN(3) {
-			r.Limits = append(r.Limits, UsageLimit{ID: r.Provider + ":x",
-				Scope: UsageScope{Provider: r.Provider, AccountID: pick(accounts...), ProjectID: pick(projects...)}})
+			r.Limits = append(r.Limits, broker.UsageLimit{ID: r.Provider + ":x",
+				Scope: broker.UsageScope{Provider: r.Provider, AccountID: pick(accounts...), ProjectID: pick(projects...)}})
 		}
 		reports[i] = r
 	}
 	creds := make([]*Entry, nCreds)
 	for i := range creds {
-		typ := TypeOAuth
+		typ := broker.TypeOAuth
 		if rng.IntN(10) == 0 {
-			typ = TypeAPIKey
+			typ = broker.TypeAPIKey
 		}
-		creds[i] = &Entry{ID: int64(i), Provider: pick(append(providers, "unknown")...), Credential: Credential{
-			Type: typ, Email: pick(emails...), AccountID: pick(accounts...), ProjectID: pick(projects...), OrgID: pick(orgs...)}}
+		creds[i] = &Entry{Entry: broker.Entry{ID: int64(i), Provider: pick(append(providers, "unknown")...), Credential: broker.Credential{
+			Type: typ, Email: pick(emails...), AccountID: pick(accounts...), ProjectID: pick(projects...), OrgID: pick(orgs...)}}}
 	}
 	return reports, creds
 }
@@ -51,16 +55,63 @@ func trimmed(s string) string {
 	return s
 }
 
-// TestUsageIndexAgreesWithMatchUsageReport: the index is an optimisation
-// of MatchUsageReport and must pick the very same report every time.
-func TestUsageIndexAgreesWithMatchUsageReport(t *testing.T) {
+// scanMatch is the matching rule as the reference client runs it: a scan
+// of the provider's reports (docs/broker-protocol.md §9).
+func scanMatch(reports []broker.UsageReport, e *Entry) (*broker.UsageReport, bool) {
+	if e.Credential.Type != broker.TypeOAuth {
+		return nil, false
+	}
+	id := identityOf(&e.Credential)
+	lower := strings.ToLower
+	matches := func(r *broker.UsageReport) bool {
+		if id.email != "" && r.Metadata.Email != "" {
+			return lower(r.Metadata.Email) == id.email
+		}
+		for _, l := range r.Limits {
+			if id.accountID != "" && lower(l.Scope.AccountID) == id.accountID || id.projectID != "" && lower(l.Scope.ProjectID) == id.projectID {
+				return true
+			}
+		}
+		return id.accountID != "" && lower(r.Metadata.AccountID) == id.accountID || id.projectID != "" && lower(r.Metadata.ProjectID) == id.projectID
+	}
+	var all, candidates []*broker.UsageReport
+	for i := range reports {
+		if r := &reports[i]; r.Provider == e.Provider {
+			all = append(all, r)
+			if id.orgID == "" && r.Metadata.OrgID == "" || id.orgID != "" && lower(r.Metadata.OrgID) == id.orgID {
+				candidates = append(candidates, r)
+			}
+		}
+	}
+	switch {
+	case len(candidates) == 0:
+		return nil, false
+	case id.orgID != "" && !id.any():
+		if len(candidates) == 1 {
+			return candidates[0], true
+		}
+		return nil, false
+	case id.orgID == "" && len(all) == 1:
+		return all[0], true
+	}
+	for _, r := range candidates {
+		if matches(r) {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// TestUsageIndexAgreesWithScan: the index is an optimisation of the
+// reference client's scan and must pick the very same report every time.
+func TestUsageIndexAgreesWithScan(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	matched := 0
 	for round := range 400 {
 		reports, creds := randomUsageWorld(rng, rng.IntN(12), 30)
-		x := NewUsageIndex(reports)
+		x := NewUsage(reports, epoch)
 		for _, e := range creds {
-			want, wok := MatchUsageReport(reports, e)
+			want, wok := scanMatch(reports, e)
 			got, gok := x.Match(e)
 			if want != got || wok != gok {
 				t.Fatalf("round %d, credential %+v: index gave %p,%v, linear scan %p,%v", round, e.Credential, got, gok, want, wok)
@@ -73,26 +124,26 @@ func TestUsageIndexAgreesWithMatchUsageReport(t *testing.T) {
 	if matched < 1000 {
 		t.Fatalf("only %d matches: the random world does not exercise matching", matched)
 	}
-	if _, ok := NewUsageIndex(nil).Match(&Entry{Provider: "anthropic", Credential: Credential{Type: TypeOAuth}}); ok {
+	if _, ok := NewUsage(nil, epoch).Match(&Entry{Entry: broker.Entry{Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth}}}); ok {
 		t.Fatal("empty index matched")
 	}
 }
 
-func benchUsage(n int) ([]UsageReport, []*Entry) {
-	reports := make([]UsageReport, n)
+func benchUsage(n int) ([]broker.UsageReport, []*Entry) {
+	reports := make([]broker.UsageReport, n)
 	creds := make([]*Entry, n)
 	for i := range n {
-		p := benchProviders[i%len(benchProviders)]
+		p := testkit.BenchProviders[i%len(testkit.BenchProviders)]
 		email := fmt.Sprintf("user%d@example.com", i)
-		creds[i] = &Entry{ID: int64(i), Provider: p, Credential: Credential{Type: TypeOAuth, Email: email, AccountID: fmt.Sprintf("acct-%d", i)}}
-		reports[n-1-i] = UsageReport{Provider: p, Metadata: UsageMetadata{Email: email, AccountID: fmt.Sprintf("acct-%d", i)},
-			Limits: []UsageLimit{{ID: p + ":5h"}, {ID: p + ":7d"}}}
+		creds[i] = &Entry{Entry: broker.Entry{ID: int64(i), Provider: p, Credential: broker.Credential{Type: broker.TypeOAuth, Email: email, AccountID: fmt.Sprintf("acct-%d", i)}}}
+		reports[n-1-i] = broker.UsageReport{Provider: p, Metadata: broker.UsageMetadata{Email: email, AccountID: fmt.Sprintf("acct-%d", i)},
+			Limits: []broker.UsageLimit{{ID: p + ":5h"}, {ID: p + ":7d"}}}
 	}
 	return reports, creds
 }
 
 // BenchmarkMatchUsage matches every credential to its report: the linear
-// scan of MatchUsageReport against the index (build included).
+// scan of the reference client against the index (build included).
 func BenchmarkMatchUsage(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		reports, creds := benchUsage(n)
@@ -100,7 +151,7 @@ func BenchmarkMatchUsage(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for _, e := range creds {
-					if _, ok := MatchUsageReport(reports, e); !ok {
+					if _, ok := scanMatch(reports, e); !ok {
 						b.Fatal("no match")
 					}
 				}
@@ -109,7 +160,7 @@ func BenchmarkMatchUsage(b *testing.B) {
 		b.Run("index/creds="+benchSize(n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				x := NewUsageIndex(reports)
+				x := NewUsage(reports, epoch)
 				for _, e := range creds {
 					if _, ok := x.Match(e); !ok {
 						b.Fatal("no match")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -31,34 +32,52 @@ func startUsage(t *testing.T) *harness {
 	return h
 }
 
-// waitUsageCall waits until the store's /v1/usage request reached the
-// broker's front door.
-func (h *harness) waitUsageCall() {
+// waitUsageCalls waits until n /v1/usage requests reached the broker's
+// front door.
+func (h *harness) waitUsageCalls(n int) {
 	h.t.Helper()
-	h.sig.waitFor(h.t, "upstream usage call", func() bool { return len(h.proxy.requests("/v1/usage")) == 1 })
+	h.sig.WaitFor(h.t, "upstream usage call", func() bool { return len(h.proxy.requests("/v1/usage")) >= n })
 }
 
-// TestUsageSingleFlight: 50 concurrent callers, one upstream call, one
-// shared answer.
+// usage reads the store's usage answer without a deadline.
+func (h *harness) usage() *Usage {
+	h.t.Helper()
+	u, err := h.s.Usage(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return u
+}
+
+// waitUsage waits until the store has published an answer newer than old.
+func (h *harness) waitUsage(what string, old *Usage) *Usage {
+	h.t.Helper()
+	var u *Usage
+	h.sig.WaitFor(h.t, what, func() bool { u = h.s.usage.Load(); return u != old })
+	return u
+}
+
+// TestUsageSingleFlight: 50 concurrent callers without an answer wait for
+// one upstream call and share its answer.
 func TestUsageSingleFlight(t *testing.T) {
 	h := startUsage(t)
 	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	var wg sync.WaitGroup
-	results := make([][]UsageReport, 50)
+	results := make([]*Usage, 50)
 	errs := make([]error, 50)
 	for i := range 50 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = h.s.UsageReports(context.Background())
+			results[i], errs[i] = h.s.Usage(context.Background())
 		}()
 	}
-	h.waitUsageCall()
+	h.waitUsageCalls(1)
 	h.b.ClearFaults()
 	wg.Wait()
 	for i := range 50 {
-		if errs[i] != nil || len(results[i]) != 2 || &results[i][0] != &results[0][0] {
-			t.Fatalf("caller %d: %v (%d reports)", i, errs[i], len(results[i]))
+		if errs[i] != nil || results[i] != results[0] || len(results[i].Reports) != 2 || results[i].Failing {
+			t.Fatalf("caller %d: %v (%+v)", i, errs[i], results[i])
 		}
 	}
 	if n := h.b.Requests("/v1/usage"); n != 1 {
@@ -69,90 +88,148 @@ func TestUsageSingleFlight(t *testing.T) {
 	}
 }
 
-func TestUsageTTL(t *testing.T) {
+// TestUsageRefreshedInBackground: a good answer is served as it is for
+// two thirds of the TTL; after that a reader still gets it at once, while
+// one fetch replaces it in the background. No reader waits.
+func TestUsageRefreshedInBackground(t *testing.T) {
 	h := startUsage(t)
-	ctx := context.Background()
-	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 {
-		t.Fatal(r, err)
+	first := h.usage()
+	if !first.HasData() || !first.FetchedAt.Equal(h.clk.Now()) {
+		t.Fatalf("%+v", first)
 	}
-	h.clk.Advance(15*time.Second - time.Millisecond)
-	if _, err := h.s.UsageReports(ctx); err != nil || h.b.Requests("/v1/usage") != 1 {
-		t.Fatalf("refetched within the TTL: %v", err)
+	h.clk.Advance(10*time.Second - time.Millisecond)
+	if u := h.usage(); u != first || h.b.Requests("/v1/usage") != 1 {
+		t.Fatal("refetched before two thirds of the TTL")
 	}
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	h.clk.Advance(time.Millisecond)
-	if _, err := h.s.UsageReports(ctx); err != nil || h.b.Requests("/v1/usage") != 2 {
-		t.Fatalf("not refetched after the TTL: %v", err)
+	for range 5 {
+		if u := h.usage(); u != first {
+			t.Fatal("a reader waited for the background fetch")
+		}
+	}
+	h.waitUsageCalls(2)
+	h.b.ClearFaults()
+	next := h.waitUsage("background answer", first)
+	if !next.FetchedAt.Equal(h.clk.Now()) || next.Failing || h.b.Requests("/v1/usage") != 2 {
+		t.Fatalf("%+v, %d calls", next, h.b.Requests("/v1/usage"))
 	}
 }
 
-// TestUsageFailureCachedAsNoData: a failed fetch answers "no data" (nil,
-// nil) to everyone for the TTL, is counted by reason and logged once.
-func TestUsageFailureCachedAsNoData(t *testing.T) {
+// TestUsageFailureKeepsLastGood: a failed fetch keeps the last good
+// reports (marked failing), is counted by reason, logged once, and retried
+// once the TTL has passed.
+func TestUsageFailureKeepsLastGood(t *testing.T) {
 	h := startUsage(t)
-	ctx := context.Background()
+	good := h.usage()
 	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "usage aggregate failed", Times: 2})
-	for range 3 {
-		r, err := h.s.UsageReports(ctx)
-		if r != nil || err != nil {
-			t.Fatalf("want no data, got %v %v", r, err)
-		}
+	h.clk.Advance(10 * time.Second)
+	h.usage()
+	failed := h.waitUsage("failed fetch", good)
+	if !failed.Failing || failed.Reason != broker.ReasonUpstream || len(failed.Reports) != 2 || !failed.FetchedAt.Equal(good.FetchedAt) {
+		t.Fatalf("%+v", failed)
 	}
-	if n := h.b.Requests("/v1/usage"); n != 1 {
-		t.Fatalf("failure not cached: %d calls", n)
+	assertNoCanary(t, "usage error", failed.Error)
+	h.clk.Advance(15*time.Second - time.Millisecond)
+	if u := h.usage(); u != failed || h.b.Requests("/v1/usage") != 2 {
+		t.Fatal("a failure was retried within the TTL")
 	}
+	h.clk.Advance(time.Millisecond)
+	h.usage()
+	again := h.waitUsage("second failure", failed)
 	h.clk.Advance(15 * time.Second)
-	if r, _ := h.s.UsageReports(ctx); r != nil {
-		t.Fatal("second failure returned data")
-	}
-	h.clk.Advance(15 * time.Second)
-	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 {
-		t.Fatalf("no recovery: %v %v", r, err)
+	h.usage()
+	ok := h.waitUsage("recovery", again)
+	if ok.Failing || !ok.FetchedAt.Equal(h.clk.Now()) {
+		t.Fatalf("%+v", ok)
 	}
 	c := h.s.Counters()
-	if c.UsageFetches != 3 || c.UsageFetchErrors[ReasonUpstream] != 2 {
+	if c.UsageFetches != 4 || c.UsageFetchErrors[broker.ReasonUpstream] != 2 {
 		t.Fatalf("%+v", c)
 	}
 	if countMsg(h.log, "usage fetch failed") != 1 || countMsg(h.log, "usage fetch recovered") != 1 {
-		t.Fatalf("log: %v", h.log.messages())
+		t.Fatalf("log: %v", h.log.Messages())
+	}
+}
+
+// TestUsageFailureWithoutData: before any good answer a failure is no
+// data, cached for the TTL like any answer.
+func TestUsageFailureWithoutData(t *testing.T) {
+	h := startUsage(t)
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "down", Times: 1})
+	u := h.usage()
+	if u.HasData() || !u.Failing || u.Reports != nil {
+		t.Fatalf("%+v", u)
+	}
+	e := &Entry{Entry: broker.Entry{ID: 1, Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth, Email: "a@example.com"}}}
+	if m, ok := u.Match(e); ok || m != nil {
+		t.Fatal("a failed answer matched")
+	}
+	if h.usage() != u || h.b.Requests("/v1/usage") != 1 {
+		t.Fatal("failure not cached")
+	}
+}
+
+// TestUsageTooLarge: an answer over the usage limit is counted as
+// too_large and the last good reports stay.
+func TestUsageTooLarge(t *testing.T) {
+	h := newHarness(t, setup{proxy: true, client: broker.ClientOptions{MaxUsageBytes: 4096}})
+	h.b.SetUsage(usageReports(t))
+	h.b.AddAPIKey("openai", "k")
+	h.start(Options{Stream: true})
+	h.waitView("ready", func(v View) bool { return v.Ready })
+	good := h.usage()
+	big := usageReports(t)
+	for range 20 {
+		big = append(big, usageReports(t)[0])
+	}
+	h.b.SetUsage(big)
+	h.clk.Advance(15 * time.Second)
+	h.usage()
+	u := h.waitUsage("too large", good)
+	if !u.Failing || u.Reason != broker.ReasonTooLarge || len(u.Reports) != 2 {
+		t.Fatalf("%+v", u)
+	}
+	if c := h.s.Counters(); c.UsageFetchErrors[broker.ReasonTooLarge] != 1 {
+		t.Fatalf("%+v", c.UsageFetchErrors)
 	}
 }
 
 // TestUsageFailureForgottenOnRecovery: a fetch that failed while the
-// broker was away does not hide usage for the rest of its TTL once the
-// mirror has recovered; good cached reports are not refetched by it.
+// broker was away is retried as soon as the mirror recovers; a good answer
+// is not refetched by a recovery.
 func TestUsageFailureForgottenOnRecovery(t *testing.T) {
 	h := startUsage(t)
-	ctx := context.Background()
 	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "broker going away", Times: 1})
-	if r, err := h.s.UsageReports(ctx); r != nil || err != nil {
-		t.Fatalf("want no data, got %v %v", r, err)
+	if u := h.usage(); !u.Failing {
+		t.Fatalf("%+v", u)
 	}
-	h.b.CutStreams()
+	h.cutStreams()
 	h.waitStatus("disconnected", func(st SyncStatus) bool { return !st.StreamConnected && st.LastError != "" })
-	if r, _ := h.s.UsageReports(ctx); r != nil || h.b.Requests("/v1/usage") != 1 {
+	if u := h.usage(); !u.Failing || h.b.Requests("/v1/usage") != 1 {
 		t.Fatal("failure not cached while the mirror is down")
 	}
 	h.sleepAndAdvance(500 * time.Millisecond)
-	h.sig.waitFor(t, "recovered", func() bool { return countMsg(h.log, "mirror recovered") == 1 })
-	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 {
-		t.Fatalf("usage not refetched after recovery: %v %v", r, err)
+	h.sig.WaitFor(t, "recovered", func() bool { return countMsg(h.log, "mirror recovered") == 1 })
+	if u := h.usage(); u.Failing || len(u.Reports) != 2 {
+		t.Fatalf("usage not refetched after recovery: %+v", u)
 	}
 	if n := h.b.Requests("/v1/usage"); n != 2 {
 		t.Fatalf("%d upstream calls, want 2", n)
 	}
 
-	h.b.CutStreams()
+	h.cutStreams()
 	h.waitStatus("disconnected again", func(st SyncStatus) bool { return !st.StreamConnected && st.LastError != "" })
 	h.sleepAndAdvance(500 * time.Millisecond)
-	h.sig.waitFor(t, "recovered again", func() bool { return countMsg(h.log, "mirror recovered") == 2 })
-	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 || h.b.Requests("/v1/usage") != 2 {
-		t.Fatalf("good reports refetched on recovery: %v %v (%d calls)", r, err, h.b.Requests("/v1/usage"))
+	h.sig.WaitFor(t, "recovered again", func() bool { return countMsg(h.log, "mirror recovered") == 2 })
+	if u := h.usage(); u.Failing || h.b.Requests("/v1/usage") != 2 {
+		t.Fatalf("good reports refetched on recovery (%d calls)", h.b.Requests("/v1/usage"))
 	}
 }
 
-// TestUsageInvalidatedByBlockChange: a credential's blocks changing drops
-// the cached usage answer (a new block means a limit was hit); a pass that
-// re-sends the same blocks does not.
+// TestUsageInvalidatedByBlockChange: a credential's blocks changing makes
+// the next reader refresh usage (a new block means a limit was hit); a
+// pass that re-sends the same blocks does not.
 func TestUsageInvalidatedByBlockChange(t *testing.T) {
 	for _, stream := range []bool{true, false} {
 		t.Run(map[bool]string{true: "stream", false: "poll"}[stream], func(t *testing.T) { testUsageBlockChange(t, stream) })
@@ -165,31 +242,35 @@ func testUsageBlockChange(t *testing.T, stream bool) {
 	id := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "a", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@example.com"})
 	h.start(Options{Stream: stream})
 	h.waitView("ready", func(v View) bool { return v.Ready })
-	ctx := context.Background()
 	calls := func() int { return h.b.Requests("/v1/usage") }
-	if _, err := h.s.UsageReports(ctx); err != nil || calls() != 1 {
-		t.Fatalf("first fetch: %v, %d calls", err, calls())
+	u := h.usage()
+	if calls() != 1 {
+		t.Fatalf("first fetch: %d calls", calls())
 	}
 
 	until := h.clk.Now().Add(time.Hour)
 	h.b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: "tier:x", BlockedUntil: until}})
 	h.waitView("block mirrored", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 1 })
-	if r, err := h.s.UsageReports(ctx); err != nil || len(r) != 2 || calls() != 2 {
-		t.Fatalf("after a new block: %v, %d calls, want a refetch", err, calls())
+	h.usage()
+	u = h.waitUsage("refetch after a new block", u)
+	if calls() != 2 {
+		t.Fatalf("after a new block: %d calls, want a refetch", calls())
 	}
 
 	before := h.s.entry(id)
 	h.clk.Advance(time.Second) // rotatesInMs moves, so the pass re-sends the entry, blocks unchanged
 	h.b.Bump()
 	h.waitView("pass applied", func(View) bool { return h.s.entry(id) != before })
-	if _, err := h.s.UsageReports(ctx); err != nil || calls() != 2 {
-		t.Fatalf("a pass with unchanged blocks refetched usage: %v, %d calls", err, calls())
+	if h.usage() != u || calls() != 2 {
+		t.Fatalf("a pass with unchanged blocks refetched usage: %d calls", calls())
 	}
 
 	h.b.SetBlocks(id, nil)
 	h.waitView("block lifted", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 0 })
-	if _, err := h.s.UsageReports(ctx); err != nil || calls() != 3 {
-		t.Fatalf("after a lifted block: %v, %d calls, want a refetch", err, calls())
+	h.usage()
+	h.waitUsage("refetch after a lifted block", u)
+	if calls() != 3 {
+		t.Fatalf("after a lifted block: %d calls, want a refetch", calls())
 	}
 }
 
@@ -200,8 +281,8 @@ func TestUsageFetchErrorReasons(t *testing.T) {
 		usage  []json.RawMessage
 		reason string
 	}{
-		{"unauthorized", brokertest.Fault{Path: "/v1/usage", Status: 401, Message: "unauthorized"}, nil, ReasonUnauthorized},
-		{"invalid response", brokertest.Fault{}, []json.RawMessage{json.RawMessage(`{"fetchedAt":1}`)}, ReasonInvalidResponse},
+		{"unauthorized", brokertest.Fault{Path: "/v1/usage", Status: 401, Message: "unauthorized"}, nil, broker.ReasonUnauthorized},
+		{"invalid response", brokertest.Fault{}, []json.RawMessage{json.RawMessage(`{"fetchedAt":1}`)}, broker.ReasonInvalidResponse},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,8 +293,8 @@ func TestUsageFetchErrorReasons(t *testing.T) {
 			if tc.usage != nil {
 				h.b.SetUsage(tc.usage)
 			}
-			if r, err := h.s.UsageReports(context.Background()); r != nil || err != nil {
-				t.Fatal(r, err)
+			if u := h.usage(); u.HasData() || u.Reason != tc.reason {
+				t.Fatalf("%+v", u)
 			}
 			if c := h.s.Counters(); c.UsageFetchErrors[tc.reason] != 1 {
 				t.Fatalf("%+v", c.UsageFetchErrors)
@@ -222,42 +303,32 @@ func TestUsageFetchErrorReasons(t *testing.T) {
 	}
 }
 
-// TestUsageCallerCancel: one caller giving up neither cancels the shared
-// fetch nor disturbs the other callers.
+// TestUsageCallerCancel: a caller giving up does not cancel the shared
+// fetch, and callers after it do not wait for a fetch that already
+// outlasted a wait (a stalled broker costs one scrape its timeout).
 func TestUsageCallerCancel(t *testing.T) {
 	h := startUsage(t)
 	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	ctxA, cancelA := context.WithCancel(context.Background())
-	doneA, doneB := make(chan error, 1), make(chan []UsageReport, 1)
+	doneA := make(chan error, 1)
 	go func() {
-		_, err := h.s.UsageReports(ctxA)
+		_, err := h.s.Usage(ctxA)
 		doneA <- err
 	}()
-	h.waitUsageCall()
-	go func() {
-		r, _ := h.s.UsageReports(context.Background())
-		doneB <- r
-	}()
+	h.waitUsageCalls(1)
 	cancelA()
 	if err := <-doneA; !errors.Is(err, context.Canceled) {
 		t.Fatalf("caller A: %v", err)
 	}
-	select {
-	case r := <-doneB:
-		t.Fatalf("caller B returned before the fetch finished: %v", r)
-	default:
+	if u, err := h.s.Usage(context.Background()); err != nil || u.HasData() {
+		t.Fatalf("caller B waited or got data: %+v %v", u, err)
 	}
 	h.b.ClearFaults()
-	if r := <-doneB; len(r) != 2 {
-		t.Fatalf("caller B: %v", r)
+	if u := h.waitUsage("the shared fetch's answer", nil); len(u.Reports) != 2 {
+		t.Fatalf("%+v", u)
 	}
-	if n := h.b.Requests("/v1/usage"); n != 1 {
-		t.Fatalf("%d upstream calls", n)
-	}
-	// A caller whose context is already done does not start a fetch.
-	h.clk.Advance(time.Minute)
-	if _, err := h.s.UsageReports(ctxA); !errors.Is(err, context.Canceled) || h.b.Requests("/v1/usage") != 1 {
-		t.Fatal(err)
+	if n := h.b.Requests("/v1/usage"); n != 1 || h.s.usageOutwaited.Load() {
+		t.Fatalf("%d upstream calls; outwaited mark kept: %v", n, h.s.usageOutwaited.Load())
 	}
 }
 
@@ -268,20 +339,20 @@ func TestUsageCloseCancelsSharedFetch(t *testing.T) {
 	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.s.UsageReports(context.Background())
+		_, err := h.s.Usage(context.Background())
 		done <- err
 	}()
-	h.waitUsageCall()
+	h.waitUsageCalls(1)
 	h.s.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := h.s.UsageReports(context.Background()); !errors.Is(err, ErrClosed) {
+	if _, err := h.s.Usage(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
 	}
 }
 
-func TestUsageReportForCredential(t *testing.T) {
+func TestUsageMatchesCredentials(t *testing.T) {
 	h := newHarness(t, setup{})
 	h.b.SetUsage(usageReports(t))
 	a := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "x", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "A@Example.com"})
@@ -290,20 +361,20 @@ func TestUsageReportForCredential(t *testing.T) {
 	k := h.b.AddAPIKey("anthropic", "key")
 	h.start(Options{Stream: true})
 	h.waitView("ready", func(v View) bool { return len(v.Entries) == 4 })
-	ctx := context.Background()
-	ra, err := h.s.UsageReport(ctx, a)
-	if err != nil || ra == nil || ra.Metadata.AccountID != "acct-A" {
-		t.Fatalf("a: %+v %v", ra, err)
+	u := h.usage()
+	ra, ok := u.Match(h.s.entry(a))
+	if !ok || ra.Metadata.AccountID != "acct-A" {
+		t.Fatalf("a: %+v", ra)
 	}
 	if f, ok := ra.Limits[0].Amount.EffectiveUsedFraction(); !ok || f != 0.42 {
 		t.Fatalf("fraction %v", f)
 	}
-	if rb, _ := h.s.UsageReport(ctx, b); rb == nil || rb.Metadata.Email != "b@example.com" {
+	if rb, _ := u.Match(h.s.entry(b)); rb == nil || rb.Metadata.Email != "b@example.com" {
 		t.Fatalf("b: %+v", rb)
 	}
-	for _, id := range []int64{c, k, 999} {
-		if r, err := h.s.UsageReport(ctx, id); r != nil || err != nil {
-			t.Fatalf("id %d matched %+v %v", id, r, err)
+	for _, id := range []int64{c, k} {
+		if r, ok := u.Match(h.s.entry(id)); ok || r != nil {
+			t.Fatalf("id %d matched %+v", id, r)
 		}
 	}
 	if n := h.b.Requests("/v1/usage"); n != 1 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // Exit codes of the check command, in the Nagios plugin convention that
@@ -35,7 +36,7 @@ const ReasonCheckFailed = "check_failed"
 // CheckOptions configure Check.
 type CheckOptions struct {
 	// Client is built from the same broker flags as the exporter's.
-	Client     *store.Client
+	Client     *broker.Client
 	BrokerURL  string // shown in the output
 	Thresholds Thresholds
 	Redactor   *identity.Redactor
@@ -105,9 +106,9 @@ func Check(ctx context.Context, opts CheckOptions, w io.Writer) int {
 		in.Broker.Up, in.Broker.Version = true, h.Version
 	}
 
-	res, err := opts.Client.Snapshot(ctx, store.SnapshotRequest{})
+	res, err := opts.Client.Snapshot(ctx, broker.SnapshotRequest{})
 	if err != nil {
-		var he *store.HTTPError
+		var he *broker.HTTPError
 		if errors.As(err, &he) && he.Status == http.StatusUnauthorized {
 			return writeCheck(w, format, unknownReport(opts, now(), "the broker rejected the token: "+err.Error()))
 		}
@@ -115,15 +116,12 @@ func Check(ctx context.Context, opts CheckOptions, w io.Writer) int {
 	} else if s := res.Snapshot; s != nil {
 		// One GET is a poll that just succeeded: the "mirror" is as live as
 		// it gets, and the skew is measured on this very response.
-		in.View = store.View{
-			Ready: true, Generation: s.Generation, GeneratedAt: s.GeneratedAt,
-			ServerNow: s.ServerNow, ReceivedAt: s.ReceivedAt, Refresher: s.Refresher, Entries: s.Entries,
-		}
+		in.View = store.NewView(s)
 		in.Status = store.SyncStatus{
 			Mode: store.ModePoll, Live: true, LastSync: s.ReceivedAt,
 			ClockSkew: s.ReceivedAt.Sub(s.ServerNow), HasClockSkew: !s.ServerNow.IsZero(),
 		}
-		usageAndDisabled(ctx, opts.Client, s.Entries, &in)
+		usageAndDisabled(ctx, opts.Client, in.View.Entries, &in)
 	}
 
 	in.Now = now()
@@ -134,11 +132,11 @@ func Check(ctx context.Context, opts CheckOptions, w io.Writer) int {
 
 // usageAndDisabled fetches both lists side by side: usage can take the
 // broker many seconds (it asks every provider), the disabled list does not.
-func usageAndDisabled(ctx context.Context, c *store.Client, entries []*store.Entry, in *Input) {
+func usageAndDisabled(ctx context.Context, c *broker.Client, entries []*store.Entry, in *Input) {
 	perProvider := map[string]int{}
 	most := 0
 	for _, e := range entries {
-		if e.Credential.Type == store.TypeOAuth {
+		if e.Credential.Type == broker.TypeOAuth {
 			perProvider[e.Provider]++
 			most = max(most, perProvider[e.Provider])
 		}

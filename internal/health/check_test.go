@@ -11,6 +11,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -55,9 +56,9 @@ func usageReport(provider, email string, usedFraction float64) json.RawMessage {
 		provider, time.Now().UnixMilli(), email, provider, provider, time.Now().Add(3*time.Hour).UnixMilli(), usedFraction))
 }
 
-func clientFor(t *testing.T, url, token string) *store.Client {
+func clientFor(t *testing.T, url, token string) *broker.Client {
 	t.Helper()
-	c, err := store.NewClient(store.ClientOptions{URL: url, Token: store.StaticToken(token)})
+	c, err := broker.NewClient(broker.ClientOptions{URL: url, Token: broker.StaticToken(token)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestHandlerWithStoreHasNoSecrets(t *testing.T) {
 
 	snap := make(chan store.View, 16)
 	s := store.New(store.Options{
-		Client: clientFor(t, b.URL, canaryToken), Stream: true,
+		Broker: clientFor(t, b.URL, canaryToken), Stream: true,
 		OnSnapshot: func(v store.View) {
 			select {
 			case snap <- v:
@@ -235,14 +236,14 @@ func TestHandlerWithStoreHasNoSecrets(t *testing.T) {
 	<-snap // the first full snapshot has been applied
 
 	ctx := context.Background()
-	usage, uerr := s.UsageReports(ctx)
-	tombs, terr := s.Disabled(ctx, "")
+	u, uerr := s.Usage(ctx)
+	tombs, terr := clientFor(t, b.URL, canaryToken).Disabled(ctx, "")
 	src := func(context.Context) Input {
 		return Input{
 			Now: time.Now(), BrokerURL: b.URL,
 			Broker: BrokerProbe{Up: true, Version: "18.2.3", Checked: time.Now()},
 			View:   s.Snapshot(), Status: s.Status(),
-			Usage: usage, UsageOK: uerr == nil, Tombstones: tombs, TombstonesOK: terr == nil,
+			Usage: u.Reports, UsageOK: uerr == nil && u.HasData(), Tombstones: tombs, TombstonesOK: terr == nil,
 		}
 	}
 	h := NewHandler(HandlerOptions{Source: src, Redactor: mustRedactor(t, identity.Raw), Version: "test"})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // Verdict is the overall result, ordered ok < degraded < critical.
@@ -131,9 +132,9 @@ type Input struct {
 	ForcePoll bool
 	// Usage holds the cached reports; UsageOK is false when the last fetch
 	// failed (no usage data), which is different from "no reports".
-	Usage        []store.UsageReport
+	Usage        []broker.UsageReport
 	UsageOK      bool
-	Tombstones   []store.Tombstone
+	Tombstones   []broker.Tombstone
 	TombstonesOK bool
 }
 
@@ -479,7 +480,7 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 	if v.Ready && !rf.Enabled {
 		sev := Info
 		for _, e := range v.Entries {
-			if e.Credential.Type == store.TypeOAuth {
+			if e.Credential.Type == broker.TypeOAuth {
 				sev = Degraded
 				break
 			}
@@ -493,6 +494,7 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 		add(ReasonUsageUnavailable, Degraded, nil, "no usage data: the broker's /v1/usage could not be fetched")
 	}
 	claimed := make([]bool, len(in.Usage))
+	usage := store.NewUsage(in.Usage, now)
 
 	// Credentials.
 	entries := append([]*store.Entry(nil), v.Entries...)
@@ -504,7 +506,7 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 	})
 	r.Summary.ByState = map[string]int{StateOK: 0, StateExpiring: 0, StateExpired: 0, StateRotationOverdue: 0, StateBlocked: 0, StateUsageExhausted: 0}
 	for _, e := range entries {
-		c := evalCredential(e, in, th, now, render, claimed)
+		c := evalCredential(e, in, usage, th, now, render, claimed)
 		id := e.ID
 		name := fmt.Sprintf("credential %d (%s)", e.ID, e.Provider)
 		for _, p := range c.Problems {
@@ -540,7 +542,7 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 	if !in.TombstonesOK {
 		add(ReasonDisabledUnavailable, Degraded, nil, "the broker's disabled-credential list could not be fetched")
 	}
-	tombs := append([]store.Tombstone(nil), in.Tombstones...)
+	tombs := append([]broker.Tombstone(nil), in.Tombstones...)
 	sort.SliceStable(tombs, func(i, j int) bool { return tombs[i].DisabledAt.After(tombs[j].DisabledAt) })
 	for _, t := range tombs {
 		d := DisabledCredential{
@@ -569,7 +571,7 @@ func Evaluate(in Input, th Thresholds, ids *identity.Redactor) Report {
 	return r
 }
 
-func evalCredential(e *store.Entry, in Input, th Thresholds, now time.Time, render func(string) string, claimed []bool) CredentialHealth {
+func evalCredential(e *store.Entry, in Input, usage *store.Usage, th Thresholds, now time.Time, render func(string) string, claimed []bool) CredentialHealth {
 	cr := e.Credential
 	c := CredentialHealth{
 		ID: e.ID, Provider: e.Provider, Type: cr.Type,
@@ -612,8 +614,8 @@ func evalCredential(e *store.Entry, in Input, th Thresholds, now time.Time, rend
 	if len(c.Blocks) > 0 {
 		has[StateBlocked] = true
 	}
-	if cr.Type == store.TypeOAuth && in.UsageOK {
-		rep, ok := store.MatchUsageReport(in.Usage, e)
+	if cr.Type == broker.TypeOAuth && in.UsageOK {
+		rep, ok := usage.Match(e)
 		c.UsageMatched = &ok
 		if ok && rep != nil {
 			if i := reportIndex(in.Usage, rep); i >= 0 {
@@ -644,7 +646,7 @@ func evalCredential(e *store.Entry, in Input, th Thresholds, now time.Time, rend
 	return c
 }
 
-func evalLimit(l store.UsageLimit, th Thresholds, now time.Time) LimitHealth {
+func evalLimit(l broker.UsageLimit, th Thresholds, now time.Time) LimitHealth {
 	lh := LimitHealth{ID: l.ID, Label: l.Label, BrokerStatus: l.Status, State: LimitUnknown}
 	if lh.Label == "" {
 		lh.Label = l.ID
@@ -772,7 +774,7 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // reportIndex finds rep in reports: by address when the matcher returned a
 // pointer into the slice, else by the fields that identify a report.
-func reportIndex(reports []store.UsageReport, rep *store.UsageReport) int {
+func reportIndex(reports []broker.UsageReport, rep *broker.UsageReport) int {
 	for i := range reports {
 		if &reports[i] == rep {
 			return i

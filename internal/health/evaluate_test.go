@@ -10,6 +10,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -19,27 +20,23 @@ func f64(f float64) *float64 { return &f }
 // oauth is an OAuth entry received at t0 that expires in `expiresIn` and
 // is due for rotation at t0+rotatesIn.
 func oauth(id int64, provider, email string, expiresIn, rotatesIn time.Duration) *store.Entry {
-	return &store.Entry{
-		ID: id, Provider: provider, IdentityKey: "email:" + email,
-		Credential: store.Credential{Type: store.TypeOAuth, Expires: t0.Add(expiresIn), HasExpires: true, Email: email},
-		RotatesIn:  rotatesIn, HasRotatesIn: true, ReceivedAt: t0,
-	}
+	return &store.Entry{Entry: broker.Entry{ID: id, Provider: provider, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(expiresIn), HasExpires: true, Email: email}, RotatesIn: rotatesIn, HasRotatesIn: true, ReceivedAt: t0}}
 }
 
 func apiKey(id int64, provider string) *store.Entry {
-	return &store.Entry{ID: id, Provider: provider, Credential: store.Credential{Type: store.TypeAPIKey}, ReceivedAt: t0}
+	return &store.Entry{Entry: broker.Entry{ID: id, Provider: provider, Credential: broker.Credential{Type: broker.TypeAPIKey}, ReceivedAt: t0}}
 }
 
-func limit(id string, frac *float64, status string, resetsIn time.Duration) store.UsageLimit {
-	l := store.UsageLimit{ID: id, Label: id, Status: status, Amount: store.UsageAmount{UsedFraction: frac, Unit: "percent"}}
+func limit(id string, frac *float64, status string, resetsIn time.Duration) broker.UsageLimit {
+	l := broker.UsageLimit{ID: id, Label: id, Status: status, Amount: broker.UsageAmount{UsedFraction: frac, Unit: "percent"}}
 	if resetsIn != 0 {
-		l.Window = &store.UsageWindow{ID: "5h", Label: "5 Hour", ResetsAt: t0.Add(resetsIn)}
+		l.Window = &broker.UsageWindow{ID: "5h", Label: "5 Hour", ResetsAt: t0.Add(resetsIn)}
 	}
 	return l
 }
 
-func report(provider, email string, limits ...store.UsageLimit) store.UsageReport {
-	return store.UsageReport{Provider: provider, FetchedAt: t0.Add(-time.Minute), Limits: limits, Metadata: store.UsageMetadata{Email: email}}
+func report(provider, email string, limits ...broker.UsageLimit) broker.UsageReport {
+	return broker.UsageReport{Provider: provider, FetchedAt: t0.Add(-time.Minute), Limits: limits, Metadata: broker.UsageMetadata{Email: email}}
 }
 
 // healthy is a broker with one fresh OAuth credential, an API key, usage
@@ -51,14 +48,11 @@ func healthy() Input {
 		Broker:    BrokerProbe{Up: true, Version: "18.2.3", Checked: t0.Add(-5 * time.Second), Latency: 3 * time.Millisecond},
 		View: store.View{
 			Ready: true, Generation: 14, GeneratedAt: t0.Add(-10 * time.Second), ServerNow: t0.Add(-10 * time.Second), ReceivedAt: t0.Add(-10 * time.Second),
-			Refresher: store.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(20 * time.Second)},
-			Entries: []*store.Entry{
-				oauth(2, "anthropic", "a@example.com", time.Hour, 55*time.Minute),
-				apiKey(1, "openai"),
-			},
+			Refresher: broker.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(20 * time.Second)},
+			Entries:   []*store.Entry{oauth(2, "anthropic", "a@example.com", time.Hour, 55*time.Minute), apiKey(1, "openai")},
 		},
 		Status:       store.SyncStatus{Mode: store.ModeStream, StreamConnected: true, Live: true, LastSync: t0.Add(-10 * time.Second), ClockSkew: 40 * time.Millisecond, HasClockSkew: true},
-		Usage:        []store.UsageReport{report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour))},
+		Usage:        []broker.UsageReport{report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour))},
 		UsageOK:      true,
 		TombstonesOK: true,
 	}
@@ -97,8 +91,8 @@ func TestEvaluateVerdicts(t *testing.T) {
 			in.View.Entries[0] = &e
 		}
 	}
-	usage := func(l store.UsageLimit) func(in *Input) {
-		return func(in *Input) { in.Usage = []store.UsageReport{report("anthropic", "a@example.com", l)} }
+	usage := func(l broker.UsageLimit) func(in *Input) {
+		return func(in *Input) { in.Usage = []broker.UsageReport{report("anthropic", "a@example.com", l)} }
 	}
 	cases := []struct {
 		name    string
@@ -143,12 +137,12 @@ func TestEvaluateVerdicts(t *testing.T) {
 		{name: "negative clock skew", mut: func(in *Input) { in.Status.ClockSkew = -45 * time.Second },
 			verdict: Degraded, reasons: []reasonKey{{ReasonClockSkew, Degraded}}},
 		{name: "refresher disabled with oauth credentials", mut: func(in *Input) {
-			in.View.Refresher = store.Refresher{}
+			in.View.Refresher = broker.Refresher{}
 			in.View.Entries[0] = oauth(2, "anthropic", "a@example.com", time.Hour, 0)
 			in.View.Entries[0].HasRotatesIn = false
 		}, verdict: Degraded, reasons: []reasonKey{{ReasonRefresherDisabled, Degraded}}, state: StateOK},
 		{name: "refresher disabled, api keys only", mut: func(in *Input) {
-			in.View.Refresher = store.Refresher{}
+			in.View.Refresher = broker.Refresher{}
 			in.View.Entries = in.View.Entries[1:]
 		}, verdict: OK, reasons: []reasonKey{{ReasonRefresherDisabled, Info}}},
 		{name: "no credentials", mut: func(in *Input) { in.View.Entries = nil }, verdict: Degraded, reasons: []reasonKey{{ReasonNoCredentials, Degraded}}},
@@ -201,10 +195,10 @@ func TestEvaluateVerdicts(t *testing.T) {
 
 		// Blocks.
 		{name: "active block", mut: entry(func(e *store.Entry) {
-			e.Blocks = []store.Block{{ProviderKey: "anthropic:oauth", Scope: "tier:x", BlockedUntil: t0.Add(time.Minute)}}
+			e.Blocks = []broker.Block{{ProviderKey: "anthropic:oauth", Scope: "tier:x", BlockedUntil: t0.Add(time.Minute)}}
 		}), verdict: Degraded, reasons: []reasonKey{{ReasonCredentialBlocked, Degraded}}, state: StateBlocked},
 		{name: "block that just ran out", mut: entry(func(e *store.Entry) {
-			e.Blocks = []store.Block{{ProviderKey: "anthropic:oauth", BlockedUntil: t0}}
+			e.Blocks = []broker.Block{{ProviderKey: "anthropic:oauth", BlockedUntil: t0}}
 		}), verdict: OK, state: StateOK},
 
 		// Usage.
@@ -231,19 +225,19 @@ func TestEvaluateVerdicts(t *testing.T) {
 		{name: "disabled list unavailable", mut: func(in *Input) { in.TombstonesOK = false },
 			verdict: Degraded, reasons: []reasonKey{{ReasonDisabledUnavailable, Degraded}}},
 		{name: "recent refresh failure", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: invalid_grant", DisabledAt: t0.Add(-time.Minute)}}
+			in.Tombstones = []broker.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: invalid_grant", DisabledAt: t0.Add(-time.Minute)}}
 		}, verdict: Degraded, reasons: []reasonKey{{ReasonRefreshFailed, Degraded}}},
 		{name: "refresh failure at the recent boundary", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-time.Hour)}}
+			in.Tombstones = []broker.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-time.Hour)}}
 		}, verdict: Degraded, reasons: []reasonKey{{ReasonRefreshFailed, Degraded}}},
 		{name: "old refresh failure", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-time.Hour - time.Second)}}
+			in.Tombstones = []broker.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x", DisabledAt: t0.Add(-time.Hour - time.Second)}}
 		}, verdict: OK},
 		{name: "refresh failure without a time", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x"}}
+			in.Tombstones = []broker.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "oauth refresh failed: x"}}
 		}, verdict: OK},
 		{name: "replaced credential", mut: func(in *Input) {
-			in.Tombstones = []store.Tombstone{{ID: 9, Provider: "openai", Type: "api_key", Cause: "replaced by newer credential", DisabledAt: t0}}
+			in.Tombstones = []broker.Tombstone{{ID: 9, Provider: "openai", Type: "api_key", Cause: "replaced by newer credential", DisabledAt: t0}}
 		}, verdict: OK},
 
 		// Several problems on one credential: the worst names the state.
@@ -251,7 +245,7 @@ func TestEvaluateVerdicts(t *testing.T) {
 			entry(func(e *store.Entry) {
 				e.Credential.Expires = t0.Add(-time.Second)
 				e.RotatesIn = -10 * time.Minute
-				e.Blocks = []store.Block{{ProviderKey: "anthropic:oauth", BlockedUntil: t0.Add(time.Hour)}}
+				e.Blocks = []broker.Block{{ProviderKey: "anthropic:oauth", BlockedUntil: t0.Add(time.Hour)}}
 			})(in)
 			usage(limit("5h", f64(1), "", 0))(in)
 		}, verdict: Critical,
@@ -307,7 +301,7 @@ func TestEvaluateCredentialDetails(t *testing.T) {
 	e.LastRotation, e.Rotations = t0.Add(-30*time.Minute), 4
 	e.Credential.OrgID, e.Credential.AccountID = "org-1", "acct-A"
 	in.Usage[0].Metadata.OrgID = "org-1" // an org-scoped credential only takes org reports
-	e.Blocks = []store.Block{
+	e.Blocks = []broker.Block{
 		{ProviderKey: "anthropic:oauth", Scope: "later", BlockedUntil: t0.Add(2 * time.Hour)},
 		{ProviderKey: "anthropic:oauth", Scope: "gone", BlockedUntil: t0.Add(-time.Second)},
 		{ProviderKey: "anthropic:oauth", Scope: "sooner", BlockedUntil: t0.Add(time.Hour)},
@@ -364,15 +358,15 @@ func TestEvaluateCredentialDetails(t *testing.T) {
 func TestEvaluateLimitStates(t *testing.T) {
 	cases := []struct {
 		name  string
-		l     store.UsageLimit
+		l     broker.UsageLimit
 		state string
 		frac  *float64
 	}{
 		{"fraction", limit("x", f64(0.2), "", 0), LimitOK, f64(0.2)},
-		{"used/limit", store.UsageLimit{ID: "x", Amount: store.UsageAmount{Used: f64(95), Limit: f64(100), Unit: "requests"}}, LimitWarning, f64(0.95)},
-		{"remaining fraction", store.UsageLimit{ID: "x", Amount: store.UsageAmount{RemainingFraction: f64(0), Unit: "percent"}}, LimitExhausted, f64(1)},
-		{"nothing known", store.UsageLimit{ID: "x", Amount: store.UsageAmount{Unit: "unknown"}}, LimitUnknown, nil},
-		{"only the broker's ok", store.UsageLimit{ID: "x", Status: "ok", Amount: store.UsageAmount{Unit: "unknown"}}, LimitOK, nil},
+		{"used/limit", broker.UsageLimit{ID: "x", Amount: broker.UsageAmount{Used: f64(95), Limit: f64(100), Unit: "requests"}}, LimitWarning, f64(0.95)},
+		{"remaining fraction", broker.UsageLimit{ID: "x", Amount: broker.UsageAmount{RemainingFraction: f64(0), Unit: "percent"}}, LimitExhausted, f64(1)},
+		{"nothing known", broker.UsageLimit{ID: "x", Amount: broker.UsageAmount{Unit: "unknown"}}, LimitUnknown, nil},
+		{"only the broker's ok", broker.UsageLimit{ID: "x", Status: "ok", Amount: broker.UsageAmount{Unit: "unknown"}}, LimitOK, nil},
 		{"broker unknown with a fraction", limit("x", f64(0.1), "unknown", 0), LimitOK, f64(0.1)},
 		{"reset passed", limit("x", f64(0.95), "warning", -time.Minute), LimitUnknown, f64(0.95)},
 	}
@@ -396,7 +390,7 @@ func TestEvaluateLimitStates(t *testing.T) {
 func TestEvaluateUsageMatching(t *testing.T) {
 	in := healthy()
 	in.View.Entries = append(in.View.Entries, oauth(3, "anthropic", "b@example.com", time.Hour, 55*time.Minute))
-	in.Usage = []store.UsageReport{
+	in.Usage = []broker.UsageReport{
 		report("anthropic", "b@example.com", limit("anthropic:5h", f64(0.95), "", time.Hour)),
 		report("anthropic", "c@example.com", limit("anthropic:5h", f64(1), "", time.Hour)),
 		report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.1), "", time.Hour)),
@@ -417,7 +411,7 @@ func TestEvaluateUsageMatching(t *testing.T) {
 
 func TestEvaluateIdentityModes(t *testing.T) {
 	in := healthy()
-	in.Tombstones = []store.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Email: "gone@example.com", AccountID: "acct-Z", Cause: "deleted by user"}}
+	in.Tombstones = []broker.Tombstone{{ID: 9, Provider: "anthropic", Type: "oauth", Email: "gone@example.com", AccountID: "acct-Z", Cause: "deleted by user"}}
 	hashed := mustRedactor(t, identity.Hashed)
 	for name, ids := range map[string]*identity.Redactor{"hashed": hashed, "empty": mustRedactor(t, identity.Empty), "nil": nil} {
 		t.Run(name, func(t *testing.T) {
@@ -446,7 +440,7 @@ func TestEvaluateIdentityModes(t *testing.T) {
 func TestEvaluateDisabledList(t *testing.T) {
 	in := healthy()
 	long := "oauth refresh failed: " + strings.Repeat("é", 300)
-	in.Tombstones = []store.Tombstone{
+	in.Tombstones = []broker.Tombstone{
 		{ID: 7, Provider: "openai", Type: "api_key", Cause: "replaced by oauth login", DisabledAt: t0.Add(-48 * time.Hour)},
 		{ID: 8, Provider: "anthropic", Type: "oauth", Cause: long, DisabledAt: t0.Add(-time.Hour)},
 		{ID: 9, Provider: "anthropic", Type: "oauth", Cause: "because I said so"},

@@ -3,7 +3,7 @@ package health
 import (
 	"time"
 
-	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // hostile is broker-supplied text that must come out escaped.
@@ -32,7 +32,7 @@ func showcase() Input {
 	overdue := oauth(5, "google-gemini-cli", "gem@example.com", 2*time.Hour, -3*time.Minute)
 
 	blocked := oauth(6, "openai-codex", "team@example.com", 6*time.Hour, 5*time.Hour+55*time.Minute)
-	blocked.Blocks = []store.Block{
+	blocked.Blocks = []broker.Block{
 		{ProviderKey: "openai-codex:oauth", Scope: "chat", BlockedUntil: t0.Add(42 * time.Minute)},
 		{ProviderKey: "openai-codex:oauth", Scope: "spark", BlockedUntil: t0.Add(17 * time.Minute)},
 	}
@@ -44,7 +44,7 @@ func showcase() Input {
 
 	in.View.Entries = append(in.View.Entries, expiring, expired, overdue, blocked, exhausted, weird)
 
-	in.Usage = []store.UsageReport{
+	in.Usage = []broker.UsageReport{
 		report("anthropic", "a@example.com",
 			limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour),
 			withWindow(limit("anthropic:7d", f64(0.91), "warning", 0), "7 Day", 4*24*time.Hour)),
@@ -53,10 +53,10 @@ func showcase() Input {
 			withWindow(limit("anthropic:7d", f64(0.63), "ok", 0), "7 Day", 2*24*time.Hour)),
 		report("openai-codex", "team@example.com", limit("openai-codex:primary", f64(0.18), "ok", 2*time.Hour)),
 		report("openai-codex", "ops@example.com", limit("openai-codex:primary", nil, "", 0)),
-		report(hostile, hostile+"@example.com", store.UsageLimit{ID: hostile, Label: hostile, Amount: store.UsageAmount{UsedFraction: f64(0.5)}}),
+		report(hostile, hostile+"@example.com", broker.UsageLimit{ID: hostile, Label: hostile, Amount: broker.UsageAmount{UsedFraction: f64(0.5)}}),
 	}
 	in.Usage[0].Metadata.OrgID = "org-acme"
-	in.Tombstones = []store.Tombstone{
+	in.Tombstones = []broker.Tombstone{
 		{ID: 11, Provider: "anthropic", Type: "oauth", Email: "left@example.com", Cause: "oauth refresh failed: invalid_grant: refresh token revoked", DisabledAt: t0.Add(-40 * time.Minute)},
 		{ID: 12, Provider: "openai", Type: "api_key", Cause: "replaced by newer credential", DisabledAt: t0.Add(-26 * time.Hour)},
 		{ID: 13, Provider: "openai-codex", Type: "oauth", Email: "bye@example.com", Cause: "logged out by user", DisabledAt: t0.Add(-72 * time.Hour)},
@@ -65,8 +65,8 @@ func showcase() Input {
 	return in
 }
 
-func withWindow(l store.UsageLimit, label string, resetsIn time.Duration) store.UsageLimit {
-	l.Window = &store.UsageWindow{ID: label, Label: label, ResetsAt: t0.Add(resetsIn)}
+func withWindow(l broker.UsageLimit, label string, resetsIn time.Duration) broker.UsageLimit {
+	l.Window = &broker.UsageWindow{ID: label, Label: label, ResetsAt: t0.Add(resetsIn)}
 	return l
 }
 

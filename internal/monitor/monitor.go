@@ -15,18 +15,19 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 // Broker is the part of the broker client the monitor uses.
 type Broker interface {
-	Healthz(ctx context.Context) (store.Health, error)
-	Disabled(ctx context.Context, provider string) ([]store.Tombstone, error)
+	Healthz(ctx context.Context) (broker.Health, error)
+	Disabled(ctx context.Context, provider string) ([]broker.Tombstone, error)
 }
 
 // Mirror is the part of the store the monitor reads and acts through.
 type Mirror interface {
 	Snapshot() store.View
-	RefreshOAuthCredential(ctx context.Context, id int64) (*store.Entry, error)
+	RefreshOAuthCredential(ctx context.Context, id int64) error
 	DisableCredentialRemote(ctx context.Context, id int64, cause string) (bool, error)
 }
 
@@ -70,7 +71,7 @@ type Monitor struct {
 
 	mu           sync.Mutex
 	probe        Probe
-	tombstones   []store.Tombstone
+	tombstones   []broker.Tombstone
 	tombstonesOK bool
 	lastAttempt  map[int64]time.Time // heal rate limit per credential
 }
@@ -135,7 +136,7 @@ func (m *Monitor) Probe() Probe {
 
 // Tombstones returns the last disabled list; ok is false until one poll
 // succeeded, and after a failed poll, so stale tombstones are not shown.
-func (m *Monitor) Tombstones() ([]store.Tombstone, bool) {
+func (m *Monitor) Tombstones() ([]broker.Tombstone, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.tombstones, m.tombstonesOK
@@ -204,7 +205,7 @@ func (m *Monitor) heal(ctx context.Context) {
 		if actions >= m.o.MaxActionsPerPass || ctx.Err() != nil {
 			return
 		}
-		if e.Credential.Type != store.TypeOAuth {
+		if e.Credential.Type != broker.TypeOAuth {
 			continue
 		}
 		if !m.due(e.ID, now) {
@@ -224,7 +225,7 @@ func (m *Monitor) heal(ctx context.Context) {
 		case m.o.RefreshOverdue && Overdue(e, v.Refresher, now):
 			actions++
 			m.attempted(e.ID, now)
-			_, err := m.o.Mirror.RefreshOAuthCredential(ctx, e.ID)
+			err := m.o.Mirror.RefreshOAuthCredential(ctx, e.ID)
 			m.logAction("refresh overdue credential", e, err)
 		}
 	}
@@ -271,8 +272,8 @@ func (m *Monitor) logAction(what string, e *store.Entry, err error) {
 // one refresher interval ago with no rotation observed since, or the
 // credential is already past expiry (the broker keeps reporting the next
 // sweep for an expired row, so the deadline alone never goes far negative).
-func Overdue(e *store.Entry, r store.Refresher, now time.Time) bool {
-	if e.Credential.Type != store.TypeOAuth {
+func Overdue(e *store.Entry, r broker.Refresher, now time.Time) bool {
+	if e.Credential.Type != broker.TypeOAuth {
 		return false
 	}
 	if e.Credential.HasExpires && !now.Before(e.Credential.Expires) {

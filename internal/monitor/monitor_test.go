@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -20,14 +21,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 type fakeBroker struct {
-	health     store.Health
+	health     broker.Health
 	healthErr  error
-	tombstones []store.Tombstone
+	tombstones []broker.Tombstone
 	disErr     error
 }
 
-func (f *fakeBroker) Healthz(context.Context) (store.Health, error) { return f.health, f.healthErr }
-func (f *fakeBroker) Disabled(context.Context, string) ([]store.Tombstone, error) {
+func (f *fakeBroker) Healthz(context.Context) (broker.Health, error) { return f.health, f.healthErr }
+func (f *fakeBroker) Disabled(context.Context, string) ([]broker.Tombstone, error) {
 	return f.tombstones, f.disErr
 }
 
@@ -40,11 +41,11 @@ type fakeMirror struct {
 }
 
 func (f *fakeMirror) Snapshot() store.View { return f.view }
-func (f *fakeMirror) RefreshOAuthCredential(_ context.Context, id int64) (*store.Entry, error) {
+func (f *fakeMirror) RefreshOAuthCredential(_ context.Context, id int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.refreshed = append(f.refreshed, id)
-	return nil, f.err
+	return f.err
 }
 func (f *fakeMirror) DisableCredentialRemote(_ context.Context, id int64, _ string) (bool, error) {
 	f.mu.Lock()
@@ -54,12 +55,11 @@ func (f *fakeMirror) DisableCredentialRemote(_ context.Context, id int64, _ stri
 }
 
 func oauth(id int64, expires time.Time, rotatesIn time.Duration, received time.Time) *store.Entry {
-	return &store.Entry{ID: id, Provider: "anthropic", ReceivedAt: received, RotatesIn: rotatesIn, HasRotatesIn: true,
-		Credential: store.Credential{Type: store.TypeOAuth, Expires: expires, HasExpires: true}}
+	return &store.Entry{Entry: broker.Entry{ID: id, Provider: "anthropic", ReceivedAt: received, RotatesIn: rotatesIn, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: expires, HasExpires: true}}}
 }
 
 func TestOverdue(t *testing.T) {
-	r := store.Refresher{Enabled: true, Interval: time.Minute}
+	r := broker.Refresher{Enabled: true, Interval: time.Minute}
 	rotated := oauth(1, t0.Add(time.Hour), 0, t0.Add(-3*time.Minute))
 	rotated.LastRotation = t0.Add(-time.Minute)
 	cases := []struct {
@@ -73,8 +73,8 @@ func TestOverdue(t *testing.T) {
 		{"rotation observed after the deadline", rotated, false},
 		{"expired, deadline fresh", oauth(1, t0.Add(-time.Second), 30*time.Second, t0), true},
 		{"expires exactly now", oauth(1, t0, 30*time.Second, t0), true},
-		{"api key", &store.Entry{ID: 1, Credential: store.Credential{Type: store.TypeAPIKey}}, false},
-		{"no rotation deadline, not expired", &store.Entry{ID: 1, Credential: store.Credential{Type: store.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true}}, false},
+		{"api key", &store.Entry{Entry: broker.Entry{ID: 1, Credential: broker.Credential{Type: broker.TypeAPIKey}}}, false},
+		{"no rotation deadline, not expired", &store.Entry{Entry: broker.Entry{ID: 1, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true}}}, false},
 	}
 	for _, tc := range cases {
 		if got := Overdue(tc.e, r, t0); got != tc.want {
@@ -85,7 +85,7 @@ func TestOverdue(t *testing.T) {
 
 func TestProbe(t *testing.T) {
 	var logs bytes.Buffer
-	b := &fakeBroker{health: store.Health{OK: true, Version: "18.2.3"}}
+	b := &fakeBroker{health: broker.Health{OK: true, Version: "18.2.3"}}
 	m := New(Options{Broker: b, Mirror: &fakeMirror{}, Logger: log.NewLogfmtLogger(&logs), Now: func() time.Time { return t0 }})
 	if m.Probe().Checked {
 		t.Fatal("checked before any probe")
@@ -113,7 +113,7 @@ func TestProbe(t *testing.T) {
 }
 
 func TestPollDisabled(t *testing.T) {
-	b := &fakeBroker{tombstones: []store.Tombstone{{ID: 4, Provider: "anthropic", Cause: "oauth refresh failed: x"}}}
+	b := &fakeBroker{tombstones: []broker.Tombstone{{ID: 4, Provider: "anthropic", Cause: "oauth refresh failed: x"}}}
 	m := New(Options{Broker: b, Mirror: &fakeMirror{}})
 	if _, ok := m.Tombstones(); ok {
 		t.Fatal("ok before any poll")
@@ -134,9 +134,8 @@ func TestHeal(t *testing.T) {
 	overdue := func(id int64) *store.Entry { return oauth(id, t0.Add(time.Hour), 0, t0.Add(-2*time.Minute)) }
 	fresh := oauth(10, t0.Add(time.Hour), 10*time.Minute, t0)
 	longExpired := oauth(20, t0.Add(-2*time.Hour), 0, t0)
-	mirror := &fakeMirror{view: store.View{Refresher: store.Refresher{Enabled: true, Interval: time.Minute},
-		Entries: []*store.Entry{overdue(1), overdue(2), overdue(3), fresh, longExpired,
-			{ID: 30, Provider: "openai", Credential: store.Credential{Type: store.TypeAPIKey}}}}}
+	mirror := &fakeMirror{view: store.View{Refresher: broker.Refresher{Enabled: true, Interval: time.Minute},
+		Entries: []*store.Entry{overdue(1), overdue(2), overdue(3), fresh, longExpired, {Entry: broker.Entry{ID: 30, Provider: "openai", Credential: broker.Credential{Type: broker.TypeAPIKey}}}}}}
 	m := New(Options{Broker: &fakeBroker{}, Mirror: mirror, Now: func() time.Time { return now },
 		RefreshOverdue: true, DisableExpiredAfter: time.Hour, MaxActionsPerPass: 3, RefreshEvery: 10 * time.Minute})
 	ctx := context.Background()
@@ -175,7 +174,7 @@ func TestHeal(t *testing.T) {
 }
 
 func TestHealOffByDefault(t *testing.T) {
-	mirror := &fakeMirror{view: store.View{Refresher: store.Refresher{Interval: time.Minute},
+	mirror := &fakeMirror{view: store.View{Refresher: broker.Refresher{Interval: time.Minute},
 		Entries: []*store.Entry{oauth(1, t0.Add(-48*time.Hour), 0, t0.Add(-time.Hour))}}}
 	m := New(Options{Broker: &fakeBroker{}, Mirror: mirror, Now: func() time.Time { return t0 }})
 	m.heal(context.Background())

@@ -19,12 +19,13 @@ import (
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
+	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
 type quietBroker struct{}
 
-func (quietBroker) Probe() monitor.Probe                  { return monitor.Probe{Checked: true, Up: true} }
-func (quietBroker) Tombstones() ([]store.Tombstone, bool) { return nil, true }
+func (quietBroker) Probe() monitor.Probe                   { return monitor.Probe{Checked: true, Up: true} }
+func (quietBroker) Tombstones() ([]broker.Tombstone, bool) { return nil, true }
 
 func liveHeap() uint64 {
 	runtime.GC()
@@ -57,11 +58,11 @@ func exporterHeap(n int) (uint64, error) {
 	cancel()
 	resp.Body.Close()
 
-	cl, err := store.NewClient(store.ClientOptions{URL: f.broker.URL, Token: store.StaticToken(f.broker.Token())})
+	cl, err := broker.NewClient(broker.ClientOptions{URL: f.broker.URL, Token: broker.StaticToken(f.broker.Token())})
 	if err != nil {
 		return 0, err
 	}
-	st := store.New(store.Options{Client: cl, Stream: true})
+	st := store.New(store.Options{Broker: cl, Stream: true})
 	defer st.Close()
 	for deadline := time.Now().Add(time.Minute); !st.Ready(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -75,7 +76,7 @@ func exporterHeap(n int) (uint64, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cs := collector.New(collector.Options{Source: st, Broker: quietBroker{}, Identity: ids,
-		Usage: collector.NewUsageReader(st, 10*time.Second, nil)})
+		Usage: true, UsageTimeout: 10 * time.Second})
 	if err := cs.Register(reg); err != nil {
 		return 0, err
 	}

@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"bytes"
@@ -42,7 +42,7 @@ func TestEventChunkerOnlyResizesReads(t *testing.T) {
 		case 1:
 			stream = append(stream, "event: entry\r\ndata: {\"crlf\":true}\r\n\r\n"...)
 		default:
-			stream = append(stream, sseBytes(EventEntry, benchEntryFrame(i, 7, "tok"))...)
+			stream = append(stream, sseBytes(FrameEntry, benchEntryFrame(i, 7, "tok"))...)
 		}
 	}
 	stream = append(stream, "event: entry\ndata: {\"cut\":"...) // unterminated tail
@@ -78,7 +78,7 @@ func TestEventChunkerOnlyResizesReads(t *testing.T) {
 func BenchmarkEventChunker(b *testing.B) {
 	var pass []byte
 	for i := range 1000 {
-		pass = append(pass, sseBytes(EventEntry, benchEntryFrame(i, 7, "tok"))...)
+		pass = append(pass, sseBytes(FrameEntry, benchEntryFrame(i, 7, "tok"))...)
 	}
 	p := make([]byte, 64<<10)
 	b.SetBytes(int64(len(pass)))

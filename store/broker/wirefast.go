@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"encoding/json"
@@ -60,12 +60,12 @@ func decodeDeltaFast(data []byte, recv time.Time, pool *stringPool) (*StreamFram
 		if id != nil || entry == nil || entry[0] != '{' {
 			return nil, false
 		}
-		f.Kind = EventEntry
+		f.Kind = FrameEntry
 	case `"removed"`:
 		if entry != nil || !isNumber(id) {
 			return nil, false
 		}
-		f.Kind = EventRemoved
+		f.Kind = FrameRemoved
 	default:
 		return nil, false
 	}
@@ -78,7 +78,7 @@ func decodeDeltaFast(data []byte, recv time.Time, pool *stringPool) (*StreamFram
 	if f.Refresher, ok = refresherFast(refresher, recv); !ok {
 		return nil, false
 	}
-	if f.Kind == EventRemoved {
+	if f.Kind == FrameRemoved {
 		if f.RemovedID, ok = numInt(json.Number(id)); !ok {
 			return nil, false
 		}

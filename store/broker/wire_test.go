@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"errors"
@@ -208,7 +208,7 @@ func TestDecodeRemovedAndEntryFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Kind != EventRemoved || f.RemovedID != 4 || f.Generation != 43 || !f.ServerNow.Equal(time.UnixMilli(1795751866545)) {
+	if f.Kind != FrameRemoved || f.RemovedID != 4 || f.Generation != 43 || !f.ServerNow.Equal(time.UnixMilli(1795751866545)) {
 		t.Fatalf("%+v", f)
 	}
 	e := `{"kind":"entry","generation":21,"serverNowMs":1795751777704,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":42275},"entry":{"id":4,"provider":"openai","credential":{"type":"api_key","key":"sk-spec-test-1","source":"login"},"identityKey":null,"rotatesInMs":null}}`
@@ -216,7 +216,7 @@ func TestDecodeRemovedAndEntryFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Kind != EventEntry || f.Entry.ID != 4 || f.Entry.Credential.Type != TypeAPIKey || f.Entry.Credential.Source != "login" || f.Entry.HasRotatesIn {
+	if f.Kind != FrameEntry || f.Entry.ID != 4 || f.Entry.Credential.Type != TypeAPIKey || f.Entry.Credential.Source != "login" || f.Entry.HasRotatesIn {
 		t.Fatalf("%+v %+v", f, f.Entry)
 	}
 }

@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/store/internal/testkit"
 )
 
 const sseSnapshot = `{"kind":"snapshot","generation":20,"generatedAt":1795751762512,"serverNowMs":1795751762512,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":57467},"credentials":[{"id":4,"provider":"openai","credential":{"type":"api_key","key":"` + canaryKey + `"},"identityKey":null,"rotatesInMs":null}]}`
@@ -21,7 +23,7 @@ func sseFrame(kind, data string) string { return "event: " + kind + "\ndata: " +
 
 // sseServer answers the stream route with a scripted body; the body is
 // written at once and the connection closed unless hold is set.
-func sseServer(t *testing.T, status int, ctype, body string, hold bool) *recServer {
+func sseServer(t *testing.T, status int, ctype, body string, hold bool) *testkit.RecServer {
 	return newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		if status != 200 {
 			jsonReply(w, status, `{"error":"nope"}`)
@@ -52,18 +54,18 @@ func TestStreamFramesAndEnd(t *testing.T) {
 	srv := sseServer(t, 200, "text/event-stream; charset=utf-8", body, false)
 	c := newTestClient(t, srv.URL, ClientOptions{})
 	frames, err := collect(t, c, context.Background(), streamConfig{})
-	if !errors.Is(err, ErrStreamEnded) || syncReason(err) != SyncReasonEOF {
+	if !errors.Is(err, ErrStreamEnded) || SyncReason(err) != SyncReasonEOF {
 		t.Fatalf("want ErrStreamEnded, got %v", err)
 	}
-	if len(frames) != 3 || frames[0].Kind != EventSnapshot || frames[1].Kind != EventEntry || frames[2].Kind != EventRemoved {
+	if len(frames) != 3 || frames[0].Kind != FrameSnapshot || frames[1].Kind != FrameEntry || frames[2].Kind != FrameRemoved {
 		t.Fatalf("frames: %d", len(frames))
 	}
 	if frames[0].Snapshot.Generation != 20 || frames[1].Entry.ID != 5 || frames[2].RemovedID != 4 {
 		t.Fatal("frame contents")
 	}
-	r := srv.requests()[0]
-	if r.path != "/v1/snapshot/stream" || r.header.Get("Accept") != "text/event-stream" ||
-		r.header.Get(capabilitiesHeader) != "codex-meter-block-scopes" || r.header.Get("Authorization") != "Bearer "+canaryToken {
+	r := srv.Requests()[0]
+	if r.Path != "/v1/snapshot/stream" || r.Header.Get("Accept") != "text/event-stream" ||
+		r.Header.Get(capabilitiesHeader) != "codex-meter-block-scopes" || r.Header.Get("Authorization") != "Bearer "+canaryToken {
 		t.Fatalf("request %+v", r)
 	}
 }
@@ -98,7 +100,7 @@ func TestStreamFailures(t *testing.T) {
 			if !tc.check(err) {
 				t.Fatalf("unexpected error %v", err)
 			}
-			if r := syncReason(err); r != tc.reason {
+			if r := SyncReason(err); r != tc.reason {
 				t.Fatalf("reason %s, want %s", r, tc.reason)
 			}
 			for _, verb := range []string{"%v", "%+v", "%#v"} {
@@ -169,29 +171,29 @@ func TestStreamIdleWatchdog(t *testing.T) {
 		mu.Lock()
 		reads++
 		mu.Unlock()
-		sig.fire()
+		sig.Fire()
 	}}
 	readCount := func() int { mu.Lock(); defer mu.Unlock(); return reads }
 	done := make(chan error, 1)
 	first := make(chan struct{})
 	go func() {
 		done <- c.stream(context.Background(), cfg, func(f *StreamFrame) error {
-			if f.Kind == EventSnapshot {
+			if f.Kind == FrameSnapshot {
 				close(first)
 			}
 			return nil
 		})
 	}()
 	<-first
-	if d := clk.waitSleep(t, time.Minute); d != time.Minute {
+	if d := clk.WaitSleep(t, time.Minute); d != time.Minute {
 		t.Fatalf("watchdog sleeps %v", d)
 	}
 	clk.Advance(59 * time.Second)
 	before := readCount()
 	keepalive <- struct{}{}
-	sig.waitFor(t, "keepalive read", func() bool { return readCount() > before })
+	sig.WaitFor(t, "keepalive read", func() bool { return readCount() > before })
 	clk.Advance(time.Second) // the original deadline: not idle, 1 s since the keepalive
-	if d := clk.waitSleep(t, 59*time.Second); d != 59*time.Second {
+	if d := clk.WaitSleep(t, 59*time.Second); d != 59*time.Second {
 		t.Fatalf("watchdog re-armed for %v, want 59s", d)
 	}
 	select {
@@ -201,7 +203,7 @@ func TestStreamIdleWatchdog(t *testing.T) {
 	}
 	clk.Advance(59 * time.Second)
 	err := <-done
-	if !errors.Is(err, ErrStreamIdle) || syncReason(err) != SyncReasonIdle {
+	if !errors.Is(err, ErrStreamIdle) || SyncReason(err) != SyncReasonIdle {
 		t.Fatalf("want ErrStreamIdle, got %v", err)
 	}
 }
@@ -224,12 +226,68 @@ func TestStreamTokenRotation(t *testing.T) {
 	writeFile(t, path, canaryToken)
 	c := newTestClient(t, srv.URL, ClientOptions{Token: FileToken(path)})
 	_, err := collect(t, c, context.Background(), streamConfig{})
-	if syncReason(err) != SyncReasonUnauthorized || len(srv.requests()) != 1 {
-		t.Fatalf("got %v after %d requests", err, len(srv.requests()))
+	if SyncReason(err) != SyncReasonUnauthorized || len(srv.Requests()) != 1 {
+		t.Fatalf("got %v after %d requests", err, len(srv.Requests()))
 	}
 	writeFile(t, path, canaryToken2)
 	frames, err := collect(t, c, context.Background(), streamConfig{})
-	if !errors.Is(err, ErrStreamEnded) || len(frames) != 1 || len(srv.requests()) != 3 {
-		t.Fatalf("got %v, %d frames after %d requests", err, len(frames), len(srv.requests()))
+	if !errors.Is(err, ErrStreamEnded) || len(frames) != 1 || len(srv.Requests()) != 3 {
+		t.Fatalf("got %v, %d frames after %d requests", err, len(frames), len(srv.Requests()))
+	}
+}
+
+// TestStreamHangUpIsNetwork: a broker that takes the connection and closes
+// it without answering cannot be reached (network), like a refused
+// connection and like every other route; only an answered stream that
+// stops is eof.
+func TestStreamHangUpIsNetwork(t *testing.T) {
+	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) { hangUp(w) })
+	c := newTestClient(t, srv.URL, ClientOptions{})
+	_, err := collect(t, c, context.Background(), streamConfig{})
+	var ne *NetError
+	if !errors.As(err, &ne) || errors.Is(err, ErrStreamEnded) || SyncReason(err) != SyncReasonNetwork {
+		t.Fatalf("hang-up before any answer: %v (reason %s), want a network error", err, SyncReason(err))
+	}
+}
+
+// TestStreamCutMidFrame: a connection that breaks in the middle of a frame
+// ended (eof); the unterminated remainder is discarded, as the SSE spec
+// says, not decoded into a protocol error. A complete bad frame is still a
+// protocol error, even when a cut follows it.
+func TestStreamCutMidFrame(t *testing.T) {
+	entry := sseFrame("entry", sseEntry)
+	half := entry[:len(entry)/2]
+	bad := sseFrame("entry", `{"kind":"entry","generation":`)
+	cases := []struct {
+		name   string
+		body   string
+		abort  bool // drop the connection instead of ending the body
+		frames int
+		reason string
+	}{
+		{"body ends mid-frame", sseFrame("snapshot", sseSnapshot) + half, false, 1, SyncReasonEOF},
+		{"connection drops mid-frame", sseFrame("snapshot", sseSnapshot) + half, true, 1, SyncReasonEOF},
+		{"connection drops mid-snapshot", sseFrame("snapshot", sseSnapshot)[:100], true, 0, SyncReasonEOF},
+		{"CRLF framing, drop mid-frame", strings.ReplaceAll(sseFrame("snapshot", sseSnapshot), "\n", "\r\n") + half, true, 1, SyncReasonEOF},
+		{"drop after a complete frame", sseFrame("snapshot", sseSnapshot) + entry, true, 2, SyncReasonEOF},
+		{"bad complete frame, then a drop mid-frame", sseFrame("snapshot", sseSnapshot) + bad + half, true, 1, SyncReasonProtocol},
+		{"bad complete frame, then the end", sseFrame("snapshot", sseSnapshot) + bad, false, 1, SyncReasonProtocol},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, tc.body)
+				w.(http.Flusher).Flush()
+				if tc.abort {
+					panic(http.ErrAbortHandler)
+				}
+			})
+			c := newTestClient(t, srv.URL, ClientOptions{})
+			frames, err := collect(t, c, context.Background(), streamConfig{})
+			if len(frames) != tc.frames || SyncReason(err) != tc.reason {
+				t.Fatalf("%d frames, %v (reason %s); want %d frames, reason %s", len(frames), err, SyncReason(err), tc.frames, tc.reason)
+			}
+		})
 	}
 }

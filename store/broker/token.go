@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 )
+
+const redacted = "[REDACTED]"
 
 // TokenSource supplies the broker bearer token. Reload forces a re-read
 // (the client calls it after a 401) and reports whether the token changed,

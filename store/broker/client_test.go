@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"context"
@@ -6,49 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-type recorded struct {
-	method, path, query string
-	header              http.Header
-	body                string
-}
-
-// recServer records every request and lets the test answer it; n counts
-// requests from 1.
-type recServer struct {
-	*httptest.Server
-	mu     sync.Mutex
-	reqs   []recorded
-	handle func(w http.ResponseWriter, r *http.Request, n int)
-}
-
-func newRecServer(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int)) *recServer {
-	t.Helper()
-	s := &recServer{handle: handle}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		s.reqs = append(s.reqs, recorded{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
-		n := len(s.reqs)
-		s.mu.Unlock()
-		s.handle(w, r, n)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *recServer) requests() []recorded {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]recorded(nil), s.reqs...)
-}
 
 func newTestClient(t *testing.T, url string, opts ClientOptions) *Client {
 	t.Helper()
@@ -62,19 +25,6 @@ func newTestClient(t *testing.T, url string, opts ClientOptions) *Client {
 	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c
-}
-
-func jsonReply(w http.ResponseWriter, status int, body string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
-}
-
-func hangUp(w http.ResponseWriter) {
-	conn, _, err := w.(http.Hijacker).Hijack()
-	if err == nil {
-		conn.Close()
-	}
 }
 
 const okEntry = `{"entry":{"id":7,"provider":"muse-code","credential":{"type":"oauth","access":"` + canaryAccess + `","refresh":"__remote__","expires":8640000000000000,"email":"spec-muse@example.invalid"},"identityKey":"email:spec-muse@example.invalid"}}`
@@ -105,8 +55,6 @@ func TestClientHeadersPerRoute(t *testing.T) {
 			jsonReply(w, 200, okEntry)
 		case "/v1/credential/7/disable":
 			jsonReply(w, 200, `{"ok":true}`)
-		case "/v1/credential":
-			jsonReply(w, 200, `{"entries":[`+strings.TrimSuffix(strings.TrimPrefix(okEntry, `{"entry":`), "}")+`]}`)
 		case "/v1/credentials/disabled":
 			jsonReply(w, 200, `{"generatedAt":1,"disabled":[]}`)
 		default:
@@ -134,10 +82,6 @@ func TestClientHeadersPerRoute(t *testing.T) {
 	if err := c.Disable(ctx, 7, ""); err != nil {
 		t.Fatal(err)
 	}
-	es, err := c.Upload(ctx, "muse-code", UploadCredential{Type: TypeAPIKey, Key: canaryKey})
-	if err != nil || len(es) != 1 || es[0].ID != 7 {
-		t.Fatalf("upload %v %v", es, err)
-	}
 	if _, err := c.Disabled(ctx, "anthropic"); err != nil {
 		t.Fatal(err)
 	}
@@ -154,28 +98,27 @@ func TestClientHeadersPerRoute(t *testing.T) {
 		{"POST", "/v1/credential/7/refresh", "", true, false, false, ""},
 		{"POST", "/v1/credential/7/disable", "", true, false, true, `{"cause":"manual"}`},
 		{"POST", "/v1/credential/7/disable", "", true, false, false, ""},
-		{"POST", "/v1/credential", "", true, false, true, `{"credential":{"key":"` + canaryKey + `","type":"api_key"},"provider":"muse-code"}`},
 		{"GET", "/v1/credentials/disabled", "provider=anthropic", true, false, false, ""},
 	}
-	got := srv.requests()
+	got := srv.Requests()
 	if len(got) != len(wants) {
 		t.Fatalf("%d requests, want %d", len(got), len(wants))
 	}
 	for i, w := range wants {
 		g := got[i]
-		if g.method != w.method || g.path != w.path || g.query != w.query || g.body != w.body {
-			t.Errorf("request %d = %s %s?%s %s, want %s %s?%s %s", i, g.method, g.path, g.query, g.body, w.method, w.path, w.query, w.body)
+		if g.Method != w.method || g.Path != w.path || g.Query != w.query || g.Body != w.body {
+			t.Errorf("request %d = %s %s?%s %s, want %s %s?%s %s", i, g.Method, g.Path, g.Query, g.Body, w.method, w.path, w.query, w.body)
 		}
-		if g.header.Get("Accept") != "application/json" {
-			t.Errorf("%s: Accept %q", w.path, g.header.Get("Accept"))
+		if g.Header.Get("Accept") != "application/json" {
+			t.Errorf("%s: Accept %q", w.path, g.Header.Get("Accept"))
 		}
-		if a := g.header.Get("Authorization"); (a == "Bearer "+canaryToken) != w.auth || (!w.auth && a != "") {
+		if a := g.Header.Get("Authorization"); (a == "Bearer "+canaryToken) != w.auth || (!w.auth && a != "") {
 			t.Errorf("%s: Authorization present=%v, want %v", w.path, a != "", w.auth)
 		}
-		if cp := g.header.Get(capabilitiesHeader); (cp == "codex-meter-block-scopes") != w.caps {
+		if cp := g.Header.Get(capabilitiesHeader); (cp == "codex-meter-block-scopes") != w.caps {
 			t.Errorf("%s: capabilities %q", w.path, cp)
 		}
-		if ct := g.header.Get("Content-Type"); (ct == "application/json") != w.ctype {
+		if ct := g.Header.Get("Content-Type"); (ct == "application/json") != w.ctype {
 			t.Errorf("%s: Content-Type %q", w.path, ct)
 		}
 	}
@@ -201,7 +144,7 @@ func TestClientRetriesOnlyTransportErrors(t *testing.T) {
 		}},
 		{"two hang-ups give up", func(w http.ResponseWriter, r *http.Request, n int) { hangUp(w) }, 2, func(t *testing.T, err error) {
 			var ne *NetError
-			if !errors.As(err, &ne) || ne.Timeout || opReason(err) != ReasonNetwork {
+			if !errors.As(err, &ne) || ne.Timeout || CallReason(err) != ReasonNetwork {
 				t.Fatalf("want network NetError, got %v", err)
 			}
 		}},
@@ -209,21 +152,21 @@ func TestClientRetriesOnlyTransportErrors(t *testing.T) {
 			jsonReply(w, 500, `{"error":"OAuth token refresh timed out for provider: muse-code"}`)
 		}, 1, func(t *testing.T, err error) {
 			var he *HTTPError
-			if !errors.As(err, &he) || he.Status != 500 || he.Message != "OAuth token refresh timed out for provider: muse-code" || opReason(err) != ReasonUpstream {
+			if !errors.As(err, &he) || he.Status != 500 || he.Message != "OAuth token refresh timed out for provider: muse-code" || CallReason(err) != ReasonUpstream {
 				t.Fatalf("got %v", err)
 			}
 		}},
 		{"404 is not retried", func(w http.ResponseWriter, r *http.Request, n int) {
 			jsonReply(w, 404, `{"error":"No credential with id=7"}`)
 		}, 1, func(t *testing.T, err error) {
-			if opReason(err) != ReasonNotFound || !strings.Contains(err.Error(), "No credential with id=7") {
+			if CallReason(err) != ReasonNotFound || !strings.Contains(err.Error(), "No credential with id=7") {
 				t.Fatalf("got %v", err)
 			}
 		}},
 		{"bad body is not retried", func(w http.ResponseWriter, r *http.Request, n int) {
 			jsonReply(w, 200, `{"entry":`)
 		}, 1, func(t *testing.T, err error) {
-			if opReason(err) != ReasonInvalidResponse {
+			if CallReason(err) != ReasonInvalidResponse {
 				t.Fatalf("got %v", err)
 			}
 		}},
@@ -234,7 +177,7 @@ func TestClientRetriesOnlyTransportErrors(t *testing.T) {
 			c := newTestClient(t, srv.URL, ClientOptions{})
 			_, err := c.Refresh(context.Background(), 7)
 			tc.check(t, err)
-			if n := len(srv.requests()); n != tc.attempts {
+			if n := len(srv.Requests()); n != tc.attempts {
 				t.Fatalf("%d attempts, want %d", n, tc.attempts)
 			}
 		})
@@ -254,7 +197,7 @@ func TestClientAttemptTimeout(t *testing.T) {
 		if _, err := c.Refresh(context.Background(), 7); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(srv.requests()); n != 2 {
+		if n := len(srv.Requests()); n != 2 {
 			t.Fatalf("%d attempts", n)
 		}
 	})
@@ -263,10 +206,10 @@ func TestClientAttemptTimeout(t *testing.T) {
 		c := newTestClient(t, srv.URL, ClientOptions{RequestTimeout: 20 * time.Millisecond})
 		err := c.Disable(context.Background(), 7, "")
 		var ne *NetError
-		if !errors.As(err, &ne) || !ne.Timeout || opReason(err) != ReasonTimeout || syncReason(err) != SyncReasonTimeout {
+		if !errors.As(err, &ne) || !ne.Timeout || CallReason(err) != ReasonTimeout || SyncReason(err) != SyncReasonTimeout {
 			t.Fatalf("got %v", err)
 		}
-		if n := len(srv.requests()); n != 2 {
+		if n := len(srv.Requests()); n != 2 {
 			t.Fatalf("%d attempts", n)
 		}
 	})
@@ -283,7 +226,7 @@ func TestClientAttemptTimeout(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v", err)
 		}
-		if n := len(srv.requests()); n != 1 {
+		if n := len(srv.Requests()); n != 1 {
 			t.Fatalf("%d attempts", n)
 		}
 	})
@@ -369,9 +312,9 @@ func TestClientSnapshotGeneration(t *testing.T) {
 			if !tc.notMod && res.Snapshot.Generation != tc.wantGen {
 				t.Fatalf("snapshot generation %d", res.Snapshot.Generation)
 			}
-			r := srv.requests()[0]
-			if r.query != tc.wantWait || r.header.Get("If-None-Match") != tc.wantINM {
-				t.Fatalf("query %q If-None-Match %q", r.query, r.header.Get("If-None-Match"))
+			r := srv.Requests()[0]
+			if r.Query != tc.wantWait || r.Header.Get("If-None-Match") != tc.wantINM {
+				t.Fatalf("query %q If-None-Match %q", r.Query, r.Header.Get("If-None-Match"))
 			}
 		})
 	}
@@ -410,10 +353,10 @@ func TestClientTokenRotation(t *testing.T) {
 
 	_, err := c.Disabled(ctx, "")
 	var he *HTTPError
-	if !errors.As(err, &he) || he.Status != 401 || opReason(err) != ReasonUnauthorized || syncReason(err) != SyncReasonUnauthorized {
+	if !errors.As(err, &he) || he.Status != 401 || CallReason(err) != ReasonUnauthorized || SyncReason(err) != SyncReasonUnauthorized {
 		t.Fatalf("want 401, got %v", err)
 	}
-	if n := len(srv.requests()); n != 1 {
+	if n := len(srv.Requests()); n != 1 {
 		t.Fatalf("unchanged token must not be retried: %d requests", n)
 	}
 	assertNoCanary(t, "401 error", err.Error())
@@ -422,20 +365,20 @@ func TestClientTokenRotation(t *testing.T) {
 	if _, err := c.Disabled(ctx, ""); err != nil {
 		t.Fatalf("rotated token not picked up: %v", err)
 	}
-	reqs := srv.requests()
-	if len(reqs) != 3 || reqs[1].header.Get("Authorization") != "Bearer "+canaryToken || reqs[2].header.Get("Authorization") != "Bearer "+canaryToken2 {
+	reqs := srv.Requests()
+	if len(reqs) != 3 || reqs[1].Header.Get("Authorization") != "Bearer "+canaryToken || reqs[2].Header.Get("Authorization") != "Bearer "+canaryToken2 {
 		t.Fatalf("requests: %d", len(reqs))
 	}
 	// The new token is kept: the next call succeeds first time.
-	if _, err := c.Disabled(ctx, ""); err != nil || len(srv.requests()) != 4 {
-		t.Fatalf("%v %d", err, len(srv.requests()))
+	if _, err := c.Disabled(ctx, ""); err != nil || len(srv.Requests()) != 4 {
+		t.Fatalf("%v %d", err, len(srv.Requests()))
 	}
 
 	// A missing token file is a TokenError naming the file, not the token.
 	c2 := newTestClient(t, srv.URL, ClientOptions{Token: FileToken(filepath.Join(t.TempDir(), "missing"))})
 	_, err = c2.Disabled(ctx, "")
 	var te *TokenError
-	if !errors.As(err, &te) || opReason(err) != ReasonUnauthorized || !strings.Contains(err.Error(), "missing") {
+	if !errors.As(err, &te) || CallReason(err) != ReasonUnauthorized || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -447,18 +390,16 @@ func TestClientErrorsNeverEchoSecrets(t *testing.T) {
 		body   string
 		want   string
 	}{
-		{"validation error quoting the key", 400, `{"error":"credential.key must be a valid key (was \"` + canaryKey + `\")\ncredential.clientSecret must be removed (was \"` + canaryExtra + `\")"}`, "[REDACTED]"},
-		{"error quoting the bearer token", 500, `{"error":"bad token ` + canaryToken + `"}`, "bad token [REDACTED]"},
+		{"error quoting the bearer token", 500, `{"error":"bad token ` + canaryToken + `\nsecond line"}`, "bad token [REDACTED] second line"},
 		{"non-JSON error body", 502, `<html>` + canaryAccess + `</html>`, "Bad Gateway"},
 		{"success body that is not JSON", 200, `oops ` + canaryAccess, "invalid response"},
-		{"success body with wrong shape", 200, `{"entries":{"access":"` + canaryAccess + `"}}`, "invalid response"},
+		{"success body with wrong shape", 200, `{"entry":{"credential":{"type":"oauth","access":"` + canaryAccess + `"}}}`, "invalid response"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) { jsonReply(w, tc.status, tc.body) })
 			c := newTestClient(t, srv.URL, ClientOptions{})
-			_, err := c.Upload(context.Background(), "openai", UploadCredential{
-				Type: TypeAPIKey, Key: canaryKey, Extra: map[string]Secret{"clientSecret": canaryExtra}})
+			_, err := c.Refresh(context.Background(), 7)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -479,11 +420,15 @@ func TestClientOversizedResponse(t *testing.T) {
 	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		jsonReply(w, 200, `{"generatedAt":1,"reports":[`+strings.Repeat(`{"provider":"p","limits":[]},`, 100)+`{"provider":"p"}]}`)
 	})
-	c := newTestClient(t, srv.URL, ClientOptions{MaxFrameBytes: 512})
+	c := newTestClient(t, srv.URL, ClientOptions{MaxFrameBytes: 256, MaxUsageBytes: 512})
 	_, err := c.Usage(context.Background(), 0)
 	var pe *ProtocolError
-	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "larger than 512 bytes") {
+	if !errors.As(err, &pe) || !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "larger than 512 bytes") {
 		t.Fatalf("got %v", err)
+	}
+	// Other routes keep the frame limit.
+	if _, err := c.Snapshot(context.Background(), SnapshotRequest{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("snapshot: got %v", err)
 	}
 }
 
@@ -501,14 +446,14 @@ func TestClientLongPollRetryIsUnconditional(t *testing.T) {
 	if err != nil || res.NotModified || res.Generation != 14 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	reqs := srv.requests()
+	reqs := srv.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests", len(reqs))
 	}
-	if reqs[0].header.Get("If-None-Match") != `"14"` || reqs[0].query != "wait=30000" {
+	if reqs[0].Header.Get("If-None-Match") != `"14"` || reqs[0].Query != "wait=30000" {
 		t.Fatalf("first attempt not a long-poll: %+v", reqs[0])
 	}
-	if reqs[1].header.Get("If-None-Match") != "" || reqs[1].query != "" || reqs[1].header.Get(capabilitiesHeader) == "" {
+	if reqs[1].Header.Get("If-None-Match") != "" || reqs[1].Query != "" || reqs[1].Header.Get(capabilitiesHeader) == "" {
 		t.Fatalf("retry after a transport error must be an unconditional GET: %+v", reqs[1])
 	}
 }

@@ -1,9 +1,10 @@
-package store
+package broker
 
 import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -262,7 +263,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 			cutFrame = err
 			return
 		}
-		if err == nil && first && f.Kind != EventSnapshot {
+		if err == nil && first && f.Kind != FrameSnapshot {
 			err = protoErr("stream", "first frame is %s, not snapshot", quoteShort(f.Kind))
 		}
 		if err == nil {
@@ -293,7 +294,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		r := &request{method: http.MethodGet, path: streamPath}
 		return c.statusErr(r, &response{status: sb.status, body: sb.body})
 	case errors.Is(err, bufio.ErrTooLong):
-		return protoErr("stream", "frame larger than %d bytes", c.maxBody)
+		return &ProtocolError{Op: "stream", Detail: fmt.Sprintf("frame larger than %d bytes", c.maxBody), TooLarge: true}
 	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && answered.Load():
 		return ErrStreamEnded
 	}

@@ -1,27 +1,6 @@
 package store
 
-import (
-	"context"
-	"time"
-)
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
-func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+import "time"
 
 // retryDelay is the sync loop's retry delay: it doubles from initial up to max
 // and is reset by the loop after a healthy exchange.

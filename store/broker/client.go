@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"bytes"
@@ -15,10 +15,13 @@ import (
 	"time"
 )
 
-// Defaults from the broker client (protocol §9) and DESIGN.md.
+// Defaults of the reference client (docs/broker-protocol.md).
 const (
-	DefaultRequestTimeout    = 10 * time.Second
-	DefaultMaxFrameBytes     = 16 << 20
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMaxFrameBytes  = 16 << 20
+	// DefaultMaxUsageBytes fits about 50,000 usage reports of four limits
+	// (a 10,000-report answer is about 12.5 MB).
+	DefaultMaxUsageBytes     = 128 << 20
 	DefaultStreamIdleTimeout = 60 * time.Second
 
 	capabilitiesHeader = "OMP-Auth-Broker-Capabilities"
@@ -38,9 +41,11 @@ type ClientOptions struct {
 	// RequestTimeout, or the long-poll budget, through its context.
 	Transport      http.RoundTripper
 	RequestTimeout time.Duration // per attempt; default 10 s
-	// MaxFrameBytes bounds one SSE frame and one response body; default
-	// 16 MiB (a full snapshot frame must fit).
+	// MaxFrameBytes bounds one SSE frame and one response body other than
+	// usage; default 16 MiB (a full snapshot frame must fit).
 	MaxFrameBytes int
+	// MaxUsageBytes bounds a /v1/usage answer; default 128 MiB.
+	MaxUsageBytes int
 	// StreamIdleTimeout: a stream that delivers no byte for this long is
 	// dropped (the broker sends a keepalive every 20 s); default 60 s.
 	StreamIdleTimeout time.Duration
@@ -58,6 +63,7 @@ type Client struct {
 	httpc      *http.Client
 	timeout    time.Duration
 	maxBody    int
+	maxUsage   int
 	idle       time.Duration
 	userAgent  string
 	clock      Clock
@@ -77,6 +83,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		transport: opts.Transport,
 		timeout:   opts.RequestTimeout,
 		maxBody:   opts.MaxFrameBytes,
+		maxUsage:  opts.MaxUsageBytes,
 		idle:      opts.StreamIdleTimeout,
 		userAgent: opts.UserAgent,
 		clock:     opts.Clock,
@@ -102,11 +109,14 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if c.maxBody <= 0 {
 		c.maxBody = DefaultMaxFrameBytes
 	}
+	if c.maxUsage <= 0 {
+		c.maxUsage = DefaultMaxUsageBytes
+	}
 	if c.idle <= 0 {
 		c.idle = DefaultStreamIdleTimeout
 	}
 	if c.clock == nil {
-		c.clock = wallClock{}
+		c.clock = WallClock{}
 	}
 	if c.userAgent == "" {
 		c.userAgent = "authbroker_exporter"
@@ -119,9 +129,12 @@ func NewClient(opts ClientOptions) (*Client, error) {
 // String, GoString and Format keep fmt from walking into the client's
 // fields (the token source sits behind an unexported field, where fmt
 // would ignore its own redacting Format).
-func (c Client) String() string             { return "store.Client(" + c.base + ")" }
+func (c Client) String() string             { return "broker.Client(" + c.base + ")" }
 func (c Client) GoString() string           { return c.String() }
 func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+
+// RequestTimeout bounds one request attempt.
+func (c *Client) RequestTimeout() time.Duration { return c.timeout }
 
 // CloseIdleConnections releases idle keep-alive connections.
 func (c *Client) CloseIdleConnections() {
@@ -172,8 +185,8 @@ type request struct {
 	body         []byte
 	header       http.Header
 	timeout      time.Duration
+	maxBody      int // 0 = the client's MaxFrameBytes
 	noAuth       bool
-	secrets      []string // values the error message must not echo
 	// plainRetry turns the retry of a long-poll into an unconditional GET:
 	// after a transport error the broker may have restarted and reused the
 	// generation the request carries (protocol §9).
@@ -272,6 +285,9 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	}
 	defer resp.Body.Close()
 	limit := c.maxBody
+	if r.maxBody > 0 {
+		limit = r.maxBody
+	}
 	if resp.StatusCode >= 300 {
 		limit = maxErrorBody
 	}
@@ -291,7 +307,7 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 		if resp.StatusCode >= 300 {
 			b = b[:limit]
 		} else {
-			return nil, protoErr(r.op(), "response larger than %d bytes", limit)
+			return nil, &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
 		}
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
@@ -318,23 +334,17 @@ func (c *Client) statusErr(r *request, resp *response) *HTTPError {
 	var we wireError
 	msg := ""
 	if json.Unmarshal(resp.body, &we) == nil {
-		msg = c.scrub(we.Error, r.secrets)
+		msg = c.scrub(we.Error)
 	}
 	return &HTTPError{Method: r.method, Path: r.path, Status: resp.status, Message: msg}
 }
 
-// scrub removes the bearer token and request secrets from a broker message
-// (validation errors may quote the offending value), flattens it to one
-// line and bounds its length.
-func (c *Client) scrub(msg string, secrets []string) string {
+// scrub removes the bearer token from a broker message, flattens it to
+// one line and bounds its length.
+func (c *Client) scrub(msg string) string {
 	if c.token != nil {
 		if tok, err := c.token.Token(); err == nil && tok != "" {
 			msg = strings.ReplaceAll(msg, tok, redacted)
-		}
-	}
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			msg = strings.ReplaceAll(msg, s, redacted)
 		}
 	}
 	msg = strings.Map(func(r rune) rune {
@@ -400,11 +410,7 @@ type SnapshotResult struct {
 }
 
 // Snapshot calls GET /v1/snapshot.
-func (c *Client) Snapshot(ctx context.Context, req SnapshotRequest) (*SnapshotResult, error) {
-	return c.snapshot(ctx, req, c.clock)
-}
-
-func (c *Client) snapshot(ctx context.Context, sr SnapshotRequest, clk Clock) (*SnapshotResult, error) {
+func (c *Client) Snapshot(ctx context.Context, sr SnapshotRequest) (*SnapshotResult, error) {
 	r := &request{method: http.MethodGet, path: "/v1/snapshot", header: http.Header{capabilitiesHeader: {capabilities}}}
 	if sr.LongPoll {
 		wait := max(sr.Wait, 0)
@@ -417,7 +423,7 @@ func (c *Client) snapshot(ctx context.Context, sr SnapshotRequest, clk Clock) (*
 	if err != nil {
 		return nil, err
 	}
-	recv := clk.Now()
+	recv := c.clock.Now()
 	etag, hasTag := parseETag(resp.header.Get("ETag"))
 	switch resp.status {
 	case http.StatusNotModified:
@@ -459,26 +465,21 @@ func parseETag(v string) (int64, bool) {
 // attempt timeout is RequestTimeout × (maxAccountsPerProvider + 1) like the
 // broker client's.
 func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
-	r := &request{method: http.MethodGet, path: "/v1/usage",
+	r := &request{method: http.MethodGet, path: "/v1/usage", maxBody: c.maxUsage,
 		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
-	var w wireUsage
-	if err := c.call(ctx, r, &w); err != nil {
+	resp, err := c.do(ctx, r)
+	if err != nil {
 		return nil, err
 	}
-	out, err := w.convert()
-	if err != nil {
-		return nil, jsonProtoErr(r.op(), err)
+	if resp.status != http.StatusOK {
+		return nil, c.statusErr(r, resp)
 	}
-	return out, nil
+	return decodeUsage(r.op(), resp.body)
 }
 
 // Refresh calls POST /v1/credential/:id/refresh and returns the redacted
 // entry (no rotatesInMs, no blocks).
 func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
-	return c.refresh(ctx, id, c.clock)
-}
-
-func (c *Client) refresh(ctx context.Context, id int64, clk Clock) (*Entry, error) {
 	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/refresh"}
 	var w wireEntryResponse
 	if err := c.call(ctx, r, &w); err != nil {
@@ -488,7 +489,7 @@ func (c *Client) refresh(ctx context.Context, id int64, clk Clock) (*Entry, erro
 		return nil, protoErr(r.op(), "missing entry")
 	}
 	e := new(Entry)
-	if err := w.Entry.convert(e, clk.Now()); err != nil {
+	if err := w.Entry.convert(e, c.clock.Now()); err != nil {
 		return nil, jsonProtoErr(r.op(), err)
 	}
 	return e, nil
@@ -502,42 +503,6 @@ func (c *Client) Disable(ctx context.Context, id int64, cause string) error {
 		r.body, _ = json.Marshal(map[string]string{"cause": cause})
 	}
 	return c.call(ctx, r, nil)
-}
-
-// Upload calls POST /v1/credential and returns the provider's active rows.
-func (c *Client) Upload(ctx context.Context, provider string, cred UploadCredential) ([]*Entry, error) {
-	return c.upload(ctx, provider, cred, c.clock)
-}
-
-func (c *Client) upload(ctx context.Context, provider string, cred UploadCredential, clk Clock) ([]*Entry, error) {
-	if provider == "" {
-		return nil, errors.New("auth-broker upload: provider is required")
-	}
-	wc, err := cred.wireBody()
-	if err != nil {
-		return nil, err
-	}
-	body, err := json.Marshal(map[string]any{"provider": provider, "credential": wc})
-	if err != nil {
-		return nil, errors.New("auth-broker upload: encoding request failed")
-	}
-	r := &request{method: http.MethodPost, path: "/v1/credential", body: body, secrets: cred.secrets()}
-	var w wireEntriesResponse
-	if err := c.call(ctx, r, &w); err != nil {
-		return nil, err
-	}
-	if w.Entries == nil {
-		return nil, protoErr(r.op(), "missing entries")
-	}
-	recv := clk.Now()
-	out := make([]*Entry, len(w.Entries))
-	for i := range w.Entries {
-		out[i] = new(Entry)
-		if err := w.Entries[i].convert(out[i], recv); err != nil {
-			return nil, jsonProtoErr(r.op(), err)
-		}
-	}
-	return out, nil
 }
 
 // Disabled calls GET /v1/credentials/disabled (provider "" = all). An old

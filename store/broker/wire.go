@@ -1,4 +1,4 @@
-package store
+package broker
 
 import (
 	"bytes"
@@ -9,9 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // ProtocolError reports a response or frame the broker should never send:
@@ -19,13 +17,20 @@ import (
 // oversized frame. Its text never quotes the offending payload, which may
 // carry token material.
 type ProtocolError struct {
-	Op     string // e.g. "GET /v1/snapshot" or "stream"
-	Detail string
+	Op       string // e.g. "GET /v1/snapshot" or "stream"
+	Detail   string
+	TooLarge bool // the body or frame was over its size limit
 }
 
 func (e *ProtocolError) Error() string {
 	return "auth-broker " + e.Op + ": invalid response: " + e.Detail
 }
+
+// ErrTooLarge matches (errors.Is) a ProtocolError for a body or frame over
+// its size limit.
+var ErrTooLarge = errors.New("auth-broker response over its size limit")
+
+func (e *ProtocolError) Is(target error) bool { return target == ErrTooLarge && e.TooLarge }
 
 func protoErr(op, format string, args ...any) *ProtocolError {
 	return &ProtocolError{Op: op, Detail: fmt.Sprintf(format, args...)}
@@ -155,225 +160,6 @@ func (w *wireCredential) UnmarshalJSON(data []byte) error {
 		}
 		return err
 	})
-}
-
-// numberLiteral: true for a number, false for null or nothing, an error
-// for anything else (as jsonNumber).
-func numberLiteral(val []byte, field string) (bool, error) {
-	if len(val) == 0 || val[0] == 'n' {
-		return false, nil
-	}
-	if !isNumber(val) {
-		return false, missing(field)
-	}
-	return true, nil
-}
-
-// msTimeBytes is msTime of a number literal, without allocating for the
-// usual integer.
-func msTimeBytes(val []byte) (time.Time, bool) {
-	if v, ok := smallInt(val); ok {
-		return time.UnixMilli(v), true
-	}
-	return msTime(json.Number(val))
-}
-
-// smallInt parses an integer literal of up to 18 digits.
-func smallInt(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	if neg {
-		v = -v
-	}
-	return v, true
-}
-
-// stringPool hands out one copy of the strings a stream keeps sending: an
-// entry frame repeats the provider, identity key, email and account id of
-// the entry it replaces, and a lookup by bytes allocates nothing. It holds
-// two generations of stringPoolGen strings; when the current one fills it
-// becomes the old one, so the pool stays bounded under churn. A nil pool
-// just converts.
-type stringPool struct {
-	cur, old map[string]string
-}
-
-const stringPoolGen = 1 << 16
-
-func (p *stringPool) get(b []byte) string {
-	if p == nil {
-		return string(b)
-	}
-	if s, ok := p.cur[string(b)]; ok {
-		return s
-	}
-	s, ok := p.old[string(b)]
-	if !ok {
-		s = string(b)
-	}
-	p.add(s)
-	return s
-}
-
-// share returns the pooled copy of s, pooling s when it is new.
-func (p *stringPool) share(s string) string {
-	if x, ok := p.cur[s]; ok {
-		return x
-	}
-	if x, ok := p.old[s]; ok {
-		s = x
-	}
-	p.add(s)
-	return s
-}
-
-func (p *stringPool) add(s string) {
-	if len(p.cur) >= stringPoolGen {
-		p.old, p.cur = p.cur, nil
-	}
-	if p.cur == nil {
-		p.cur = make(map[string]string)
-	}
-	p.cur[s] = s
-}
-
-// jsonString decodes an optional string value; null is "".
-func jsonString(val []byte, field string) (string, error) {
-	return (*stringPool)(nil).jsonString(val, field)
-}
-
-// jsonString is the package jsonString, drawing plain strings from p.
-func (p *stringPool) jsonString(val []byte, field string) (string, error) {
-	if len(val) == 0 || val[0] == 'n' {
-		return "", nil
-	}
-	if val[0] != '"' {
-		return "", missing(field)
-	}
-	inner := val[1 : len(val)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return p.get(inner), nil
-	}
-	var s string
-	if err := json.Unmarshal(val, &s); err != nil {
-		return "", missing(field)
-	}
-	return s, nil
-}
-
-// walkObject calls fn for each member of a JSON object already known to be
-// syntactically valid (encoding/json checks the whole document before it
-// calls an UnmarshalJSON method). Keys are compared raw, so an escaped key
-// never matches a known field.
-func walkObject(data []byte, fn func(key, val []byte) error) error {
-	i := skipWS(data, 1)
-	if i < len(data) && data[i] == '}' {
-		return nil
-	}
-	for i < len(data) {
-		if data[i] != '"' {
-			return missing("object key")
-		}
-		end := skipString(data, i)
-		key := data[i+1 : end-1]
-		i = skipWS(data, end)
-		if i >= len(data) || data[i] != ':' {
-			return missing("object member")
-		}
-		i = skipWS(data, i+1)
-		vend := skipValue(data, i)
-		if vend <= i {
-			return missing("object value")
-		}
-		if err := fn(key, data[i:vend]); err != nil {
-			return err
-		}
-		i = skipWS(data, vend)
-		if i >= len(data) {
-			break
-		}
-		if data[i] == '}' {
-			return nil
-		}
-		if data[i] != ',' {
-			return missing("object separator")
-		}
-		i = skipWS(data, i+1)
-	}
-	return missing("object end")
-}
-
-func skipWS(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at data[i].
-func skipString(data []byte, i int) int {
-	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(data)
-}
-
-func skipValue(data []byte, i int) int {
-	if i >= len(data) {
-		return i
-	}
-	switch data[i] {
-	case '"':
-		return skipString(data, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(data); j++ {
-			switch data[j] {
-			case '"':
-				j = skipString(data, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(data)
-	default:
-		j := i
-		for j < len(data) {
-			switch data[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return j
-			}
-			j++
-		}
-		return j
-	}
 }
 
 type wireBlock struct {
@@ -597,14 +383,14 @@ type Snapshot struct {
 
 // StreamFrame is one decoded event of /v1/snapshot/stream.
 type StreamFrame struct {
-	Kind       string // EventSnapshot, EventEntry or EventRemoved
+	Kind       string // FrameSnapshot, FrameEntry or FrameRemoved
 	Generation int64
 	ServerNow  time.Time
 	ReceivedAt time.Time
 	Refresher  Refresher
-	Snapshot   *Snapshot // Kind == EventSnapshot
-	Entry      *Entry    // Kind == EventEntry
-	RemovedID  int64     // Kind == EventRemoved
+	Snapshot   *Snapshot // Kind == FrameSnapshot
+	Entry      *Entry    // Kind == FrameEntry
+	RemovedID  int64     // Kind == FrameRemoved
 }
 
 func (w *wireFrame) header(recv time.Time) (gen int64, now time.Time, r Refresher, err error) {
@@ -658,6 +444,16 @@ func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 
 // decodeFrame decodes one stream frame; pool (optional) is the
 // connection's string pool.
+// FrameDecoder decodes the frames of one stream connection; the strings
+// the frames repeat (providers, emails, ids) are kept once. Not safe for
+// concurrent use.
+type FrameDecoder struct{ pool stringPool }
+
+// Decode decodes one frame received at recv.
+func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error) {
+	return decodeFrame(data, recv, &d.pool)
+}
+
 func decodeFrame(data []byte, recv time.Time, pool *stringPool) (*StreamFrame, error) {
 	if f, ok := decodeDeltaFast(data, recv, pool); ok {
 		return f, nil
@@ -681,19 +477,19 @@ func decodeFrameGeneral(data []byte, recv time.Time) (*StreamFrame, error) {
 func (w *wireFrame) frame(recv time.Time) (*StreamFrame, error) {
 	f := &StreamFrame{Kind: w.Kind, ReceivedAt: recv}
 	switch w.Kind {
-	case EventSnapshot:
+	case FrameSnapshot:
 		s, err := w.snapshot(recv)
 		if err != nil {
 			return nil, err
 		}
 		f.Generation, f.ServerNow, f.Refresher, f.Snapshot = s.Generation, s.ServerNow, s.Refresher, s
 		return f, nil
-	case EventEntry, EventRemoved:
+	case FrameEntry, FrameRemoved:
 		var err error
 		if f.Generation, f.ServerNow, f.Refresher, err = w.header(recv); err != nil {
 			return nil, err
 		}
-		if w.Kind == EventRemoved {
+		if w.Kind == FrameRemoved {
 			id, ok := numInt(w.ID)
 			if !ok {
 				return nil, missing("removed id")
@@ -731,10 +527,6 @@ type Health struct {
 
 type wireEntryResponse struct {
 	Entry *wireEntry `json:"entry"`
-}
-
-type wireEntriesResponse struct {
-	Entries []wireEntry `json:"entries"`
 }
 
 type wireError struct {
@@ -775,173 +567,4 @@ func (w *wireDisabled) convert() ([]Tombstone, error) {
 		out = append(out, ts)
 	}
 	return out, nil
-}
-
-// Usage wire types. Reports and limits are open objects on the wire; only
-// the fields below are read, and metadata only for its identity strings.
-
-type wireUsage struct {
-	GeneratedAt json.Number `json:"generatedAt"`
-	Reports     *reportList `json:"reports"`
-}
-
-type wireReport struct {
-	Provider  string                     `json:"provider"`
-	FetchedAt json.Number                `json:"fetchedAt"`
-	Limits    []wireLimit                `json:"limits"`
-	Metadata  map[string]json.RawMessage `json:"metadata"`
-}
-
-type wireLimit struct {
-	ID     string      `json:"id"`
-	Label  string      `json:"label"`
-	Scope  wireScope   `json:"scope"`
-	Window *wireWindow `json:"window"`
-	Amount wireAmount  `json:"amount"`
-	Status string      `json:"status"`
-}
-
-type wireScope struct {
-	Provider  string `json:"provider"`
-	AccountID string `json:"accountId"`
-	ProjectID string `json:"projectId"`
-	OrgID     string `json:"orgId"`
-	ModelID   string `json:"modelId"`
-	Tier      string `json:"tier"`
-	WindowID  string `json:"windowId"`
-	Shared    bool   `json:"shared"`
-}
-
-type wireWindow struct {
-	ID         string      `json:"id"`
-	Label      string      `json:"label"`
-	DurationMs json.Number `json:"durationMs"`
-	ResetsAt   json.Number `json:"resetsAt"`
-	ResetLabel string      `json:"resetLabel"`
-}
-
-type wireAmount struct {
-	Used              *float64 `json:"used"`
-	Limit             *float64 `json:"limit"`
-	Remaining         *float64 `json:"remaining"`
-	UsedFraction      *float64 `json:"usedFraction"`
-	RemainingFraction *float64 `json:"remainingFraction"`
-	Unit              string   `json:"unit"`
-}
-
-// UsageResponse is the answer of GET /v1/usage.
-type UsageResponse struct {
-	GeneratedAt time.Time
-	Reports     []UsageReport
-}
-
-// metaString reads a metadata value the way the broker client does: only a
-// string with non-blank content counts, and it is trimmed.
-func metaString(m map[string]json.RawMessage, key string) string {
-	raw, ok := m[key]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return strings.TrimSpace(s)
-}
-
-func (w *wireUsage) convert() (*UsageResponse, error) {
-	if w.Reports == nil {
-		return nil, missing("reports")
-	}
-	out := &UsageResponse{Reports: w.Reports.reports}
-	if out.Reports == nil {
-		out.Reports = []UsageReport{}
-	}
-	if w.GeneratedAt != "" {
-		out.GeneratedAt, _ = msTime(w.GeneratedAt)
-	}
-	return out, nil
-}
-
-// reportList decodes the reports array one report at a time and
-// converts each as it goes: a 10k-report answer never exists in full in
-// wire form (maps of raw metadata, duplicate strings) next to its result.
-type reportList struct {
-	reports []UsageReport
-}
-
-func (u *reportList) UnmarshalJSON(data []byte) error {
-	u.reports = nil // a repeated key: the last one wins, as in JSON.parse
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil {
-		return err
-	} else if t != json.Delim('[') {
-		return missing("reports")
-	}
-	// Thousands of reports repeat the same provider, limit ids, labels,
-	// units and windows; the answer is kept for the usage TTL, so those
-	// strings are kept once each.
-	in := &stringPool{}
-	for dec.More() {
-		var wr wireReport
-		if err := dec.Decode(&wr); err != nil {
-			return err
-		}
-		r, err := wr.convert(in)
-		if err != nil {
-			return err
-		}
-		u.reports = append(u.reports, r)
-	}
-	_, err := dec.Token()
-	return err
-}
-
-func (wr *wireReport) convert(in *stringPool) (UsageReport, error) {
-	if wr.Provider == "" {
-		return UsageReport{}, missing("report provider")
-	}
-	r := UsageReport{Provider: in.share(wr.Provider)}
-	if wr.FetchedAt != "" {
-		r.FetchedAt, _ = msTime(wr.FetchedAt)
-	}
-	r.Metadata = UsageMetadata{
-		Email:     metaString(wr.Metadata, "email"),
-		AccountID: metaString(wr.Metadata, "accountId"),
-		ProjectID: metaString(wr.Metadata, "projectId"),
-		OrgID:     metaString(wr.Metadata, "orgId"),
-		OrgName:   metaString(wr.Metadata, "orgName"),
-	}
-	if r.Metadata.AccountID == "" {
-		r.Metadata.AccountID = metaString(wr.Metadata, "account_id")
-	}
-	if r.Metadata.ProjectID == "" {
-		r.Metadata.ProjectID = metaString(wr.Metadata, "project_id")
-	}
-	r.Limits = make([]UsageLimit, 0, len(wr.Limits))
-	for _, wl := range wr.Limits {
-		l := UsageLimit{
-			ID: in.share(wl.ID), Label: in.share(wl.Label), Status: in.share(wl.Status),
-			Scope: UsageScope(wl.Scope),
-			Amount: UsageAmount{
-				Used: wl.Amount.Used, Limit: wl.Amount.Limit, Remaining: wl.Amount.Remaining,
-				UsedFraction: wl.Amount.UsedFraction, RemainingFraction: wl.Amount.RemainingFraction,
-				Unit: in.share(wl.Amount.Unit),
-			},
-		}
-		sc := &l.Scope
-		sc.Provider, sc.ModelID, sc.Tier, sc.WindowID = in.share(sc.Provider), in.share(sc.ModelID), in.share(sc.Tier), in.share(sc.WindowID)
-		if ww := wl.Window; ww != nil {
-			win := &UsageWindow{ID: in.share(ww.ID), Label: in.share(ww.Label), ResetLabel: in.share(ww.ResetLabel)}
-			if d, ok := msDuration(ww.DurationMs); ok {
-				win.Duration = d
-			}
-			if ww.ResetsAt != "" {
-				win.ResetsAt, _ = msTime(ww.ResetsAt)
-			}
-			l.Window = win
-		}
-		r.Limits = append(r.Limits, l)
-	}
-	return r, nil
 }

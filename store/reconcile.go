@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-kit/log/level"
+
+	"github.com/authbroker/authbroker_exporter/store/broker"
+)
+
+// A stream-mode mirror can fall behind the broker without any frame to
+// tell it: a refresh sweep bumps the generation a second time when an
+// attempt fails, and that bump sends no frame (docs/broker-protocol.md,
+// "failed sweeps"). So while a stream is connected, the reconciler asks
+// once after every rotation deadline and sweep the mirror knows of: a
+// conditional GET /v1/snapshot that the broker answers 304 when nothing
+// changed, or 200 with the snapshot the stream did not send.
+
+const (
+	// reconcileGrace lets the sweep that starts at a deadline finish
+	// before the mirror asks what it did.
+	reconcileGrace = 2 * time.Second
+	// reconcileFollow: after an answer that found a refresh still under
+	// way (rotatesIn 0 and no word since), ask again for this long.
+	reconcileFollow = 15 * time.Second
+)
+
+// reconcile runs beside one connected stream until ctx ends.
+func (s *Store) reconcile(ctx context.Context) {
+	// Deadlines up to here have been asked about; the snapshot the stream
+	// opened with answers for everything before it.
+	checked := s.clock.Now()
+	for ctx.Err() == nil {
+		at, ok := s.nextCheck(checked)
+		if !ok {
+			select { // nothing scheduled: wait for a frame to bring a deadline
+			case <-s.frameSeen:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if wait := at.Sub(s.clock.Now()); wait > 0 {
+			if s.clock.Sleep(ctx, wait) != nil {
+				return
+			}
+			continue // a frame may have moved the schedule meanwhile
+		}
+		checked = s.clock.Now()
+		s.reconcileOnce(ctx, checked)
+	}
+}
+
+// nextCheck is when to ask next: grace after the earliest deadline or
+// sweep not yet asked about, but never sooner than ReconcileEvery after
+// the last question (or the connection).
+func (s *Store) nextCheck(checked time.Time) (time.Time, bool) {
+	now := s.clock.Now()
+	var best time.Time
+	consider := func(t time.Time) {
+		if t.After(checked.Add(-reconcileGrace)) && (best.IsZero() || t.Before(best)) {
+			best = t
+		}
+	}
+	s.mu.RLock()
+	if !s.refresher.NextSweep.IsZero() {
+		consider(s.refresher.NextSweep)
+	}
+	for _, e := range s.entries.list {
+		d, ok := e.RotationDeadline()
+		if !ok || e.Credential.Type != broker.TypeOAuth {
+			continue
+		}
+		if e.RotatesIn == 0 && !d.After(checked) && now.Sub(d) < reconcileFollow {
+			// A refresh was under way when this entry was sent; its outcome
+			// may come as a silent bump.
+			consider(checked.Add(s.opts.ReconcileEvery))
+			continue
+		}
+		consider(d)
+	}
+	s.mu.RUnlock()
+	if best.IsZero() {
+		return time.Time{}, false
+	}
+	return maxTime(best.Add(reconcileGrace), checked.Add(s.opts.ReconcileEvery)), true
+}
+
+// reconcileOnce asks whether the broker moved past the mirror's generation.
+func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
+	s.mu.RLock()
+	gen := s.gen
+	s.mu.RUnlock()
+	// wait=1 ms: the broker answers a matching tag with 304 after the wait,
+	// and a different generation with 200 at once (a wait of 0 would
+	// always answer 200 with the whole snapshot).
+	res, err := s.broker.Snapshot(ctx, broker.SnapshotRequest{LongPoll: true, Generation: gen, Wait: time.Millisecond})
+	if ctx.Err() != nil {
+		return
+	}
+	result := SyncResultOK
+	switch {
+	case err != nil:
+		result = SyncResultError
+	case res.NotModified:
+		result = SyncResultUnchanged
+		s.advanceSweep(now)
+	default:
+		s.adoptSnapshot(res.Snapshot, false)
+	}
+	s.sm.Lock()
+	s.count.SyncRequests[SyncOutcome{ModeReconcile, result}]++
+	if err != nil {
+		s.count.SyncErrors[SyncFailure{ModeReconcile, broker.SyncReason(err)}]++
+	}
+	failingBefore := s.status.reconcileFailing
+	s.status.reconcileFailing = err != nil
+	s.sm.Unlock()
+	s.notify()
+	switch {
+	case err != nil && !failingBefore:
+		level.Warn(s.log).Log("msg", "auth-broker reconciling GET failed; the stream stays connected", "reason", broker.SyncReason(err), "err", err)
+	case err == nil && failingBefore:
+		level.Info(s.log).Log("msg", "auth-broker reconciling GET recovered")
+	}
+}
+
+// advanceSweep moves a next-sweep time that passed on by whole refresher
+// intervals once the broker confirmed (304) that nothing changed: a sweep
+// with nothing to do moves the broker's schedule without a frame.
+func (s *Store) advanceSweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &s.refresher
+	if !r.Enabled || r.Interval <= 0 || r.NextSweep.IsZero() || r.NextSweep.After(now) {
+		return
+	}
+	n := now.Sub(r.NextSweep)/r.Interval + 1
+	r.NextSweep = r.NextSweep.Add(n * r.Interval)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
