@@ -248,20 +248,7 @@ func TestHandlerSelfMetrics(t *testing.T) {
 		t.Fatalf("no %s in:\n%s", series, text)
 		return ""
 	}
-	gathered := func() string {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		for _, mf := range mfs {
-			if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return buf.String()
-	}
+	gathered := func() string { return gatherText(t, reg) }
 	const refused = `promhttp_metric_handler_requests_total{code="503"}`
 	if v := value(gathered(), refused); v != "0" {
 		t.Fatalf("%s = %s before any scrape", refused, v)
