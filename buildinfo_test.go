@@ -81,7 +81,7 @@ func TestFormatExporterVersion(t *testing.T) {
 // one also in build_info and /api/v1/health.
 func TestVersionFromBuild(t *testing.T) {
 	src := copyTree(t)
-	env := append(os.Environ(), "GOFLAGS=-buildvcs=true", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+	env := append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -buildvcs=true"), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@example.com", "GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@example.com",
 		"GIT_COMMITTER_DATE=2026-11-30T18:01:02Z", "GIT_AUTHOR_DATE=2026-11-30T18:01:02Z")
 	sh := func(dir string, argv ...string) string {
