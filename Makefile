@@ -44,3 +44,9 @@ e2e:
 	$(GO) test -tags e2e -count=1 -timeout 12m ./e2e/
 
 test: deps fmt-check vet race fuzz check-build e2e
+
+# The exporter, the real broker (seeded), Prometheus and Alertmanager on loopback; Ctrl-C stops all.
+# e2e's TestDemo runs it headless (part of `make e2e`, so of `make test`).
+.PHONY: demo
+demo:
+	./scripts/demo.sh

@@ -7,7 +7,6 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
-	"github.com/prometheus/common/version"
 
 	"github.com/authbroker/authbroker_exporter/internal/health"
 )
@@ -42,6 +41,6 @@ func (c *checkCmd) run(ctx context.Context, cfg *config, stdout io.Writer, logge
 		Thresholds: cfg.thresholds(),
 		Redactor:   redactor,
 		Format:     c.format,
-		Version:    version.Version,
+		Version:    exporterVersion(),
 	}, stdout)
 }

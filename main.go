@@ -125,6 +125,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		// Concurrent gzip scrapes share one render; the cap still stops a
 		// scrape storm from queueing unbounded work (excess scrapes get 503).
 		MaxRequestsInFlight: 64,
+		Instrument:          reg,
 	})
 	handler := cfg.routes(metrics, st, healthSource(cfg, st, mon, target.URL), redactor)
 	monCtx, cancel := context.WithCancel(ctx)

@@ -197,6 +197,8 @@ func TestServeMetrics(t *testing.T) {
 		`authbroker_exporter_build_info{`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
+		`promhttp_metric_handler_requests_total{code="503"} 0`,
+		`promhttp_metric_handler_requests_in_flight 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

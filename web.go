@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/common/version"
-
 	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
@@ -61,7 +59,7 @@ func (c *config) routes(metrics http.Handler, st *store.Store, source func(conte
 			Source:      source,
 			Thresholds:  c.thresholds(),
 			Redactor:    ids,
-			Version:     version.Version,
+			Version:     exporterVersion(),
 			MetricsPath: c.metricsPath,
 		}))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sync/singleflight"
 )
@@ -21,6 +22,12 @@ type HandlerOpts struct {
 	Logger log.Logger
 	// MaxRequestsInFlight answers further concurrent scrapes 503 (0 = 64).
 	MaxRequestsInFlight int
+	// Instrument, when set, gets the handler's self-metrics,
+	// promhttp_metric_handler_requests_total{code} and
+	// promhttp_metric_handler_requests_in_flight; they count every scrape,
+	// the ones refused by the in-flight cap included (code="503"). Pass
+	// the registry g gathers so they are served on /metrics too.
+	Instrument prometheus.Registerer
 }
 
 // contentType is the one format /metrics speaks: every Prometheus version
@@ -44,7 +51,12 @@ func (c *Collectors) Handler(g prometheus.Gatherer, o HandlerOpts) http.Handler 
 	if o.MaxRequestsInFlight <= 0 {
 		o.MaxRequestsInFlight = 64
 	}
-	return &metricsHandler{c: c, g: g, log: o.Logger, slots: make(chan struct{}, o.MaxRequestsInFlight)}
+	h := &metricsHandler{c: c, g: g, log: o.Logger, slots: make(chan struct{}, o.MaxRequestsInFlight)}
+	if o.Instrument != nil {
+		// Outside the cap, so a refused scrape is counted as well.
+		return promhttp.InstrumentMetricHandler(o.Instrument, h)
+	}
+	return h
 }
 
 type metricsHandler struct {

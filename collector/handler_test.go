@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,6 +136,7 @@ type blockingGatherer struct {
 	entered chan struct{}
 	release chan struct{}
 	err     error
+	then    prometheus.Gatherer // when set, its families follow x's
 }
 
 func (b *blockingGatherer) Gather() ([]*dto.MetricFamily, error) {
@@ -145,7 +147,15 @@ func (b *blockingGatherer) Gather() ([]*dto.MetricFamily, error) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x", Help: "x"})
 	m := &dto.Metric{}
 	g.Write(m)
-	return []*dto.MetricFamily{{Name: ptr("x"), Help: ptr("x"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{m}}}, b.err
+	mfs := []*dto.MetricFamily{{Name: ptr("x"), Help: ptr("x"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{m}}}
+	if b.then != nil {
+		more, err := b.then.Gather()
+		if err != nil {
+			return nil, err
+		}
+		mfs = append(mfs, more...)
+	}
+	return mfs, b.err
 }
 
 func ptr(s string) *string { return &s }
@@ -218,6 +228,71 @@ func TestHandlerInFlightLimit(t *testing.T) {
 	}
 	if rec := get(t, h, ""); rec.Code != http.StatusOK {
 		t.Fatalf("scrape after the first finished: %d", rec.Code)
+	}
+}
+
+// TestHandlerSelfMetrics: with Instrument set, the handler counts its
+// scrapes by status code, the ones the in-flight cap refuses included, and
+// the counts are served on /metrics.
+func TestHandlerSelfMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := &blockingGatherer{entered: make(chan struct{}), release: make(chan struct{}), then: reg}
+	h := smallCollectors().Handler(b, HandlerOpts{MaxRequestsInFlight: 1, Instrument: reg})
+	value := func(text, series string) string {
+		t.Helper()
+		for line := range strings.SplitSeq(text, "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
+				return v
+			}
+		}
+		t.Fatalf("no %s in:\n%s", series, text)
+		return ""
+	}
+	gathered := func() string { return gatherText(t, reg) }
+	const refused = `promhttp_metric_handler_requests_total{code="503"}`
+	if v := value(gathered(), refused); v != "0" {
+		t.Fatalf("%s = %s before any scrape", refused, v)
+	}
+
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- get(t, h, "") }()
+	<-b.entered // the only slot is taken
+	for i := 1; i <= 3; i++ {
+		if rec := get(t, h, "gzip"); rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("scrape beyond the cap: %d, want 503", rec.Code)
+		}
+		if v := value(gathered(), refused); v != strconv.Itoa(i) {
+			t.Fatalf("after %d refused scrapes %s = %s", i, refused, v)
+		}
+	}
+	close(b.release)
+	rec := <-first
+	if rec.Code != http.StatusOK {
+		t.Fatalf("first scrape: %d", rec.Code)
+	}
+	// The first scrape gathered while it was the one scrape in flight and
+	// after the three refusals; it is counted itself once it has answered.
+	body := rec.Body.String()
+	for series, want := range map[string]string{
+		refused: "3",
+		`promhttp_metric_handler_requests_total{code="200"}`: "0",
+		`promhttp_metric_handler_requests_in_flight`:         "1",
+	} {
+		if v := value(body, series); v != want {
+			t.Errorf("first scrape's /metrics: %s = %s, want %s", series, v, want)
+		}
+	}
+	body = gunzip(t, get(t, h, "gzip").Body.Bytes())
+	if v := value(body, `promhttp_metric_handler_requests_total{code="200"}`); v != "1" {
+		t.Errorf("second scrape's /metrics: code 200 counted %s times, want 1", v)
+	}
+	for _, help := range []string{
+		"# TYPE promhttp_metric_handler_requests_total counter",
+		"# TYPE promhttp_metric_handler_requests_in_flight gauge",
+	} {
+		if !strings.Contains(body, help) {
+			t.Errorf("/metrics lacks %q", help)
+		}
 	}
 }
 
