@@ -1,0 +1,107 @@
+package health
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/store"
+)
+
+// The health benchmarks use the fixture of the collector's render
+// benchmarks (collector/render_bench_test.go) so the figures compare with
+// a /metrics scrape: n OAuth credentials over four providers, each with
+// its own usage report of four limits, reports listed in reverse order.
+// Every 50th credential has a problem (see scaleInput).
+
+var benchProviders = []string{"anthropic", "openai-codex", "google-gemini-cli", "github-copilot"}
+
+var benchSizes = []int{1000, 10000, 30000}
+
+func sizeName(n int) string {
+	if n%1000 == 0 {
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// scaleInput is a healthy broker with n credentials and n matching usage
+// reports. One credential in 50 has a problem, cycling through expired,
+// expiring, rotation overdue, blocked and exhausted usage.
+func scaleInput(n int) Input {
+	in := healthy()
+	entries := make([]store.Entry, n)
+	in.View.Entries = make([]*store.Entry, 0, n)
+	for i := range entries {
+		p := benchProviders[i%len(benchProviders)]
+		email := fmt.Sprintf("user%d@example.com", i)
+		e := &entries[i]
+		*e = store.Entry{
+			ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email,
+			Credential: store.Credential{Type: store.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
+				Email: email, AccountID: fmt.Sprintf("acct-%d", i)},
+			RotatesIn: 55 * time.Minute, HasRotatesIn: true, ReceivedAt: t0,
+			LastRotation: t0.Add(-time.Hour), Rotations: 3,
+		}
+		if i%50 == 7 {
+			switch (i / 50) % 5 {
+			case 0:
+				e.Credential.Expires = t0.Add(-10 * time.Minute)
+			case 1:
+				e.Credential.Expires = t0.Add(2 * time.Minute)
+			case 2:
+				e.RotatesIn = -5 * time.Minute
+			case 3:
+				e.Blocks = []store.Block{{ProviderKey: p + ":oauth", Scope: "chat", BlockedUntil: t0.Add(20 * time.Minute)}}
+			}
+		}
+		in.View.Entries = append(in.View.Entries, e)
+	}
+	in.Usage = make([]store.UsageReport, 0, n)
+	for i := n - 1; i >= 0; i-- {
+		e := &entries[i]
+		r := store.UsageReport{Provider: e.Provider, FetchedAt: t0.Add(-time.Minute),
+			Metadata: store.UsageMetadata{Email: e.Credential.Email, AccountID: e.Credential.AccountID}}
+		for j, w := range []string{"5h", "7d", "7d-opus", "30d"} {
+			used := float64((i + j) % 80)
+			if i%50 == 7 && (i/50)%5 == 4 && j == 0 {
+				used = 100
+			}
+			r.Limits = append(r.Limits, store.UsageLimit{
+				ID: e.Provider + ":" + w, Label: w, Scope: store.UsageScope{Provider: e.Provider, WindowID: w},
+				Window: &store.UsageWindow{ID: w, Label: w, Duration: 5 * time.Hour, ResetsAt: t0.Add(3 * time.Hour)},
+				Amount: store.UsageAmount{Used: f64(used), Limit: f64(100), Remaining: f64(100 - used),
+					UsedFraction: f64(used / 100), Unit: "percent"},
+				Status: "ok",
+			})
+		}
+		in.Usage = append(in.Usage, r)
+	}
+	return in
+}
+
+func benchRedactor(b *testing.B) *identity.Redactor {
+	ids, err := identity.New(identity.Hashed, []byte("bench-key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ids
+}
+
+// BenchmarkEvaluate is one evaluation of n credentials with n matching
+// usage reports; ns/cred stays flat when evaluation is linear.
+func BenchmarkEvaluate(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("creds="+sizeName(n), func(b *testing.B) {
+			in := scaleInput(n)
+			ids := benchRedactor(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				Evaluate(in, Thresholds{}, ids)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/cred")
+		})
+	}
+}
