@@ -1,7 +1,10 @@
 package health
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -103,5 +106,49 @@ func BenchmarkEvaluate(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/cred")
 		})
+	}
+}
+
+// discardResponse keeps only the byte count of an answer.
+type discardResponse struct {
+	h http.Header
+	n int64
+}
+
+func (d *discardResponse) Header() http.Header         { return d.h }
+func (d *discardResponse) WriteHeader(int)             {}
+func (d *discardResponse) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkHandler is one request to the status page or the health API,
+// gzip-compressed as a browser or curl --compressed asks, over n
+// credentials with n matching usage reports: evaluation, listing and
+// encoding. wire-bytes is the compressed size; compare ns/op with the
+// collector's BenchmarkScrape (creds=…/gzip) run side by side.
+func BenchmarkHandler(b *testing.B) {
+	for _, n := range benchSizes {
+		for _, path := range []struct{ name, url string }{
+			{"page", "/"},
+			{"api", APIPath},
+			{"api-full", APIPath + "?view=full"},
+		} {
+			if path.name == "api-full" && n > 10000 {
+				continue // tens of MB per op; 1k and 10k show its slope
+			}
+			b.Run("creds="+sizeName(n)+"/"+path.name, func(b *testing.B) {
+				in := scaleInput(n)
+				h := NewHandler(HandlerOptions{Source: func(context.Context) Input { return in }, Redactor: benchRedactor(b), Version: "bench"})
+				req := httptest.NewRequest("GET", path.url, nil)
+				req.Header.Set("Accept-Encoding", "gzip")
+				b.ReportAllocs()
+				var wire int64
+				for b.Loop() {
+					w := &discardResponse{h: http.Header{}}
+					h.ServeHTTP(w, req)
+					wire = w.n
+				}
+				b.ReportMetric(float64(wire), "wire-bytes")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/cred")
+			})
+		}
 	}
 }

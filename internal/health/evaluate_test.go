@@ -379,7 +379,7 @@ func TestEvaluateLimitStates(t *testing.T) {
 	th := Thresholds{}.withDefaults(time.Minute)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			lh := evalLimit(tc.l, th, t0)
+			lh := evalLimit(&tc.l, th, t0)
 			if lh.State != tc.state {
 				t.Errorf("state %s, want %s", lh.State, tc.state)
 			}

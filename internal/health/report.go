@@ -186,6 +186,9 @@ type Report struct {
 	Credentials     []CredentialHealth   `json:"credentials"`
 	Disabled        []DisabledCredential `json:"disabled"`
 	Thresholds      ThresholdsUsed       `json:"thresholds"`
+	// Listing says which credentials, tombstones and reasons the lists
+	// above hold (the Query), and how many matched it.
+	Listing Listing `json:"listing"`
 }
 
 // Reason explains one contribution to the verdict.
@@ -237,10 +240,16 @@ type UsageHealth struct {
 	Unmatched int `json:"unmatched"`
 }
 
+// Summary counts the whole broker, whatever a Query lists.
 type Summary struct {
 	Credentials int            `json:"credentials"`
 	Disabled    int            `json:"disabled"`
 	ByState     map[string]int `json:"by_state"` // every credential state, zero included
+	// ByProvider counts credentials by provider, then state (every state,
+	// zero included), plus the provider's tombstones under "disabled".
+	ByProvider map[string]map[string]int `json:"by_provider"`
+	// ByReason counts reasons by code, listed or not.
+	ByReason map[string]int `json:"by_reason"`
 }
 
 type CredentialHealth struct {
@@ -270,8 +279,6 @@ type CredentialHealth struct {
 	UsageMatched   *bool         `json:"usage_matched"`
 	UsageFetchedAt *time.Time    `json:"usage_fetched_at"`
 	Limits         []LimitHealth `json:"limits"`
-
-	problems uint8 // bits of problemOrder, set while evaluating
 }
 
 type BlockHealth struct {
@@ -316,4 +323,25 @@ type ThresholdsUsed struct {
 	UsageWarning          float64 `json:"usage_warning"`
 	MaxClockSkewSeconds   float64 `json:"max_clock_skew_seconds"`
 	DisabledRecentSeconds float64 `json:"disabled_recent_seconds"`
+}
+
+// Listing describes the lists of a Report: the query that chose them and,
+// per list, how many entries matched it and how many are listed.
+type Listing struct {
+	View        string    `json:"view"` // full or summary
+	State       string    `json:"state"`
+	Provider    string    `json:"provider"`
+	ID          *int64    `json:"id"`
+	Limit       int       `json:"limit"` // 0: no limit
+	Credentials ListCount `json:"credentials"`
+	Disabled    ListCount `json:"disabled"`
+	// Reasons: broker and mirror reasons are always listed; credential
+	// reasons are listed when their credential matches the filters, in a
+	// summary up to the limit.
+	Reasons ListCount `json:"reasons"`
+}
+
+type ListCount struct {
+	Matching int `json:"matching"`
+	Listed   int `json:"listed"`
 }
