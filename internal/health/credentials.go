@@ -100,7 +100,7 @@ func (ev *evaluation) credentials() {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
 	})
 	rule := RotationRule{Refresher: ev.in.View.Refresher, Grace: ev.th.RotationGrace, MirrorLive: ev.in.Status.Live}
-	claimed := map[*store.UsageReport]struct{}{}
+	claimed := make(map[*store.UsageReport]struct{}, len(ev.in.Usage))
 	var matching []credState
 	for _, e := range entries {
 		c := ev.classify(e, rule, usage)
