@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +26,8 @@ type pageData struct {
 	Providers []providerRow
 	Totals    providerRow
 	States    []string
+	// Rows are the listed credentials, phrased for the page.
+	Rows []pageRow
 	// MoreCredentials and MoreDisabled count matching rows not shown.
 	MoreCredentials, MoreDisabled int
 }
@@ -102,6 +103,10 @@ func newPageData(r Report, q Query) pageData {
 			g.Samples = append(g.Samples, x)
 		}
 	}
+	d.Rows = make([]pageRow, 0, len(r.Credentials))
+	for i := range r.Credentials {
+		d.Rows = append(d.Rows, newPageRow(&r.Credentials[i], r.CheckedAt))
+	}
 	providers := slices.Sorted(maps.Keys(r.Summary.ByProvider))
 	d.Totals = providerRow{Counts: make([]stateCount, len(pageStates))}
 	for _, p := range providers {
@@ -119,45 +124,23 @@ func newPageData(r Report, q Query) pageData {
 	return d
 }
 
-// filterURL is the page's link with the given filters (name, value
-// pairs; empty values left out), relative to the page.
-func filterURL(kv ...string) string {
-	v := url.Values{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] != "" {
-			v.Set(kv[i], kv[i+1])
-		}
-	}
-	return "?" + v.Encode()
-}
-
 //go:embed page.html.tmpl
 var pageSource string
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"rel":      relTime,
-	"relsecs":  relSecs,
-	"utc":      func(t *time.Time) string { return utc(t) },
-	"utcv":     func(t time.Time) string { return utc(&t) },
-	"pct":      pct,
-	"barwidth": barWidth,
-	"skew":     skewText,
-	"dur":      func(s float64) string { return human(time.Duration(s * float64(time.Second))) },
-	"identity": identityText,
-	"dash":     dash,
-	"sev":      func(v Verdict) string { return string(v) },
-	"upper":    strings.ToUpper,
-	"filter":   filterURL,
-	"minus":    func(a, b int) int { return a - b },
-	"maxrows":  func() int { return MaxPageRows },
-	"idstr":    func(id int64) string { return strconv.FormatInt(id, 10) },
-	"ptr":      func(t time.Time) *time.Time { return &t },
-	"deref": func(f *float64) float64 {
-		if f == nil {
-			return 0
-		}
-		return *f
-	},
+	"rel":     relTime,
+	"relsecs": relSecs,
+	"utc":     func(t *time.Time) string { return utc(t) },
+	"utcv":    func(t time.Time) string { return utc(&t) },
+	"skew":    skewText,
+	"dur":     func(s float64) string { return human(time.Duration(s * float64(time.Second))) },
+	"dash":    dash,
+	"sev":     func(v Verdict) string { return string(v) },
+	"upper":   strings.ToUpper,
+	"filter":  filterURL,
+	"minus":   func(a, b int) int { return a - b },
+	"maxrows": func() int { return MaxPageRows },
+	"idstr":   func(id int64) string { return strconv.FormatInt(id, 10) },
 }).Parse(pageSource))
 
 func utc(t *time.Time) string {
