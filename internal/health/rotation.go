@@ -13,10 +13,10 @@ const DefaultRotationGrace = time.Minute
 // RotationRule is the one definition of "rotation overdue" (docs/health.md),
 // used by the health report and by the monitor's self-healing alike:
 //
-//   - an OAuth credential past `expires` is overdue (the broker keeps
+//   - an OAuth credential past `expires` is overdue: the broker keeps
 //     reporting the next sweep as rotatesInMs for an expired row whose
-//     refresh keeps failing, docs/broker-protocol.md §5.3, so its deadline
-//     alone never falls far behind);
+//     refresh keeps failing (docs/broker-protocol.md, rotatesInMs), so its
+//     deadline alone never falls far behind;
 //   - otherwise it is overdue when its rotation deadline passed more than
 //     Grace ago and no rotation was observed since the deadline.
 //
