@@ -83,10 +83,10 @@ func newPageRow(c *CredentialHealth, now time.Time) pageRow {
 	switch {
 	case c.Type == "api_key":
 		r.UsageNote = "—"
-	case c.UsageMatched == nil || !*c.UsageMatched:
-		r.UsageNote = "no data"
+	case c.UsageMatched == nil:
+		r.UsageNote = "no data" // usage data unavailable
 	default:
-		r.UsageNote = "no report"
+		r.UsageNote = "no report" // data, but no report for this credential
 	}
 	return r
 }
