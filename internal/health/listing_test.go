@@ -276,3 +276,17 @@ func TestPageAt10k(t *testing.T) {
 		t.Errorf("summary at 10k: %+v, %d listed", rep.Summary.ByState, len(rep.Credentials))
 	}
 }
+
+// TestPageUsageNotes: a credential without limits says why: no usage data
+// at all, or data without a report for it.
+func TestPageUsageNotes(t *testing.T) {
+	cell := regexp.MustCompile(`(?s)id="cred-4".*?data-label="Usage"><div class="v"><span class="muted">([^<]*)</span>`)
+	in := showcase()
+	if m := cell.FindStringSubmatch(mustServe(t, handlerFor(t, in), "/")); m == nil || m[1] != "no report" {
+		t.Errorf("usage data, no report: %v", m)
+	}
+	in.UsageOK = false
+	if m := cell.FindStringSubmatch(mustServe(t, handlerFor(t, in), "/")); m == nil || m[1] != "no data" {
+		t.Errorf("no usage data: %v", m)
+	}
+}
