@@ -8,7 +8,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
 
-	"github.com/authbroker/authbroker_exporter/internal/health"
+	"github.com/authbroker/authbroker_exporter/internal/checkcmd"
 )
 
 type checkCmd struct {
@@ -28,14 +28,14 @@ func (c *checkCmd) run(ctx context.Context, cfg *config, stdout io.Writer, logge
 	client, target, err := cfg.client(ctx, logger)
 	if err != nil {
 		fmt.Fprintf(stdout, "UNKNOWN: %v\n", err)
-		return health.ExitUnknown
+		return checkcmd.ExitUnknown
 	}
 	redactor, err := cfg.redactor(target)
 	if err != nil {
 		fmt.Fprintf(stdout, "UNKNOWN: %v\n", err)
-		return health.ExitUnknown
+		return checkcmd.ExitUnknown
 	}
-	return health.Check(ctx, health.CheckOptions{
+	return checkcmd.Check(ctx, checkcmd.Options{
 		Client:     client,
 		BrokerURL:  target.URL,
 		Thresholds: cfg.thresholds(),

@@ -99,6 +99,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		DisabledInterval:    cfg.disabledInterval,
 		RefreshOverdue:      cfg.refreshOverdue,
 		RefreshEvery:        cfg.refreshEvery,
+		RotationGrace:       cfg.health.RotationGrace,
 		DisableExpiredAfter: cfg.disableExpiredAfter,
 	})
 	reg := prometheus.NewRegistry()

@@ -181,9 +181,12 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatalf("/-/healthy = %d", code)
 	}
 	var body string
-	eventually(t, "tombstones and usage in /metrics", func() bool {
+	// The healthz probe, the disabled poll and the usage fetch run
+	// independently: wait for all three.
+	eventually(t, "probe, tombstones and usage in /metrics", func() bool {
 		_, body = get(t, http.DefaultClient, base+"/metrics")
-		return strings.Contains(body, `authbroker_credentials_disabled{cause="refresh_failed",provider="anthropic"} 1`) &&
+		return strings.Contains(body, `authbroker_broker_info{version="18.2.3"} 1`) &&
+			strings.Contains(body, `authbroker_credentials_disabled{cause="refresh_failed",provider="anthropic"} 1`) &&
 			strings.Contains(body, `authbroker_usage_limit_used_fraction{id="2",limit="anthropic:5h",provider="anthropic",window="5h"} 0.42`)
 	})
 	for _, want := range []string{

@@ -88,7 +88,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	ctx := context.Background()
 
 	pages := func(when string) {
-		for _, path := range []string{"/metrics", "/", health.APIPath, "/-/ready", "/-/healthy", "/nope"} {
+		for _, path := range []string{"/metrics", "/", health.APIPath, health.APIPath + "?view=full", "/-/ready", "/-/healthy", "/nope"} {
 			_, body := get(t, http.DefaultClient, base+path)
 			ev.add(when+" GET "+path, body)
 		}
@@ -179,7 +179,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 		return strings.Contains(body, `authbroker_usage_fetch_errors_total{reason="upstream"} 1`) &&
 			e2.store.Status().LastErrorReason == broker.SyncReason5xx
 	})
-	for _, path := range []string{"/", health.APIPath, "/-/ready"} {
+	for _, path := range []string{"/", health.APIPath, health.APIPath + "?view=full", "/-/ready"} {
 		_, body := get(t, http.DefaultClient, "http://"+addr2+path)
 		ev.add("second exporter GET "+path, body)
 	}

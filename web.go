@@ -31,9 +31,8 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL 
 		}
 		if cfg.usage {
 			ctx, cancel := context.WithTimeout(ctx, cfg.usageTimeout)
-			u, _ := st.Usage(ctx)
+			in.Usage, _ = st.Usage(ctx)
 			cancel()
-			in.Usage, in.UsageOK = u.Reports, u.HasData()
 		}
 		in.Tombstones, in.TombstonesOK = mon.Tombstones()
 		return in

@@ -178,3 +178,46 @@ func TestDownPageInChromium(t *testing.T) {
 		t.Errorf("screenshot %s: %v", path, err)
 	}
 }
+
+// TestPage10kInChromium renders the default page of a broker with 10k
+// credentials: the browser shows the verdict, the reasons, the counts by
+// provider and state, and the bounded list of problem credentials.
+func TestPage10kInChromium(t *testing.T) {
+	bin := chromium(t)
+	srv := httptest.NewServer(handlerFor(t, scaleInput(10000)))
+	defer srv.Close()
+	dom := runChromium(t, bin, "--dump-dom", srv.URL+"/")
+	for _, want := range []string{`id="verdict">CRITICAL<`, `id="reasons"`, `id="counts"`, `<strong>40 credentials</strong>`,
+		`data-provider="github-copilot"`, "showing 200 of 10000, problems first"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks %q", want)
+		}
+	}
+	rows := rowRE.FindAllStringSubmatch(dom, -1)
+	if len(rows) != PageRows {
+		t.Errorf("%d credential rows rendered, want %d", len(rows), PageRows)
+	}
+	for _, r := range rows {
+		if r[2] == StateOK {
+			t.Errorf("credential %s is ok but listed among the 200 problem credentials", r[1])
+			break
+		}
+	}
+	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path, err := filepath.Abs(filepath.Join(artifactsDir, "status-10k.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	runChromium(t, bin, "--screenshot="+path, "--window-size=1280,1400", srv.URL+"/")
+	png, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("screenshot not written: %v", err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) || len(png) < 10_000 {
+		t.Errorf("status-10k.png: not a plausible PNG (%d bytes)", len(png))
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}

@@ -52,8 +52,7 @@ func healthy() Input {
 			Entries:   []*store.Entry{oauth(2, "anthropic", "a@example.com", time.Hour, 55*time.Minute), apiKey(1, "openai")},
 		},
 		Status:       store.SyncStatus{Mode: store.ModeStream, StreamConnected: true, Live: true, LastSync: t0.Add(-10 * time.Second), ClockSkew: 40 * time.Millisecond, HasClockSkew: true},
-		Usage:        []broker.UsageReport{report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour))},
-		UsageOK:      true,
+		Usage:        store.NewUsage([]broker.UsageReport{report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour))}, t0),
 		TombstonesOK: true,
 	}
 }
@@ -92,7 +91,9 @@ func TestEvaluateVerdicts(t *testing.T) {
 		}
 	}
 	usage := func(l broker.UsageLimit) func(in *Input) {
-		return func(in *Input) { in.Usage = []broker.UsageReport{report("anthropic", "a@example.com", l)} }
+		return func(in *Input) {
+			in.Usage = store.NewUsage([]broker.UsageReport{report("anthropic", "a@example.com", l)}, t0)
+		}
 	}
 	cases := []struct {
 		name    string
@@ -217,9 +218,13 @@ func TestEvaluateVerdicts(t *testing.T) {
 			verdict: Critical, reasons: []reasonKey{{ReasonUsageExhausted, Critical}}, state: StateUsageExhausted},
 		{name: "exhausted window already reset", mut: usage(limit("5h", f64(1), "exhausted", -time.Second)),
 			verdict: OK, state: StateOK},
-		{name: "no usage data", mut: func(in *Input) { in.Usage, in.UsageOK = nil, false },
+		{name: "no usage data", mut: func(in *Input) { in.Usage = nil },
 			verdict: Degraded, reasons: []reasonKey{{ReasonUsageUnavailable, Degraded}}, state: StateOK},
-		{name: "no report for the credential", mut: func(in *Input) { in.Usage = nil }, verdict: OK, state: StateOK},
+		{name: "no report for the credential", mut: func(in *Input) { in.Usage = store.NewUsage(nil, t0) }, verdict: OK, state: StateOK},
+		{name: "usage fetch failing, last good reports kept", mut: func(in *Input) {
+			in.Usage = store.NewUsage(in.Usage.Reports, t0.Add(-time.Minute))
+			in.Usage.Failing, in.Usage.Reason = true, broker.ReasonUpstream
+		}, verdict: Degraded, reasons: []reasonKey{{ReasonUsageUnavailable, Degraded}}, state: StateOK},
 
 		// Tombstones.
 		{name: "disabled list unavailable", mut: func(in *Input) { in.TombstonesOK = false },
@@ -253,7 +258,7 @@ func TestEvaluateVerdicts(t *testing.T) {
 			state:   StateExpired, probs: []string{StateExpired, StateUsageExhausted, StateRotationOverdue, StateBlocked}},
 		{name: "critical beats degraded", mut: func(in *Input) {
 			in.Broker = BrokerProbe{Checked: t0}
-			in.UsageOK = false
+			in.Usage = nil
 		}, verdict: Critical, reasons: []reasonKey{{ReasonBrokerUnreachable, Critical}, {ReasonUsageUnavailable, Degraded}}},
 	}
 	for _, tc := range cases {
@@ -300,7 +305,8 @@ func TestEvaluateCredentialDetails(t *testing.T) {
 	e := in.View.Entries[0]
 	e.LastRotation, e.Rotations = t0.Add(-30*time.Minute), 4
 	e.Credential.OrgID, e.Credential.AccountID = "org-1", "acct-A"
-	in.Usage[0].Metadata.OrgID = "org-1" // an org-scoped credential only takes org reports
+	in.Usage.Reports[0].Metadata.OrgID = "org-1" // an org-scoped credential only takes org reports
+	in.Usage = store.NewUsage(in.Usage.Reports, t0)
 	e.Blocks = []broker.Block{
 		{ProviderKey: "anthropic:oauth", Scope: "later", BlockedUntil: t0.Add(2 * time.Hour)},
 		{ProviderKey: "anthropic:oauth", Scope: "gone", BlockedUntil: t0.Add(-time.Second)},
@@ -373,7 +379,7 @@ func TestEvaluateLimitStates(t *testing.T) {
 	th := Thresholds{}.withDefaults(time.Minute)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			lh := evalLimit(tc.l, th, t0)
+			lh := evalLimit(&tc.l, th, t0)
 			if lh.State != tc.state {
 				t.Errorf("state %s, want %s", lh.State, tc.state)
 			}
@@ -390,11 +396,11 @@ func TestEvaluateLimitStates(t *testing.T) {
 func TestEvaluateUsageMatching(t *testing.T) {
 	in := healthy()
 	in.View.Entries = append(in.View.Entries, oauth(3, "anthropic", "b@example.com", time.Hour, 55*time.Minute))
-	in.Usage = []broker.UsageReport{
+	in.Usage = store.NewUsage([]broker.UsageReport{
 		report("anthropic", "b@example.com", limit("anthropic:5h", f64(0.95), "", time.Hour)),
 		report("anthropic", "c@example.com", limit("anthropic:5h", f64(1), "", time.Hour)),
 		report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.1), "", time.Hour)),
-	}
+	}, t0)
 	r := Evaluate(in, Thresholds{}, nil)
 	a, b := credByID(t, r, 2), credByID(t, r, 3)
 	if *a.Limits[0].UsedFraction != 0.1 || *b.Limits[0].UsedFraction != 0.95 {
@@ -454,37 +460,14 @@ func TestEvaluateDisabledList(t *testing.T) {
 		t.Errorf("order: %d %d %d", r.Disabled[0].ID, r.Disabled[1].ID, r.Disabled[2].ID)
 	}
 	d := r.Disabled[0]
-	if d.State != StateDisabled || d.CauseClass != CauseRefreshFailed || len(d.Cause) > maxCauseLen+len("…") || !strings.HasSuffix(d.Cause, "…") || !strings.HasPrefix(d.Cause, "oauth refresh failed: é") {
+	if d.State != StateDisabled || d.CauseClass != broker.CauseRefreshFailed || len(d.Cause) > maxCauseLen+len("…") || !strings.HasSuffix(d.Cause, "…") || !strings.HasPrefix(d.Cause, "oauth refresh failed: é") {
 		t.Errorf("tombstone: %+v", d)
 	}
 	if !json.Valid([]byte(`"`+d.Cause+`"`)) || strings.ContainsRune(d.Cause, '\uFFFD') {
 		t.Errorf("cause cut mid-rune: %q", d.Cause)
 	}
-	if r.Disabled[1].CauseClass != CauseReplaced || r.Disabled[2].CauseClass != CauseOther || r.Disabled[2].DisabledAt != nil {
+	if r.Disabled[1].CauseClass != broker.CauseReplaced || r.Disabled[2].CauseClass != broker.CauseOther || r.Disabled[2].DisabledAt != nil {
 		t.Errorf("classes: %+v", r.Disabled)
-	}
-}
-
-func TestDisableCause(t *testing.T) {
-	for cause, want := range map[string]string{
-		"oauth refresh failed: invalid_grant":               CauseRefreshFailed,
-		"OAuth refresh failed: Error: timed out":            CauseRefreshFailed,
-		"upstream reported invalidated OAuth token":         CauseRefreshFailed,
-		"replaced by oauth login":                           CauseReplaced,
-		"replaced by newer credential":                      CauseReplaced,
-		"deduplicated duplicate credential":                 CauseReplaced,
-		"disabled via auth-broker":                          CauseManual,
-		"  Disabled via auth-broker ":                       CauseManual,
-		"deleted by user":                                   CauseManual,
-		"logged out by user":                                CauseManual,
-		"authbroker_exporter: expired for more than 1h0m0s": CauseManual,
-		"rotating keys for the quarterly audit":             CauseOther,
-		"":                                                  CauseOther,
-		"disabled via auth-broker because it was stale":     CauseOther,
-	} {
-		if got := DisableCause(cause); got != want {
-			t.Errorf("DisableCause(%q) = %s, want %s", cause, got, want)
-		}
 	}
 }
 

@@ -3,6 +3,7 @@ package health
 import (
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
@@ -44,7 +45,7 @@ func showcase() Input {
 
 	in.View.Entries = append(in.View.Entries, expiring, expired, overdue, blocked, exhausted, weird)
 
-	in.Usage = []broker.UsageReport{
+	reports := []broker.UsageReport{
 		report("anthropic", "a@example.com",
 			limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour),
 			withWindow(limit("anthropic:7d", f64(0.91), "warning", 0), "7 Day", 4*24*time.Hour)),
@@ -55,7 +56,8 @@ func showcase() Input {
 		report("openai-codex", "ops@example.com", limit("openai-codex:primary", nil, "", 0)),
 		report(hostile, hostile+"@example.com", broker.UsageLimit{ID: hostile, Label: hostile, Amount: broker.UsageAmount{UsedFraction: f64(0.5)}}),
 	}
-	in.Usage[0].Metadata.OrgID = "org-acme"
+	reports[0].Metadata.OrgID = "org-acme"
+	in.Usage = store.NewUsage(reports, t0)
 	in.Tombstones = []broker.Tombstone{
 		{ID: 11, Provider: "anthropic", Type: "oauth", Email: "left@example.com", Cause: "oauth refresh failed: invalid_grant: refresh token revoked", DisabledAt: t0.Add(-40 * time.Minute)},
 		{ID: 12, Provider: "openai", Type: "api_key", Cause: "replaced by newer credential", DisabledAt: t0.Add(-26 * time.Hour)},

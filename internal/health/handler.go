@@ -2,12 +2,15 @@ package health
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
-	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +57,16 @@ func NewHandler(opts HandlerOptions) http.Handler {
 
 type handler struct{ opts HandlerOptions }
 
+// Page and API listing bounds: the page shows at most PageRows credentials
+// (and tombstones) unless ?limit= asks for more, up to MaxPageRows; a
+// summary from the API lists at most SummaryReasons credential reasons
+// unless ?limit= says otherwise.
+const (
+	PageRows       = 200
+	MaxPageRows    = 1000
+	SummaryReasons = 200
+)
+
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" && r.URL.Path != APIPath {
 		http.NotFound(w, r)
@@ -64,17 +77,73 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	rep := h.report(r.Context())
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if r.URL.Path == APIPath {
-		h.serveJSON(w, rep)
+	api := r.URL.Path == APIPath
+	q, err := ParseQuery(r.URL.Query(), api)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	h.servePage(w, rep)
+	rep := h.report(r.Context(), q)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if api {
+		h.serveJSON(w, r, rep)
+		return
+	}
+	h.servePage(w, r, rep, q)
 }
 
-func (h *handler) report(ctx context.Context) Report {
+// ParseQuery reads the filters of the page (api false) and the JSON API:
+// state, provider, id, limit, and for the API view (summary, the default,
+// or full; credentials=1 is view=full). The page always lists, problems
+// first, at most PageRows rows by default.
+func ParseQuery(v url.Values, api bool) (Query, error) {
+	q := Query{State: v.Get("state"), Provider: v.Get("provider")}
+	if q.State != "" && !slices.Contains(FilterStates(), q.State) {
+		return q, fmt.Errorf("state: want one of %s", strings.Join(FilterStates(), ", "))
+	}
+	if s := v.Get("id"); s != "" {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return q, errors.New("id: want an integer")
+		}
+		q.ID, q.HasID = id, true
+	}
+	limit, hasLimit := 0, false
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return q, errors.New("limit: want a non-negative integer")
+		}
+		limit, hasLimit = n, true
+	}
+	if !api {
+		q.View, q.ProblemsFirst, q.Limit = ViewFull, true, PageRows
+		if hasLimit && limit > 0 {
+			q.Limit = min(limit, MaxPageRows)
+		}
+		return q, nil
+	}
+	switch view := v.Get("view"); {
+	case view == ViewFull, view == "" && truthy(v.Get("credentials")):
+		q.View = ViewFull
+	case view == "" || view == ViewSummary:
+		q.View, q.Limit = ViewSummary, SummaryReasons
+	default:
+		return q, errors.New("view: want summary or full")
+	}
+	if hasLimit {
+		q.Limit = limit
+	}
+	return q, nil
+}
+
+func truthy(s string) bool {
+	b, err := strconv.ParseBool(s)
+	return err == nil && b
+}
+
+func (h *handler) report(ctx context.Context, q Query) Report {
 	var in Input
 	if h.opts.Source != nil {
 		in = h.opts.Source(ctx)
@@ -82,7 +151,7 @@ func (h *handler) report(ctx context.Context) Report {
 	if in.Now.IsZero() {
 		in.Now = time.Now()
 	}
-	rep := Evaluate(in, h.opts.Thresholds, h.opts.Redactor)
+	rep := EvaluateQuery(in, h.opts.Thresholds, h.opts.Redactor, q)
 	rep.ExporterVersion = h.opts.Version
 	return rep
 }
@@ -96,18 +165,19 @@ func HTTPStatus(v Verdict) int {
 	return http.StatusOK
 }
 
-func (h *handler) serveJSON(w http.ResponseWriter, rep Report) {
-	body, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
+func (h *handler) serveJSON(w http.ResponseWriter, r *http.Request, rep Report) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
 		http.Error(w, "encoding health report failed", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(HTTPStatus(rep.Status))
-	w.Write(append(body, '\n'))
+	writeBody(w, r, HTTPStatus(rep.Status), buf.Bytes())
 }
 
-func (h *handler) servePage(w http.ResponseWriter, rep Report) {
+func (h *handler) servePage(w http.ResponseWriter, r *http.Request, rep Report, q Query) {
 	links := []Link{
 		{"Metrics", h.opts.MetricsPath},
 		{"Health JSON", APIPath},
@@ -115,7 +185,8 @@ func (h *handler) servePage(w http.ResponseWriter, rep Report) {
 		{"/-/ready", "/-/ready"},
 	}
 	links = append(links, h.opts.Links...)
-	data := pageData{R: rep, Links: links, RefreshSeconds: int(h.opts.Refresh.Round(time.Second) / time.Second)}
+	data := newPageData(rep, q)
+	data.Links, data.RefreshSeconds = links, int(h.opts.Refresh.Round(time.Second)/time.Second)
 	var buf bytes.Buffer
 	if err := pageTmpl.Execute(&buf, data); err != nil {
 		http.Error(w, "rendering status page failed", http.StatusInternalServerError)
@@ -124,124 +195,45 @@ func (h *handler) servePage(w http.ResponseWriter, rep Report) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// The page has no script and loads nothing: say so to the browser.
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	w.WriteHeader(http.StatusOK)
-	w.Write(buf.Bytes())
+	writeBody(w, r, http.StatusOK, buf.Bytes())
 }
 
-type pageData struct {
-	R              Report
-	Links          []Link
-	RefreshSeconds int
+// writeBody answers body, gzip-compressed when the client accepts it.
+func writeBody(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+	w.Header().Add("Vary", "Accept-Encoding")
+	if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(status)
+		w.Write(body)
+		return
+	}
+	w.Header().Set("Content-Encoding", "gzip")
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	// BestSpeed: a full 10k-credential JSON is tens of MB; the page and a
+	// summary are small either way.
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	zw.Write(body)
+	zw.Close()
 }
 
-//go:embed page.html.tmpl
-var pageSource string
-
-var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"rel":      relTime,
-	"relsecs":  relSecs,
-	"utc":      func(t *time.Time) string { return utc(t) },
-	"utcv":     func(t time.Time) string { return utc(&t) },
-	"pct":      pct,
-	"barwidth": barWidth,
-	"skew":     skewText,
-	"dur":      func(s float64) string { return human(time.Duration(s * float64(time.Second))) },
-	"identity": identityText,
-	"dash":     dash,
-	"sev":      func(v Verdict) string { return string(v) },
-	"reasonsOf": func(r Report, sev Verdict) []Reason {
-		var out []Reason
-		for _, x := range r.Reasons {
-			if x.Severity == sev {
-				out = append(out, x)
+// acceptsGzip reads an Accept-Encoding header: gzip (or *) with a
+// non-zero quality.
+func acceptsGzip(header string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "*" {
+			continue
+		}
+		if k, v, ok := strings.Cut(strings.TrimSpace(params), "="); ok && strings.TrimSpace(k) == "q" {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f == 0 {
+				continue
 			}
 		}
-		return out
-	},
-	"upper": strings.ToUpper,
-	"ptr":   func(t time.Time) *time.Time { return &t },
-	"deref": func(f *float64) float64 {
-		if f == nil {
-			return 0
-		}
-		return *f
-	},
-}).Parse(pageSource))
-
-func utc(t *time.Time) string {
-	if t == nil {
-		return ""
+		return true
 	}
-	return t.UTC().Format("2006-01-02 15:04:05 UTC")
-}
-
-// relTime phrases t relative to now: "in 3m05s", "12s ago", "now", "—".
-func relTime(now time.Time, t *time.Time) string {
-	if t == nil {
-		return "—"
-	}
-	return relDur(t.Sub(now))
-}
-
-func relSecs(s *float64) string {
-	if s == nil {
-		return "—"
-	}
-	return relDur(time.Duration(*s * float64(time.Second)))
-}
-
-func relDur(d time.Duration) string {
-	switch {
-	case d > -time.Second/2 && d < time.Second/2:
-		return "now"
-	case d > 0:
-		return "in " + human(d)
-	}
-	return human(-d) + " ago"
-}
-
-func skewText(s *float64) string {
-	if s == nil {
-		return "—"
-	}
-	d := time.Duration(*s * float64(time.Second))
-	if d >= 0 {
-		return fmt.Sprintf("exporter %s ahead", roundDur(d))
-	}
-	return fmt.Sprintf("exporter %s behind", roundDur(-d))
-}
-
-func pct(f *float64) string {
-	if f == nil {
-		return "?"
-	}
-	return fmt.Sprintf("%.0f%%", *f*100)
-}
-
-// barWidth is the CSS width in percent, clamped so an overage fills the bar
-// instead of overflowing it.
-func barWidth(f *float64) float64 {
-	if f == nil || *f <= 0 {
-		return 0
-	}
-	if *f >= 1 {
-		return 100
-	}
-	return float64(int(*f*1000)) / 10
-}
-
-func identityText(c CredentialHealth) string {
-	for _, s := range []string{c.Identity, c.Email, c.Account} {
-		if s != "" {
-			return s
-		}
-	}
-	return "—"
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
+	return false
 }

@@ -34,7 +34,7 @@ func handlerFor(t *testing.T, in Input) http.Handler {
 
 func TestHandlerAPIStatusCodes(t *testing.T) {
 	degraded := healthy()
-	degraded.UsageOK = false
+	degraded.Usage = nil
 	critical := healthy()
 	critical.Broker.Up = false
 	for name, tc := range map[string]struct {
@@ -70,7 +70,7 @@ func TestHandlerAPIStatusCodes(t *testing.T) {
 // TestHandlerAPISchema pins the documented JSON keys (docs/health.md): a
 // rename here is a breaking change for scripts.
 func TestHandlerAPISchema(t *testing.T) {
-	_, body := serve(t, handlerFor(t, showcase()), "GET", APIPath)
+	_, body := serve(t, handlerFor(t, showcase()), "GET", APIPath+"?view=full")
 	var rep struct {
 		Status     string           `json:"status"`
 		Reasons    []map[string]any `json:"reasons"`
@@ -80,6 +80,7 @@ func TestHandlerAPISchema(t *testing.T) {
 		Usage      map[string]any   `json:"usage"`
 		Summary    map[string]any   `json:"summary"`
 		Thresholds map[string]any   `json:"thresholds"`
+		Listing    map[string]any   `json:"listing"`
 		Creds      []struct {
 			Fields map[string]any
 			Limits []map[string]any `json:"limits"`
@@ -112,7 +113,8 @@ func TestHandlerAPISchema(t *testing.T) {
 		"last_sync", "seconds_since_last_sync", "clock_skew_seconds", "generation_resets", "last_error", "last_error_reason")
 	keys("refresher", rep.Refresher, "enabled", "interval_seconds", "skew_seconds", "next_sweep", "next_sweep_in_seconds")
 	keys("usage", rep.Usage, "available", "reports", "unmatched")
-	keys("summary", rep.Summary, "credentials", "disabled", "by_state")
+	keys("summary", rep.Summary, "credentials", "disabled", "by_state", "by_provider", "by_reason")
+	keys("listing", rep.Listing, "view", "state", "provider", "id", "limit", "credentials", "disabled", "reasons")
 	keys("thresholds", rep.Thresholds, "expiring_within_seconds", "rotation_grace_seconds", "stale_after_seconds",
 		"usage_warning", "max_clock_skew_seconds", "disabled_recent_seconds")
 	keys("credential", raw.Credentials[0], "id", "provider", "type", "identity", "email", "account", "org", "state", "problems",

@@ -14,6 +14,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 
+	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 )
@@ -27,6 +28,7 @@ type Broker interface {
 // Mirror is the part of the store the monitor reads and acts through.
 type Mirror interface {
 	Snapshot() store.View
+	Status() store.SyncStatus
 	RefreshOAuthCredential(ctx context.Context, id int64) error
 	DisableCredentialRemote(ctx context.Context, id int64, cause string) (bool, error)
 }
@@ -46,6 +48,9 @@ type Options struct {
 	// rotation is overdue, at most once per RefreshEvery per credential.
 	RefreshOverdue bool
 	RefreshEvery   time.Duration // 10 min
+	// RotationGrace is the grace of the rotation rule (health.RotationRule);
+	// zero follows the broker's refresher interval, as the health report does.
+	RotationGrace time.Duration
 	// DisableExpiredAfter disables a credential that has stayed expired
 	// longer than this; 0 turns it off.
 	DisableExpiredAfter time.Duration
@@ -200,6 +205,7 @@ func (m *Monitor) heal(ctx context.Context) {
 	now := m.o.Now()
 	v := m.o.Mirror.Snapshot()
 	m.forgetGone(v)
+	rule := health.RotationRule{Refresher: v.Refresher, Grace: m.o.RotationGrace, MirrorLive: m.o.Mirror.Status().Live}
 	actions := 0
 	for _, e := range v.Entries {
 		if actions >= m.o.MaxActionsPerPass || ctx.Err() != nil {
@@ -222,7 +228,7 @@ func (m *Monitor) heal(ctx context.Context) {
 			cause := fmt.Sprintf("authbroker_exporter: expired for more than %s", m.o.DisableExpiredAfter)
 			_, err := m.o.Mirror.DisableCredentialRemote(ctx, e.ID, cause)
 			m.logAction("disable expired credential", e, err)
-		case m.o.RefreshOverdue && Overdue(e, v.Refresher, now):
+		case m.o.RefreshOverdue && rule.Overdue(e, now):
 			actions++
 			m.attempted(e.ID, now)
 			err := m.o.Mirror.RefreshOAuthCredential(ctx, e.ID)
@@ -266,22 +272,4 @@ func (m *Monitor) logAction(what string, e *store.Entry, err error) {
 		return
 	}
 	level.Info(m.o.Logger).Log("msg", what, "id", e.ID, "provider", e.Provider)
-}
-
-// Overdue is the DESIGN.md rule: the rotation deadline passed more than
-// one refresher interval ago with no rotation observed since, or the
-// credential is already past expiry (the broker keeps reporting the next
-// sweep for an expired row, so the deadline alone never goes far negative).
-func Overdue(e *store.Entry, r broker.Refresher, now time.Time) bool {
-	if e.Credential.Type != broker.TypeOAuth {
-		return false
-	}
-	if e.Credential.HasExpires && !now.Before(e.Credential.Expires) {
-		return true
-	}
-	deadline, ok := e.RotationDeadline()
-	if !ok {
-		return false
-	}
-	return now.Sub(deadline) > r.Interval && e.LastRotation.Before(deadline)
 }

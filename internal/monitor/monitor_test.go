@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,9 +39,13 @@ type fakeMirror struct {
 	refreshed []int64
 	disabled  []int64
 	err       error
+	frozen    bool // the mirror is not live
 }
 
 func (f *fakeMirror) Snapshot() store.View { return f.view }
+func (f *fakeMirror) Status() store.SyncStatus {
+	return store.SyncStatus{Live: !f.frozen}
+}
 func (f *fakeMirror) RefreshOAuthCredential(_ context.Context, id int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -56,31 +61,6 @@ func (f *fakeMirror) DisableCredentialRemote(_ context.Context, id int64, _ stri
 
 func oauth(id int64, expires time.Time, rotatesIn time.Duration, received time.Time) *store.Entry {
 	return &store.Entry{Entry: broker.Entry{ID: id, Provider: "anthropic", ReceivedAt: received, RotatesIn: rotatesIn, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: expires, HasExpires: true}}}
-}
-
-func TestOverdue(t *testing.T) {
-	r := broker.Refresher{Enabled: true, Interval: time.Minute}
-	rotated := oauth(1, t0.Add(time.Hour), 0, t0.Add(-3*time.Minute))
-	rotated.LastRotation = t0.Add(-time.Minute)
-	cases := []struct {
-		name string
-		e    *store.Entry
-		want bool
-	}{
-		{"deadline ahead", oauth(1, t0.Add(time.Hour), time.Minute, t0), false},
-		{"deadline passed within one interval", oauth(1, t0.Add(time.Hour), 0, t0.Add(-time.Minute)), false},
-		{"deadline passed by more than one interval", oauth(1, t0.Add(time.Hour), 0, t0.Add(-61*time.Second)), true},
-		{"rotation observed after the deadline", rotated, false},
-		{"expired, deadline fresh", oauth(1, t0.Add(-time.Second), 30*time.Second, t0), true},
-		{"expires exactly now", oauth(1, t0, 30*time.Second, t0), true},
-		{"api key", &store.Entry{Entry: broker.Entry{ID: 1, Credential: broker.Credential{Type: broker.TypeAPIKey}}}, false},
-		{"no rotation deadline, not expired", &store.Entry{Entry: broker.Entry{ID: 1, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true}}}, false},
-	}
-	for _, tc := range cases {
-		if got := Overdue(tc.e, r, t0); got != tc.want {
-			t.Errorf("%s: Overdue = %v, want %v", tc.name, got, tc.want)
-		}
-	}
 }
 
 func TestProbe(t *testing.T) {
@@ -190,4 +170,31 @@ func TestRunStops(t *testing.T) {
 	go func() { defer close(done); m.Run(ctx) }()
 	cancel()
 	<-done
+}
+
+// TestHealUsesTheRotationRule: the monitor acts on health.RotationRule, so
+// a frozen mirror's passed deadlines are not acted on (an expired
+// credential still is), and the configured grace is the rule's.
+func TestHealUsesTheRotationRule(t *testing.T) {
+	passed := oauth(1, t0.Add(time.Hour), 0, t0.Add(-2*time.Minute)) // deadline 2 min ago
+	expired := oauth(2, t0.Add(-time.Second), 30*time.Second, t0)
+	view := store.View{Refresher: broker.Refresher{Enabled: true, Interval: time.Minute}, Entries: []*store.Entry{passed, expired}}
+	for _, tc := range []struct {
+		name   string
+		frozen bool
+		grace  time.Duration
+		want   []int64
+	}{
+		{"live mirror", false, 0, []int64{1, 2}},
+		{"frozen mirror", true, 0, []int64{2}},
+		{"grace longer than the lateness", false, 5 * time.Minute, []int64{2}},
+	} {
+		mirror := &fakeMirror{view: view, frozen: tc.frozen}
+		m := New(Options{Broker: &fakeBroker{}, Mirror: mirror, Now: func() time.Time { return t0 },
+			RefreshOverdue: true, RotationGrace: tc.grace})
+		m.heal(context.Background())
+		if !slices.Equal(mirror.refreshed, tc.want) {
+			t.Errorf("%s: refreshed %v, want %v", tc.name, mirror.refreshed, tc.want)
+		}
+	}
 }

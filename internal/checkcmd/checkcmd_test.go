@@ -1,4 +1,4 @@
-package health
+package checkcmd
 
 import (
 	"bytes"
@@ -9,11 +9,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/internal/identity"
-	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
+
+func mustRedactor(t *testing.T, m identity.Mode) *identity.Redactor {
+	t.Helper()
+	r, err := identity.New(m, []byte("test-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // Canary secrets: none of them may appear in any output.
 const (
@@ -68,7 +77,7 @@ func clientFor(t *testing.T, url, token string) *broker.Client {
 func runCheck(t *testing.T, b *brokertest.Broker, token, format string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	code := Check(context.Background(), CheckOptions{
+	code := Check(context.Background(), Options{
 		Client: clientFor(t, b.URL, token), BrokerURL: b.URL, Format: format,
 		Redactor: mustRedactor(t, identity.Raw), Version: "test",
 	}, &out)
@@ -146,11 +155,11 @@ func TestCheckBrokerDown(t *testing.T) {
 	url := b.URL
 	b.Close()
 	var out bytes.Buffer
-	code := Check(context.Background(), CheckOptions{Client: clientFor(t, url, canaryToken), BrokerURL: url}, &out)
+	code := Check(context.Background(), Options{Client: clientFor(t, url, canaryToken), BrokerURL: url}, &out)
 	if code != ExitCritical {
 		t.Errorf("exit %d, want %d\n%s", code, ExitCritical, out.String())
 	}
-	if !strings.HasPrefix(out.String(), "CRITICAL: ") || !strings.Contains(out.String(), ReasonBrokerUnreachable) {
+	if !strings.HasPrefix(out.String(), "CRITICAL: ") || !strings.Contains(out.String(), health.ReasonBrokerUnreachable) {
 		t.Errorf("output:\n%s", out.String())
 	}
 }
@@ -166,21 +175,21 @@ func TestCheckJSON(t *testing.T) {
 	if code != ExitCritical {
 		t.Errorf("exit %d", code)
 	}
-	var rep Report
+	var rep health.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if rep.Status != Critical || !rep.Broker.Up || rep.Broker.Version != "18.2.3" || !rep.Sync.Ready || rep.ExporterVersion != "test" {
+	if rep.Status != health.Critical || !rep.Broker.Up || rep.Broker.Version != "18.2.3" || !rep.Sync.Ready || rep.ExporterVersion != "test" {
 		t.Errorf("report: status %s broker %+v sync %+v", rep.Status, rep.Broker, rep.Sync)
 	}
 	states := map[int64]string{}
 	for _, c := range rep.Credentials {
 		states[c.ID] = c.State
 	}
-	if states[ok] != StateOK || states[bad] != StateExpired || len(states) != 2 {
+	if states[ok] != health.StateOK || states[bad] != health.StateExpired || len(states) != 2 {
 		t.Errorf("states %v", states)
 	}
-	if len(rep.Disabled) != 1 || rep.Disabled[0].ID != gone || rep.Disabled[0].CauseClass != CauseRefreshFailed {
+	if len(rep.Disabled) != 1 || rep.Disabled[0].ID != gone || rep.Disabled[0].CauseClass != broker.CauseRefreshFailed {
 		t.Errorf("disabled %+v", rep.Disabled)
 	}
 	if !rep.Usage.Available || rep.Usage.Reports != 1 {
@@ -190,77 +199,23 @@ func TestCheckJSON(t *testing.T) {
 
 func TestCheckUnknownWithoutBroker(t *testing.T) {
 	var out bytes.Buffer
-	if code := Check(context.Background(), CheckOptions{Format: "yaml"}, &out); code != ExitUnknown || !strings.HasPrefix(out.String(), "UNKNOWN: ") {
+	if code := Check(context.Background(), Options{Format: "yaml"}, &out); code != ExitUnknown || !strings.HasPrefix(out.String(), "UNKNOWN: ") {
 		t.Errorf("bad format: %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := Check(context.Background(), CheckOptions{Format: "json"}, &out); code != ExitUnknown {
+	if code := Check(context.Background(), Options{Format: "json"}, &out); code != ExitUnknown {
 		t.Errorf("no client: %d", code)
 	}
-	var rep Report
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Status != Unknown || rep.Reasons[0].Code != ReasonCheckFailed {
+	var rep health.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Status != health.Unknown || rep.Reasons[0].Code != health.ReasonCheckFailed {
 		t.Errorf("no client JSON: %v %+v", err, rep)
 	}
 }
 
 func TestExitCode(t *testing.T) {
-	for v, want := range map[Verdict]int{OK: 0, Degraded: 1, Critical: 2, Unknown: 3, "": 3} {
+	for v, want := range map[health.Verdict]int{health.OK: 0, health.Degraded: 1, health.Critical: 2, health.Unknown: 3, "": 3} {
 		if got := ExitCode(v); got != want {
 			t.Errorf("ExitCode(%q) = %d, want %d", v, got, want)
 		}
-	}
-}
-
-// TestHandlerWithStoreHasNoSecrets drives the whole path the exporter uses:
-// fake broker with canary secrets → store mirror → Input → page and JSON.
-func TestHandlerWithStoreHasNoSecrets(t *testing.T) {
-	b := newBroker(t)
-	addOAuth(b, "anthropic", "a@example.com", 2*time.Hour)
-	expired := addOAuth(b, "openai-codex", "<b>@example.com", -time.Hour)
-	b.AddAPIKey("openai", canaryKey)
-	gone := b.AddAPIKey("openai", canaryKey+"-old")
-	b.Disable(gone, "replaced by newer credential")
-	b.SetUsage([]json.RawMessage{usageReport("anthropic", "a@example.com", 0.5)})
-
-	snap := make(chan store.View, 16)
-	s := store.New(store.Options{
-		Broker: clientFor(t, b.URL, canaryToken), Stream: true,
-		OnSnapshot: func(v store.View) {
-			select {
-			case snap <- v:
-			default:
-			}
-		},
-	})
-	defer s.Close()
-	<-snap // the first full snapshot has been applied
-
-	ctx := context.Background()
-	u, uerr := s.Usage(ctx)
-	tombs, terr := clientFor(t, b.URL, canaryToken).Disabled(ctx, "")
-	src := func(context.Context) Input {
-		return Input{
-			Now: time.Now(), BrokerURL: b.URL,
-			Broker: BrokerProbe{Up: true, Version: "18.2.3", Checked: time.Now()},
-			View:   s.Snapshot(), Status: s.Status(),
-			Usage: u.Reports, UsageOK: uerr == nil && u.HasData(), Tombstones: tombs, TombstonesOK: terr == nil,
-		}
-	}
-	h := NewHandler(HandlerOptions{Source: src, Redactor: mustRedactor(t, identity.Raw), Version: "test"})
-	_, page := serve(t, h, "GET", "/")
-	res, api := serve(t, h, "GET", APIPath)
-	assertNoCanary(t, "page", page)
-	assertNoCanary(t, "JSON", api)
-	if res.StatusCode != 503 {
-		t.Errorf("expired credential should make the API critical, got %d", res.StatusCode)
-	}
-	if !strings.Contains(page, fmt.Sprintf(`id="cred-%d" data-state="expired"`, expired)) {
-		t.Error("page lacks the expired credential")
-	}
-	if !strings.Contains(page, "&lt;b&gt;@example.com") {
-		t.Error("identity not escaped")
-	}
-	if !strings.Contains(page, fmt.Sprintf(`id="tomb-%d" data-cause="replaced"`, gone)) {
-		t.Error("page lacks the tombstone")
 	}
 }
