@@ -598,12 +598,31 @@ func ruleGroups(j []byte, path ...string) ([]any, error) {
 	return groups, nil
 }
 
-// alertsGroups reads every alerts/*.yml, checks each decodes strictly as a
-// PrometheusRule spec, and returns their groups in file order.
+// ruleFiles is which of alerts/ the chart's PrometheusRule carries (the
+// template's .Files.Glob); alerts/ also holds e.g. an Alertmanager example.
+const ruleFiles = "alerts/authbroker-*.yml"
+
+// alertsGroups reads every rule file, checks each decodes strictly as a
+// PrometheusRule spec, and returns their groups in file order. It fails when
+// a file of alerts/ holds rule groups but is not a rule file by name, so a
+// new rule file cannot be left out of the chart.
 func alertsGroups(t *testing.T) []any {
 	t.Helper()
+	for _, f := range repoFiles(t, "alerts/*.y*ml") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if ok, _ := filepath.Match(filepath.Join("..", ruleFiles), f); doc["groups"] != nil && !ok {
+			t.Errorf("%s holds rule groups but does not match %s: the chart leaves it out", f, ruleFiles)
+		}
+	}
 	var all []any
-	for _, f := range repoFiles(t, "alerts/*.yml") {
+	for _, f := range repoFiles(t, ruleFiles) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -643,7 +662,7 @@ func diffGroups(got, want []any) string {
 }
 
 // TestPrometheusRuleIsAlerts: the PrometheusRule holds exactly the groups of
-// alerts/*.yml (semantically: same keys and values, whatever the quoting).
+// alerts/authbroker-*.yml (semantically: same keys and values, whatever the quoting).
 func TestPrometheusRuleIsAlerts(t *testing.T) {
 	r := renderChart(t, readValues(t, allOnValues))
 	pr := r.one(t, "PrometheusRule")
@@ -653,7 +672,7 @@ func TestPrometheusRuleIsAlerts(t *testing.T) {
 	}
 	want := alertsGroups(t)
 	if d := diffGroups(got, want); d != "" {
-		t.Fatalf("the PrometheusRule differs from alerts/*.yml: %s", d)
+		t.Fatalf("the PrometheusRule differs from %s: %s", ruleFiles, d)
 	}
 	rules := 0
 	for _, g := range pr.typed.(*monitoringv1.PrometheusRule).Spec.Groups {
