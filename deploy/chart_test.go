@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	corev1 "k8s.io/api/core/v1"
@@ -839,5 +840,35 @@ func TestImageMatchesDockerfile(t *testing.T) {
 	}
 	if g := pod.SecurityContext.RunAsGroup; g == nil || *g != 65532 {
 		t.Errorf("runAsGroup %v, want 65532", g)
+	}
+}
+
+// TestChartFiles: through the symlinks, the chart ships the rule files and
+// the dashboards and nothing else of alerts/ and dashboards/ (no Go code,
+// no promtool tests): .helmignore filters them.
+func TestChartFiles(t *testing.T) {
+	chrt, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := []string{".helmignore", "README.md", "files/alerts/authbroker-*.yml", "files/dashboards/*.json"}
+	counts := map[string]int{}
+	for _, f := range chrt.Files {
+		ok := false
+		for _, pattern := range allowed {
+			if m, _ := filepath.Match(pattern, f.Name); m {
+				counts[pattern]++
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("the chart ships %s", f.Name)
+		}
+	}
+	if got, want := counts["files/alerts/authbroker-*.yml"], len(repoFiles(t, ruleFiles)); got != want {
+		t.Errorf("the chart ships %d rule files, alerts/ has %d", got, want)
+	}
+	if got, want := counts["files/dashboards/*.json"], len(repoFiles(t, "dashboards/*.json")); got != want {
+		t.Errorf("the chart ships %d dashboards, dashboards/ has %d", got, want)
 	}
 }
