@@ -1,0 +1,442 @@
+// Command passcpu measures the CPU the exporter spends following one broker
+// pass next to the CPU the real broker spends producing it, in one run.
+//
+//	go run ./bench/passcpu                  # 10k credentials, 10 passes
+//	go run ./bench/passcpu -n 1000 -passes 3
+//
+// It starts a real 18.2.3 broker on loopback (scripts/real-broker.sh, in its
+// own state directory), seeds n OAuth credentials, builds and starts the
+// exporter of this checkout against it, and then triggers passes: each
+// uploads one new API key, and the broker re-sends every OAuth entry
+// because rotatesInMs is relative to serverNowMs (docs/broker-protocol.md
+// §4, §5.1). Around each pass both processes must be idle (no CPU for
+// -settle); the CPU each used in between is read from /proc/PID/stat
+// (utime+stime, 10 ms ticks) and, finer, from the threads' schedstat.
+// The idle rate of each, measured over -idle before the passes, is
+// reported for context. The exporter's generation and
+// applied-frame counter are read from /metrics after each reading, so the
+// scrape is never inside a measured window.
+//
+// It only reports; nothing here asserts a timing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
+)
+
+type options struct {
+	n        int
+	passes   int
+	idle     time.Duration
+	settle   time.Duration
+	timeout  time.Duration
+	exporter string
+	markdown string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 10000, "OAuth credentials to seed")
+	flag.IntVar(&o.passes, "passes", 10, "passes to measure")
+	flag.DurationVar(&o.idle, "idle", 20*time.Second, "window for each process's idle CPU rate")
+	flag.DurationVar(&o.settle, "settle", 500*time.Millisecond, "both processes idle this long = the pass is over")
+	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound on the whole run")
+	flag.StringVar(&o.exporter, "exporter", "", "exporter binary (default: go build this checkout)")
+	flag.StringVar(&o.markdown, "markdown", "", "also write the result as Markdown to this file")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "passcpu:", err)
+		os.Exit(1)
+	}
+}
+
+// broker is the real broker started by scripts/real-broker.sh.
+type broker struct {
+	script, dir string
+	url, token  string
+	tokenFile   string
+	pid         int
+}
+
+func startBroker(ctx context.Context, root, dir string) (*broker, error) {
+	b := &broker{script: filepath.Join(root, "scripts", "real-broker.sh"), dir: dir}
+	cmd := exec.CommandContext(ctx, b.script, "start")
+	cmd.Env = append(os.Environ(), "REAL_BROKER_DIR="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("real-broker.sh start: %w", err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		switch k {
+		case "URL":
+			b.url = v
+		case "TOKEN_FILE":
+			b.tokenFile = v
+		case "PID":
+			b.pid, _ = strconv.Atoi(v)
+		}
+	}
+	if b.url == "" || b.tokenFile == "" || b.pid == 0 {
+		b.stop()
+		return nil, fmt.Errorf("real-broker.sh start said %q", out)
+	}
+	raw, err := os.ReadFile(b.tokenFile)
+	if err != nil {
+		b.stop()
+		return nil, err
+	}
+	b.token = strings.TrimSpace(string(raw))
+	return b, nil
+}
+
+func (b *broker) stop() {
+	cmd := exec.Command(b.script, "stop")
+	cmd.Env = append(os.Environ(), "REAL_BROKER_DIR="+b.dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Run()
+}
+
+// cpu sums the CPU of every process in the broker's session (the broker is
+// its session leader; anything it spawned stays in the session).
+func (b *broker) cpu() (harness.CPU, error) {
+	var sum harness.CPU
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return sum, err
+	}
+	found := false
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+		if len(f) < 4 {
+			continue
+		}
+		if sid, _ := strconv.Atoi(f[3]); sid != b.pid && pid != b.pid {
+			continue
+		}
+		c, err := harness.ReadCPU(pid)
+		if err != nil {
+			continue
+		}
+		found = true
+		sum = sum.Add(c)
+	}
+	if !found {
+		return sum, errors.New("broker process gone")
+	}
+	return sum, nil
+}
+
+func (b *broker) post(ctx context.Context, body any) error {
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/v1/credential", bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("upload: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (b *broker) seed(ctx context.Context, n int) error {
+	expires := time.Now().Add(48 * time.Hour).UnixMilli()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var seedErr error
+	for range 8 {
+		wg.Go(func() {
+			for i := range jobs {
+				err := b.post(ctx, map[string]any{"provider": "anthropic", "credential": map[string]any{
+					"type": "oauth", "access": fmt.Sprintf("passcpu-access-%d", i), "refresh": fmt.Sprintf("passcpu-refresh-%d", i),
+					"expires": expires, "email": fmt.Sprintf("user%d@passcpu.example", i), "accountId": fmt.Sprintf("acct-%d", i)}})
+				if err != nil {
+					mu.Lock()
+					seedErr = err
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return seedErr
+}
+
+func (b *broker) generation(ctx context.Context) (int64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/v1/snapshot", nil)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Generation int64 `json:"generation"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return 0, err
+	}
+	return s.Generation, nil
+}
+
+// pass is one measured pass.
+type pass struct {
+	exp, brk harness.CPU
+	wall     time.Duration
+	frames   int64
+	gen      int64
+}
+
+func run(ctx context.Context, o options) error {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "authbroker-passcpu-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := o.exporter
+	if bin == "" {
+		if bin, err = harness.BuildExporter(root, dir); err != nil {
+			return err
+		}
+	}
+	loadStart := harness.LoadAvg()
+	harness.Logf("starting a real broker (scripts/real-broker.sh)")
+	b, err := startBroker(ctx, root, filepath.Join(dir, "broker"))
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	version := "?"
+	if resp, err := http.Get(b.url + "/v1/healthz"); err == nil {
+		var h struct {
+			Version string `json:"version"`
+		}
+		json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		version = h.Version
+	}
+	harness.Logf("broker %s at %s (pid %d); seeding %d OAuth credentials", version, b.url, b.pid, o.n)
+	t := time.Now()
+	if err := b.seed(ctx, o.n); err != nil {
+		return err
+	}
+	harness.Logf("seeded in %s", time.Since(t).Round(time.Millisecond))
+
+	e, err := harness.StartExporter(ctx, harness.ExporterOptions{Bin: bin, Dir: dir, BrokerURL: b.url, Token: b.token})
+	if err != nil {
+		return err
+	}
+	defer e.Stop()
+	want, err := b.generation(ctx)
+	if err != nil {
+		return err
+	}
+	frames, err := exporterState(ctx, e, want)
+	if err != nil {
+		return err
+	}
+
+	// Idle rates.
+	if err := settle(ctx, e.Pid(), b, o.settle); err != nil {
+		return err
+	}
+	harness.Logf("idle window %s", o.idle)
+	e0, _ := harness.ReadCPU(e.Pid())
+	b0, err := b.cpu()
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(o.idle):
+	}
+	e1, _ := harness.ReadCPU(e.Pid())
+	b1, _ := b.cpu()
+	idleWall := time.Since(t0)
+	eIdle, bIdle := e1.Sub(e0), b1.Sub(b0)
+
+	var ps []pass
+	for i := range o.passes {
+		if err := settle(ctx, e.Pid(), b, o.settle); err != nil {
+			return err
+		}
+		e0, _ := harness.ReadCPU(e.Pid())
+		b0, err := b.cpu()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := b.post(ctx, map[string]any{"provider": "openai", "credential": map[string]any{
+			"type": "api_key", "key": fmt.Sprintf("passcpu-key-%d-%d", time.Now().UnixNano(), i)}}); err != nil {
+			return err
+		}
+		if err := settle(ctx, e.Pid(), b, o.settle); err != nil {
+			return err
+		}
+		e1, _ := harness.ReadCPU(e.Pid())
+		b1, _ := b.cpu()
+		p := pass{exp: e1.Sub(e0), brk: b1.Sub(b0), wall: time.Since(t0)}
+		if p.gen, err = b.generation(ctx); err != nil {
+			return err
+		}
+		got, err := exporterState(ctx, e, p.gen)
+		if err != nil {
+			return err
+		}
+		p.frames, frames = got-frames, got
+		ps = append(ps, p)
+		harness.Logf("pass %d: %d frames; exporter %s, broker %s (schedstat %s / %s)", i+1, p.frames,
+			p.exp.Stat, p.brk.Stat, p.exp.Sched.Round(time.Millisecond), p.brk.Sched.Round(time.Millisecond))
+	}
+	return report(o, version, ps, eIdle, bIdle, idleWall, loadStart, harness.LoadAvg())
+}
+
+// exporterState waits until the exporter holds generation gen and returns
+// its applied entry-frame counter.
+func exporterState(ctx context.Context, e *harness.Exporter, gen int64) (int64, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		body, err := e.Get(ctx, "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		g, _ := harness.SampleValue(body, "authbroker_snapshot_generation ")
+		applied, _ := harness.SampleValue(body, `authbroker_stream_events_total{kind="entry",result="applied"}`)
+		if int64(g) >= gen {
+			return int64(applied), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("exporter at generation %v, want %d", g, gen)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// settle waits until neither process used more than 2 ms of CPU in each
+// of the last d/5-long steps covering d.
+func settle(ctx context.Context, exp int, b *broker, d time.Duration) error {
+	step := d / 5
+	quiet := 0
+	deadline := time.Now().Add(2 * time.Minute)
+	pe, _ := harness.ReadCPU(exp)
+	pb, err := b.cpu()
+	if err != nil {
+		return err
+	}
+	for quiet < 5 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(step):
+		}
+		ce, err := harness.ReadCPU(exp)
+		if err != nil {
+			return fmt.Errorf("exporter: %w", err)
+		}
+		cb, err := b.cpu()
+		if err != nil {
+			return err
+		}
+		if ce.Sub(pe).Sched < 2*time.Millisecond && cb.Sub(pb).Sched < 2*time.Millisecond {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		pe, pb = ce, cb
+		if time.Now().After(deadline) {
+			return errors.New("processes never went idle for 2 minutes")
+		}
+	}
+	return nil
+}
+
+func report(o options, version string, ps []pass, eIdle, bIdle harness.CPU, idleWall time.Duration, loadStart, loadEnd string) error {
+	perSec := func(c harness.CPU) time.Duration { return time.Duration(float64(c.Sched) / idleWall.Seconds()) }
+	var md bytes.Buffer
+	fmt.Fprintf(&md, "Real broker %s, %d OAuth credentials, exporter of this checkout, %d passes (one API key upload each); %s, GOMAXPROCS %d; load average %s at start, %s at end.\n\n",
+		version, o.n, len(ps), runtime.Version(), runtime.GOMAXPROCS(0), loadStart, loadEnd)
+	fmt.Fprintf(&md, "Idle CPU over %s (schedstat): exporter %s per second, broker %s per second (its refresher sweep and SQLite polling). Not subtracted: a pass window is the pass plus %s of settling.\n\n",
+		idleWall.Round(time.Second), perSec(eIdle).Round(10*time.Microsecond), perSec(bIdle).Round(10*time.Microsecond), o.settle)
+	fmt.Fprintln(&md, "| pass | frames | wall | exporter CPU (stat) | broker CPU (stat) | ratio (stat) | exporter CPU (schedstat) | broker CPU (schedstat) | ratio (schedstat) |")
+	fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|")
+	var ratioStat, ratioSched []float64
+	var sum, sumB harness.CPU
+	for i, p := range ps {
+		rs := float64(p.exp.Stat) / float64(max(p.brk.Stat, 1))
+		rn := float64(p.exp.Sched) / float64(max(p.brk.Sched, 1))
+		ratioStat, ratioSched = append(ratioStat, rs), append(ratioSched, rn)
+		sum, sumB = sum.Add(p.exp), sumB.Add(p.brk)
+		fmt.Fprintf(&md, "| %d | %d | %s | %s | %s | %.0f%% | %s | %s | %.0f%% |\n", i+1, p.frames, p.wall.Round(time.Millisecond),
+			p.exp.Stat, p.brk.Stat, 100*rs, p.exp.Sched.Round(time.Millisecond), p.brk.Sched.Round(time.Millisecond), 100*rn)
+	}
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	k := time.Duration(len(ps))
+	total := float64(sum.Stat) / float64(max(sumB.Stat, 1))
+	fmt.Fprintf(&md, "\nPer pass (mean of %d), /proc/PID/stat utime+stime: exporter %s, broker %s, exporter/broker %.0f%% (schedstat: %s, %s, %.0f%%). Median of the per-pass ratios: %.0f%% (stat), %.0f%% (schedstat).\n",
+		len(ps), (sum.Stat / k).Round(time.Millisecond), (sumB.Stat / k).Round(time.Millisecond), 100*total,
+		(sum.Sched / k).Round(time.Millisecond), (sumB.Sched / k).Round(time.Millisecond), 100*float64(sum.Sched)/float64(max(sumB.Sched, 1)),
+		100*med(ratioStat), 100*med(ratioSched))
+	verdict := "met"
+	if total > 0.1 {
+		verdict = "NOT met"
+	}
+	fmt.Fprintf(&md, "Target exporter ≤ 10%% of the broker's CPU per pass: %s (%.0f%%).\n", verdict, 100*total)
+	os.Stdout.Write(md.Bytes())
+	if o.markdown != "" {
+		return os.WriteFile(o.markdown, md.Bytes(), 0o644)
+	}
+	return nil
+}
