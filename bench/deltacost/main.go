@@ -420,7 +420,8 @@ func (c *exporterClient) name() string { return "exporter" }
 
 func (c *exporterClient) start(ctx context.Context, f *feed) error {
 	e, err := harness.StartExporter(ctx, harness.ExporterOptions{Bin: c.bin, Dir: c.dir, BrokerURL: f.broker.URL,
-		Token: f.broker.Token(), Args: []string{"--no-collector.usage", "--monitor.probe-interval=1h", "--collector.disabled.interval=1h"}})
+		Token: f.broker.Token(), Args: []string{"--no-collector.usage", "--monitor.probe-interval=1h", "--collector.disabled.interval=1h",
+			"--broker.max-frame-bytes=134217728"}})
 	if err != nil {
 		return err
 	}
