@@ -168,7 +168,7 @@ func run(ctx context.Context, o options) error {
 		if !o.skipRef && refSkipped == "" {
 			start := time.Now()
 			ref := refClient{bun: bun, script: script, piAi: piAi, dir: dir}
-			r, err := measure(ctx, f, &ref, o, 10)
+			r, err := measure(ctx, f, &ref, o, 50)
 			if err != nil {
 				f.broker.Close()
 				return fmt.Errorf("reference client at %d: %w", n, err)
