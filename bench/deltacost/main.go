@@ -120,21 +120,12 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func run(ctx context.Context, o options) error {
-	root, err := harness.RepoRoot()
+	ws, err := harness.Setup("deltacost", o.exporter)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "authbroker-deltacost-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bin := o.exporter
-	if bin == "" {
-		if bin, err = harness.BuildExporter(root, dir); err != nil {
-			return err
-		}
-	}
+	defer ws.Close()
+	root, dir, bin := ws.Root, ws.Dir, ws.Bin
 	var bun, piAi string
 	if !o.skipRef {
 		bun = filepath.Join(o.npm, "node_modules", "bun", "bin", "bun.exe")

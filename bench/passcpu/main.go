@@ -27,7 +27,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,7 +36,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -161,48 +159,7 @@ func (b *broker) cpu() (harness.CPU, error) {
 }
 
 func (b *broker) post(ctx context.Context, body any) error {
-	raw, _ := json.Marshal(body)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/v1/credential", bytes.NewReader(raw))
-	req.Header.Set("Authorization", "Bearer "+b.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("upload: HTTP %d", resp.StatusCode)
-	}
-	return nil
-}
-
-func (b *broker) seed(ctx context.Context, n int) error {
-	expires := time.Now().Add(48 * time.Hour).UnixMilli()
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var seedErr error
-	for range 8 {
-		wg.Go(func() {
-			for i := range jobs {
-				err := b.post(ctx, map[string]any{"provider": "anthropic", "credential": map[string]any{
-					"type": "oauth", "access": fmt.Sprintf("passcpu-access-%d", i), "refresh": fmt.Sprintf("passcpu-refresh-%d", i),
-					"expires": expires, "email": fmt.Sprintf("user%d@passcpu.example", i), "accountId": fmt.Sprintf("acct-%d", i)}})
-				if err != nil {
-					mu.Lock()
-					seedErr = err
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	return seedErr
+	return harness.PostJSON(ctx, b.url+"/v1/credential", b.token, body)
 }
 
 func (b *broker) generation(ctx context.Context) (int64, error) {
@@ -231,21 +188,12 @@ type pass struct {
 }
 
 func run(ctx context.Context, o options) error {
-	root, err := harness.RepoRoot()
+	ws, err := harness.Setup("passcpu", o.exporter)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "authbroker-passcpu-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bin := o.exporter
-	if bin == "" {
-		if bin, err = harness.BuildExporter(root, dir); err != nil {
-			return err
-		}
-	}
+	defer ws.Close()
+	root, dir, bin := ws.Root, ws.Dir, ws.Bin
 	loadStart := harness.LoadAvg()
 	harness.Logf("starting a real broker (scripts/real-broker.sh)")
 	b, err := startBroker(ctx, root, filepath.Join(dir, "broker"))
@@ -264,7 +212,7 @@ func run(ctx context.Context, o options) error {
 	}
 	harness.Logf("broker %s at %s (pid %d); seeding %d OAuth credentials", version, b.url, b.pid, o.n)
 	t := time.Now()
-	if err := b.seed(ctx, o.n); err != nil {
+	if err := harness.SeedOAuth(ctx, b.url, b.token, o.n, "passcpu"); err != nil {
 		return err
 	}
 	harness.Logf("seeded in %s", time.Since(t).Round(time.Millisecond))

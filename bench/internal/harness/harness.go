@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -49,6 +51,97 @@ func BuildExporter(root, dir string) (string, error) {
 		return "", fmt.Errorf("build: %w", err)
 	}
 	return bin, nil
+}
+
+// Workspace is a checkout to measure: its root, a scratch directory and
+// the exporter binary.
+type Workspace struct {
+	Root, Dir, Bin string
+}
+
+// Setup finds the checkout, makes a scratch directory and builds the
+// exporter into it, unless bin names a binary to use instead. Close
+// removes the directory.
+func Setup(name, bin string) (*Workspace, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "authbroker-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	w := &Workspace{Root: root, Dir: dir, Bin: bin}
+	if w.Bin == "" {
+		if w.Bin, err = BuildExporter(root, dir); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Close removes the scratch directory.
+func (w *Workspace) Close() { os.RemoveAll(w.Dir) }
+
+// PostJSON posts body as JSON with a bearer token and wants a 200.
+func PostJSON(ctx context.Context, url, token string, body any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: HTTP %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+// SeedOAuth uploads n Anthropic OAuth credentials to a broker at url,
+// eight uploads at a time, each with its own email and account id and an
+// expiry 48 h away (no refresh falls due). tag goes into the token values.
+func SeedOAuth(ctx context.Context, url, token string, n int, tag string) error {
+	expires := time.Now().Add(48 * time.Hour).UnixMilli()
+	jobs := make(chan int)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			var first error
+			for i := range jobs {
+				err := PostJSON(ctx, url+"/v1/credential", token, map[string]any{"provider": "anthropic", "credential": map[string]any{
+					"type": "oauth", "access": fmt.Sprintf("%s-access-%d", tag, i), "refresh": fmt.Sprintf("%s-refresh-%d", tag, i),
+					"expires": expires, "email": fmt.Sprintf("user%d@%s.example", i, tag), "accountId": fmt.Sprintf("acct-%d", i)}})
+				if err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LoadAvg is the 1-minute load average: the machine may be shared.
