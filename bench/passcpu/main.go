@@ -432,17 +432,20 @@ func report(o options, version string, ps []pass, floor quiet, eIdle, bIdle harn
 	perSec := func(c time.Duration, wall time.Duration) time.Duration {
 		return time.Duration(float64(c) / max(wall.Seconds(), 1e-9))
 	}
-	fe, fb := perSec(floor.exp.Sched, floor.wall), perSec(floor.brk.Sched, floor.wall)
+	// utime+stime, not schedstat: bun's threads come and go, and a thread
+	// that ended takes its schedstat with it, while its ticks stay in the
+	// process's stat.
+	fe, fb := perSec(floor.exp.Stat, floor.wall), perSec(floor.brk.Stat, floor.wall)
 	net := func(c time.Duration, rate, wall time.Duration) time.Duration {
 		return c - time.Duration(float64(rate)*wall.Seconds())
 	}
 	var md bytes.Buffer
 	fmt.Fprintf(&md, "Real broker %s, %d OAuth credentials, exporter of this checkout, %d passes (one API key upload each); %s, GOMAXPROCS %d; load average %s at start, %s at end.\n\n",
 		version, o.n, len(ps), runtime.Version(), runtime.GOMAXPROCS(0), loadStart, loadEnd)
-	fmt.Fprintf(&md, "Background CPU while both were quiet before the passes (schedstat, %s in all): exporter %s per second, broker %s per second; "+
+	fmt.Fprintf(&md, "Background CPU while both were quiet before the passes (utime+stime, %s in all): exporter %s per second, broker %s per second; "+
 		"\"net\" subtracts it times the pass's wall time. Over the whole %s idle window after start-up: exporter %s/s, broker %s/s.\n\n",
 		floor.wall.Round(100*time.Millisecond), fe.Round(10*time.Microsecond), fb.Round(10*time.Microsecond),
-		idleWall.Round(time.Second), perSec(eIdle.Sched, idleWall).Round(10*time.Microsecond), perSec(bIdle.Sched, idleWall).Round(10*time.Microsecond))
+		idleWall.Round(time.Second), perSec(eIdle.Stat, idleWall).Round(10*time.Microsecond), perSec(bIdle.Stat, idleWall).Round(10*time.Microsecond))
 	fmt.Fprintln(&md, "| pass | frames | wall | exporter CPU (stat) | broker CPU (stat) | ratio (stat) | exporter net | broker net | ratio (net) | exporter / broker (schedstat, gross) |")
 	fmt.Fprintln(&md, "|---|---|---|---|---|---|---|---|---|---|")
 	var rStat, rNet, rSched []float64
@@ -469,11 +472,14 @@ func report(o options, version string, ps []pass, floor quiet, eIdle, bIdle harn
 		(netE / k).Round(time.Millisecond), (netB / k).Round(time.Millisecond), 100*netR,
 		(sum.Sched / k).Round(time.Millisecond), (sumB.Sched / k).Round(time.Millisecond), 100*float64(sum.Sched)/float64(max(sumB.Sched, 1)),
 		100*med(rStat), 100*med(rNet), 100*med(rSched))
+	// The median, not the mean: the broker's refresher sweep (every
+	// minute, over all rows) lands in some pass windows and inflates the
+	// broker's side there.
 	verdict := "met"
-	if netR > 0.1 {
+	if med(rNet) > 0.1 {
 		verdict = "NOT met"
 	}
-	fmt.Fprintf(&md, "Target exporter ≤ 10%% of the broker's CPU per pass: %s (%.0f%% net, %.0f%% gross).\n", verdict, 100*netR, 100*gross)
+	fmt.Fprintf(&md, "Target exporter ≤ 10%% of the broker's CPU per pass: %s (median %.0f%% net; mean %.0f%% net, %.0f%% gross).\n", verdict, 100*med(rNet), 100*netR, 100*gross)
 	os.Stdout.Write(md.Bytes())
 	if o.markdown != "" {
 		return os.WriteFile(o.markdown, md.Bytes(), 0o644)
