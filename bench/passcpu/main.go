@@ -455,7 +455,9 @@ func report(o options, version string, ps []pass, floor quiet, eIdle, bIdle harn
 		ne, nb := net(p.exp.Stat, fe, p.wall), net(p.brk.Stat, fb, p.wall)
 		rs := float64(p.exp.Stat) / float64(max(p.brk.Stat, 1))
 		rn := float64(ne) / float64(max(nb, 1))
-		rc := float64(p.exp.Sched) / float64(max(p.brk.Sched, 1))
+		// A bun thread that ended takes its schedstat along: a negative
+		// window is reported as 0%, never trusted.
+		rc := float64(p.exp.Sched) / float64(max(p.brk.Sched, p.exp.Sched*1e6, 1))
 		rStat, rNet, rSched = append(rStat, rs), append(rNet, rn), append(rSched, rc)
 		sum, sumB = sum.Add(p.exp), sumB.Add(p.brk)
 		netE, netB = netE+ne, netB+nb
