@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -59,21 +60,10 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", err
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run inside the module")
-	}
-	return filepath.Dir(mod), nil
-}
+var (
+	logf     = harness.Logf
+	repoRoot = harness.RepoRoot
+)
 
 func run(o options) error {
 	root, err := repoRoot()
