@@ -9,7 +9,7 @@
 // exporter of this checkout against it, and then triggers passes: each
 // uploads one new API key, and the broker re-sends every OAuth entry
 // because rotatesInMs is relative to serverNowMs (docs/broker-protocol.md
-// §4, §5.1). Around each pass both processes must be idle (no CPU for
+// §6.3, §7.1). Around each pass both processes must be idle (no CPU for
 // -settle, "idle" = under 2 ms per step); the CPU each used in between is read from /proc/PID/stat
 // (utime+stime, 10 ms ticks) and, finer, from the threads' schedstat.
 // Both keep some background work while idle (the broker polls its SQLite
