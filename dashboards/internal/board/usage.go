@@ -61,6 +61,8 @@ func usage() *Dashboard {
 	b.row("Saved resets")
 	resetCredits := m("authbroker_usage_limit_reset_credits")
 	perCred := "max by (job, instance, id, provider) "
+	// One row per limit whatever its windows: the worst status, the fullest window.
+	byLimit := "max by (job, instance, id, provider, limit) "
 	withResets := " and on (job, instance, id, provider, limit) " + resetCredits
 	b.add(14, 9, table("Saved resets by limit",
 		"One row per credential and limit that a usable saved reset clears, exhausted limits first. Usable resets: the account's usable saved resets that name the limit. "+
@@ -69,9 +71,9 @@ func usage() *Dashboard {
 		[]column{
 			{name: "Usable resets", expr: resetCredits + withIdentity,
 				props: []Property{prop("unit", "none"), prop("decimals", 0)}},
-			{name: "Status", expr: perLimit + "(" + m("authbroker_usage_limit_status") + ")" + withResets,
+			{name: "Status", expr: byLimit + "(" + m("authbroker_usage_limit_status") + ")" + withResets,
 				props: []Property{prop("mappings", []Mapping{statusMap}), cellColor("color-text")}},
-			{name: "Used", expr: perLimit + "(" + used + ")" + withResets,
+			{name: "Used", expr: byLimit + "(" + used + ")" + withResets,
 				props: []Property{prop("unit", "percentunit"), prop("thresholds", fraction), cellColor("color-text")}},
 			{name: "Window resets in", expr: "min by (job, instance, id, provider, limit) (" + m("authbroker_usage_limit_resets_timestamp_seconds") + ") - time()" + withResets,
 				props: []Property{prop("unit", "s")}},
