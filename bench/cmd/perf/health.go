@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 )
 
 // The health group (issues 11 and 13): at each size, one exporter against
@@ -25,7 +27,9 @@ import (
 type healthResult struct {
 	n                      int
 	scrape, page, api      time.Duration // medians
-	pageRatio, apiRatio    float64       // medians of the per-round ratios
+	scrapeCPU, pageCPU     time.Duration // the exporter's CPU per request, medians
+	apiCPU                 time.Duration
+	pageRatio, apiRatio    float64 // medians of the per-round ratios
 	scrapeGz               int
 	pageRaw, pageGz        int
 	apiRaw, apiGz          int
@@ -135,27 +139,51 @@ func healthRun(bin, dir string, n, rounds int) (healthResult, error) {
 	r.reports, r.unmatched = sum.Usage.Reports, sum.Usage.Unmatched
 
 	logf("health: %d interleaved rounds (scrape, page, api) at %d credentials", rounds, n)
-	var ss, ps, as []time.Duration
+	var ss, ps, as, sc, pc, ac []time.Duration
 	var pr, ar []float64
+	pid := e.cmd.Process.Pid
 	for range rounds {
-		ds, _, _, err := e.scrape(false)
+		var ds time.Duration
+		cs, err := cpuOf(pid, func() (err error) { ds, _, _, err = e.scrape(false); return err })
 		if err != nil {
 			return r, err
 		}
-		p, err := e.health("/", "text/html")
+		var p, a healthAnswer
+		cp, err := cpuOf(pid, func() (err error) { p, err = e.health("/", "text/html"); return err })
 		if err != nil {
 			return r, err
 		}
-		a, err := e.health("/api/v1/health", "application/json")
+		ca, err := cpuOf(pid, func() (err error) { a, err = e.health("/api/v1/health", "application/json"); return err })
 		if err != nil {
 			return r, err
 		}
 		ss, ps, as = append(ss, ds), append(ps, p.d), append(as, a.d)
+		sc, pc, ac = append(sc, cs), append(pc, cp), append(ac, ca)
 		pr, ar = append(pr, p.d.Seconds()/ds.Seconds()), append(ar, a.d.Seconds()/ds.Seconds())
 	}
 	r.scrape, r.page, r.api = pct(ss, 50), pct(ps, 50), pct(as, 50)
+	r.scrapeCPU, r.pageCPU, r.apiCPU = pct(sc, 50), pct(pc, 50), pct(ac, 50)
 	r.pageRatio, r.apiRatio = medianF(pr), medianF(ar)
 	return r, nil
+}
+
+// cpuOf runs fn and returns the exporter's on-CPU time meanwhile (the sum
+// of its threads' schedstat run time), which a loaded machine inflates far
+// less than the wall time. It includes whatever else the exporter did
+// meanwhile, such as a background usage refresh.
+func cpuOf(pid int, fn func() error) (time.Duration, error) {
+	before, err := harness.ReadCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	if err := fn(); err != nil {
+		return 0, err
+	}
+	after, err := harness.ReadCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	return after.Sub(before).Sched, nil
 }
 
 // healthAnswer is one page or API request: time to the last byte, bytes on
@@ -203,17 +231,17 @@ func addHealthRows(t *table, r healthResult) {
 		goal = "≤ 0.5 of the scrape"
 	}
 	t.add(fmt.Sprintf("health: gzip /metrics scrape, %s creds with usage (%.1f MB gzip), interleaved", k, float64(r.scrapeGz)/1e6),
-		"(report)", "median "+durD(r.scrape), true)
+		"(report)", fmt.Sprintf("median %s (CPU %s)", durD(r.scrape), durD(r.scrapeCPU)), true)
 	if r.n == healthTarget {
 		pass = r.pageRatio <= 0.5
 	}
 	t.add(fmt.Sprintf("health: status page /, %s creds (%s, %s gzip)", k, mb(int64(r.pageRaw)), kb(r.pageGz)), goal,
-		fmt.Sprintf("median %s, page/scrape %.2f (%s/cred)", durD(r.page), r.pageRatio, durD(r.page/time.Duration(r.n))), pass)
+		fmt.Sprintf("median %s, page/scrape %.2f (%s/cred; CPU %s)", durD(r.page), r.pageRatio, durD(r.page/time.Duration(r.n)), durD(r.pageCPU)), pass)
 	if r.n == healthTarget {
 		pass = r.apiRatio <= 0.5
 	}
 	t.add(fmt.Sprintf("health: /api/v1/health summary, %s creds (%s, %s gzip)", k, kb(r.apiRaw), kb(r.apiGz)), goal,
-		fmt.Sprintf("median %s, api/scrape %.2f (%s/cred)", durD(r.api), r.apiRatio, durD(r.api/time.Duration(r.n))), pass)
+		fmt.Sprintf("median %s, api/scrape %.2f (%s/cred; CPU %s)", durD(r.api), r.apiRatio, durD(r.api/time.Duration(r.n)), durD(r.apiCPU)), pass)
 	if r.n == healthTarget {
 		t.add("health: default page at 10k creds under 1 MB uncompressed", "< 1 MB", mb(int64(r.pageRaw)), r.pageRaw < 1e6)
 	}
@@ -232,7 +260,11 @@ func addLinearity(t *table, rs []healthResult) {
 		what string
 		get  func(healthResult) time.Duration
 	}{{"status page", func(r healthResult) time.Duration { return r.page }},
-		{"/api/v1/health", func(r healthResult) time.Duration { return r.api }}} {
+		{"/api/v1/health", func(r healthResult) time.Duration { return r.api }},
+		{"status page CPU", func(r healthResult) time.Duration { return r.pageCPU }},
+		{"/api/v1/health CPU", func(r healthResult) time.Duration { return r.apiCPU }},
+		{"gzip /metrics scrape", func(r healthResult) time.Duration { return r.scrape }},
+		{"gzip /metrics scrape CPU", func(r healthResult) time.Duration { return r.scrapeCPU }}} {
 		s1 := slope(w.get(a), w.get(b), a.n, b.n)
 		s2 := slope(w.get(b), w.get(c), b.n, c.n)
 		ratio := s2 / s1
@@ -271,13 +303,34 @@ func writeHealthMarkdown(w io.Writer, rs []healthResult, rounds int, loadBefore,
 			kb(r.pageRaw), kb(r.pageGz), notGzipped(r.pageGzipped), kb(r.apiRaw), kb(r.apiGz), notGzipped(r.apiGzippd),
 			durD(r.page/time.Duration(r.n)), durD(r.api/time.Duration(r.n)))
 	}
+	fmt.Fprintln(w, "\nThe exporter's own CPU time per request (sum of its threads' schedstat run time over the request,")
+	fmt.Fprintln(w, "median; less inflated by the machine's load than the wall time; it includes any background work meanwhile):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| credentials | /metrics (gzip) | `/` | `/api/v1/health` | page / scrape | API / scrape | scrape per cred | page per cred | API per cred |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		n := time.Duration(r.n)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s |\n", kcount(r.n), durD(r.scrapeCPU), durD(r.pageCPU), durD(r.apiCPU),
+			r.pageCPU.Seconds()/r.scrapeCPU.Seconds(), r.apiCPU.Seconds()/r.scrapeCPU.Seconds(),
+			durD(r.scrapeCPU/n), durD(r.pageCPU/n), durD(r.apiCPU/n))
+	}
 	if len(rs) >= 3 {
 		a, b, c := rs[0], rs[len(rs)/2], rs[len(rs)-1]
-		fmt.Fprintf(w, "\nMarginal cost per credential (%s→%s, %s→%s): page %s, %s; API %s, %s; /metrics %s, %s.\n",
-			kcount(a.n), kcount(b.n), kcount(b.n), kcount(c.n),
-			dur(slope(a.page, b.page, a.n, b.n)), dur(slope(b.page, c.page, b.n, c.n)),
-			dur(slope(a.api, b.api, a.n, b.n)), dur(slope(b.api, c.api, b.n, c.n)),
-			dur(slope(a.scrape, b.scrape, a.n, b.n)), dur(slope(b.scrape, c.scrape, b.n, c.n)))
+		fmt.Fprintf(w, "\nLinearity: marginal cost per credential between the sizes (a fixed cost per request inflates the\n")
+		fmt.Fprintf(w, "per-credential time at the smallest size, not these slopes); a ratio near 1 is linear.\n\n")
+		fmt.Fprintf(w, "| | %s→%s | %s→%s | ratio |\n|---|---|---|---|\n", kcount(a.n), kcount(b.n), kcount(b.n), kcount(c.n))
+		for _, m := range []struct {
+			what string
+			get  func(healthResult) time.Duration
+		}{{"/metrics wall", func(r healthResult) time.Duration { return r.scrape }},
+			{"`/` wall", func(r healthResult) time.Duration { return r.page }},
+			{"`/api/v1/health` wall", func(r healthResult) time.Duration { return r.api }},
+			{"/metrics CPU", func(r healthResult) time.Duration { return r.scrapeCPU }},
+			{"`/` CPU", func(r healthResult) time.Duration { return r.pageCPU }},
+			{"`/api/v1/health` CPU", func(r healthResult) time.Duration { return r.apiCPU }}} {
+			s1, s2 := slope(m.get(a), m.get(b), a.n, b.n), slope(m.get(b), m.get(c), b.n, c.n)
+			fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", m.what, dur(s1), dur(s2), s2/s1)
+		}
 	}
 	for _, r := range rs {
 		if r.unmatched > 0 {
