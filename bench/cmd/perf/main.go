@@ -6,9 +6,9 @@
 // health group: the status page and /api/v1/health against a gzip scrape,
 // interleaved, at 1k, 10k and 30k credentials with usage.
 //
-//	go run ./bench/cmd/perf                 # everything, ~10 minutes
+//	go run ./bench/cmd/perf                 # everything, ~7.5 minutes
 //	go run ./bench/cmd/perf -quick          # fewer runs, shorter idle window
-//	go run ./bench/cmd/perf -only health    # the health group alone, a few minutes
+//	go run ./bench/cmd/perf -only health    # the health group alone, ~2 minutes
 //
 // It only reports; nothing here fails a build.
 package main
