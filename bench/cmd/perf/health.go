@@ -247,29 +247,46 @@ func addHealthRows(t *table, r healthResult) {
 	}
 }
 
-// addLinearity reports the marginal cost per credential between the
-// smallest and the middle size, and between the middle and the largest:
-// a linear evaluation keeps the two close (a fixed cost per request only
-// inflates the per-credential time at the small size, not the slopes).
-func addLinearity(t *table, rs []healthResult) {
+// healthMeasures are the medians the linearity check looks at.
+var healthMeasures = []struct {
+	what string
+	get  func(healthResult) time.Duration
+}{
+	{"/metrics wall", func(r healthResult) time.Duration { return r.scrape }},
+	{"`/` wall", func(r healthResult) time.Duration { return r.page }},
+	{"`/api/v1/health` wall", func(r healthResult) time.Duration { return r.api }},
+	{"/metrics CPU", func(r healthResult) time.Duration { return r.scrapeCPU }},
+	{"`/` CPU", func(r healthResult) time.Duration { return r.pageCPU }},
+	{"`/api/v1/health` CPU", func(r healthResult) time.Duration { return r.apiCPU }},
+}
+
+// marginal is one measure's marginal cost per credential (ns) between the
+// smallest and the middle size, and between the middle and the largest: a
+// linear cost keeps the two close (a fixed cost per request only inflates
+// the per-credential time at the small size, not the slopes).
+type marginal struct {
+	what   string
+	s1, s2 float64
+}
+
+// linearity is nil with fewer than three sizes; span names the two steps.
+func linearity(rs []healthResult) (span string, ms []marginal) {
 	if len(rs) < 3 {
-		return
+		return "", nil
 	}
 	a, b, c := rs[0], rs[len(rs)/2], rs[len(rs)-1]
-	for _, w := range []struct {
-		what string
-		get  func(healthResult) time.Duration
-	}{{"status page", func(r healthResult) time.Duration { return r.page }},
-		{"/api/v1/health", func(r healthResult) time.Duration { return r.api }},
-		{"status page CPU", func(r healthResult) time.Duration { return r.pageCPU }},
-		{"/api/v1/health CPU", func(r healthResult) time.Duration { return r.apiCPU }},
-		{"gzip /metrics scrape", func(r healthResult) time.Duration { return r.scrape }},
-		{"gzip /metrics scrape CPU", func(r healthResult) time.Duration { return r.scrapeCPU }}} {
-		s1 := slope(w.get(a), w.get(b), a.n, b.n)
-		s2 := slope(w.get(b), w.get(c), b.n, c.n)
-		ratio := s2 / s1
-		t.add(fmt.Sprintf("health: %s linear, marginal cost per cred %s→%s / %s→%s", w.what, kcount(a.n), kcount(b.n), kcount(b.n), kcount(c.n)),
-			"(report)", fmt.Sprintf("%s / %s (ratio %.2f)", dur(s1), dur(s2), ratio), true)
+	span = fmt.Sprintf("%s→%s / %s→%s", kcount(a.n), kcount(b.n), kcount(b.n), kcount(c.n))
+	for _, m := range healthMeasures {
+		ms = append(ms, marginal{m.what, slope(m.get(a), m.get(b), a.n, b.n), slope(m.get(b), m.get(c), b.n, c.n)})
+	}
+	return span, ms
+}
+
+func addLinearity(t *table, rs []healthResult) {
+	span, ms := linearity(rs)
+	for _, m := range ms {
+		t.add(fmt.Sprintf("health: %s linear, marginal cost per cred %s", strings.ReplaceAll(m.what, "`", ""), span),
+			"(report)", fmt.Sprintf("%s / %s (ratio %.2f)", dur(m.s1), dur(m.s2), m.s2/m.s1), true)
 	}
 }
 
@@ -314,22 +331,13 @@ func writeHealthMarkdown(w io.Writer, rs []healthResult, rounds int, loadBefore,
 			r.pageCPU.Seconds()/r.scrapeCPU.Seconds(), r.apiCPU.Seconds()/r.scrapeCPU.Seconds(),
 			durD(r.scrapeCPU/n), durD(r.pageCPU/n), durD(r.apiCPU/n))
 	}
-	if len(rs) >= 3 {
-		a, b, c := rs[0], rs[len(rs)/2], rs[len(rs)-1]
+	if span, ms := linearity(rs); ms != nil {
 		fmt.Fprintf(w, "\nLinearity: marginal cost per credential between the sizes (a fixed cost per request inflates the\n")
 		fmt.Fprintf(w, "per-credential time at the smallest size, not these slopes); a ratio near 1 is linear.\n\n")
-		fmt.Fprintf(w, "| | %s→%s | %s→%s | ratio |\n|---|---|---|---|\n", kcount(a.n), kcount(b.n), kcount(b.n), kcount(c.n))
-		for _, m := range []struct {
-			what string
-			get  func(healthResult) time.Duration
-		}{{"/metrics wall", func(r healthResult) time.Duration { return r.scrape }},
-			{"`/` wall", func(r healthResult) time.Duration { return r.page }},
-			{"`/api/v1/health` wall", func(r healthResult) time.Duration { return r.api }},
-			{"/metrics CPU", func(r healthResult) time.Duration { return r.scrapeCPU }},
-			{"`/` CPU", func(r healthResult) time.Duration { return r.pageCPU }},
-			{"`/api/v1/health` CPU", func(r healthResult) time.Duration { return r.apiCPU }}} {
-			s1, s2 := slope(m.get(a), m.get(b), a.n, b.n), slope(m.get(b), m.get(c), b.n, c.n)
-			fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", m.what, dur(s1), dur(s2), s2/s1)
+		s1, s2, _ := strings.Cut(span, " / ")
+		fmt.Fprintf(w, "| | %s | %s | ratio |\n|---|---|---|---|\n", s1, s2)
+		for _, m := range ms {
+			fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", m.what, dur(m.s1), dur(m.s2), m.s2/m.s1)
 		}
 	}
 	for _, r := range rs {
