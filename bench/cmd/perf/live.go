@@ -174,30 +174,12 @@ func (e *exporter) poll() (time.Duration, []byte, error) {
 }
 
 func (e *exporter) get(want, gz bool) (time.Duration, int, []byte, error) {
-	req, _ := http.NewRequest(http.MethodGet, e.url+"/metrics", nil)
-	req.Header.Set("Accept", promAccept)
-	if gz {
-		req.Header.Set("Accept-Encoding", "gzip")
-	}
-	start := time.Now()
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	d := time.Since(start)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, nil, fmt.Errorf("/metrics: %s", resp.Status)
-	}
-	if !want {
-		return d, len(body), nil, nil
+	d, n, body, enc, err := e.request("/metrics", promAccept, gz)
+	if err != nil || !want {
+		return d, n, nil, err
 	}
 	var text []byte = body
-	if resp.Header.Get("Content-Encoding") == "gzip" {
+	if enc == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return 0, 0, nil, err
@@ -207,6 +189,31 @@ func (e *exporter) get(want, gz bool) (time.Duration, int, []byte, error) {
 		}
 	}
 	return d, len(body), text, nil
+}
+
+// request is one GET of path: the time until the last byte arrived, the
+// body as it came over the wire and its Content-Encoding.
+func (e *exporter) request(path, accept string, gz bool) (time.Duration, int, []byte, string, error) {
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	req.Header.Set("Accept", accept)
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	start := time.Now()
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, 0, nil, "", err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if err != nil {
+		return 0, 0, nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, nil, "", fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return d, len(body), body, resp.Header.Get("Content-Encoding"), nil
 }
 
 // sampleValue finds the value of the first series line starting with
