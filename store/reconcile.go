@@ -10,12 +10,14 @@ import (
 )
 
 // A stream-mode mirror can fall behind the broker without any frame to
-// tell it: a refresh sweep bumps the generation a second time when an
-// attempt fails, and that bump sends no frame (docs/broker-protocol.md,
-// "failed sweeps"). So while a stream is connected, the reconciler asks
-// once after every rotation deadline and sweep the mirror knows of: a
+// tell it (docs/broker-protocol.md §13.4): a refresh sweep bumps the
+// generation a second time when an attempt fails, and that bump may send
+// no frame; and when a sweep ends the broker reschedules the credentials it
+// tried without any bump. So while a stream is connected, the reconciler
+// asks once after every rotation deadline and sweep the mirror knows of: a
 // conditional GET /v1/snapshot that the broker answers 304 when nothing
-// changed, or 200 with the snapshot the stream did not send.
+// changed, or 200 with the snapshot the stream did not send; after a sweep
+// that was refreshing a credential, a plain GET.
 
 const (
 	// reconcileGrace lets the sweep that starts at a deadline finish
@@ -42,10 +44,13 @@ func (s *Store) reconcile(ctx context.Context, opened time.Time) {
 			}
 		}
 		if wait := at.Sub(s.clock.Now()); wait > 0 {
-			if s.clock.Sleep(ctx, wait) != nil {
+			// Look again at least every ReconcileEvery: a frame may have
+			// brought an earlier deadline meanwhile (a scan of the mirror is
+			// cheap next to that).
+			if s.clock.Sleep(ctx, min(wait, s.opts.ReconcileEvery)) != nil {
 				return
 			}
-			continue // a frame may have moved the schedule meanwhile
+			continue
 		}
 		checked = s.clock.Now()
 		s.reconcileOnce(ctx, checked)
@@ -91,11 +96,22 @@ func (s *Store) nextCheck(checked time.Time) (time.Time, bool) {
 func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 	s.mu.RLock()
 	gen := s.gen
+	// An entry last sent while its refresh was under way (rotatesIn 0, the
+	// deadline passed) is rescheduled when the sweep ends, and the broker
+	// does not bump its generation for that: a 304 cannot tell, so ask for
+	// the whole snapshot.
+	plain := false
+	for _, e := range s.entries.list {
+		if d, ok := e.RotationDeadline(); ok && e.RotatesIn == 0 && !d.After(now) {
+			plain = true
+			break
+		}
+	}
 	s.mu.RUnlock()
 	// wait=1 ms: the broker answers a matching tag with 304 after the wait,
 	// and a different generation with 200 at once (a wait of 0 would
 	// always answer 200 with the whole snapshot).
-	res, err := s.broker.Snapshot(ctx, broker.SnapshotRequest{LongPoll: true, Generation: gen, Wait: time.Millisecond})
+	res, err := s.broker.Snapshot(ctx, broker.SnapshotRequest{LongPoll: !plain, Generation: gen, Wait: time.Millisecond})
 	if ctx.Err() != nil {
 		return
 	}

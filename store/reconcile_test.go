@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -72,5 +73,38 @@ func TestReconcileOffInPollMode(t *testing.T) {
 		if k.Mode == ModeReconcile {
 			t.Fatalf("reconcile in poll mode: %v", s.Counters().SyncRequests)
 		}
+	}
+}
+
+// TestReconcileAfterFailedRefresh: the last frame of a credential said its
+// refresh was under way (rotatesInMs 0); the sweep ended and the broker
+// rescheduled it without a bump, so a 304 would hide the new schedule. The
+// reconciler asks for the whole snapshot instead and adopts it.
+func TestReconcileAfterFailedRefresh(t *testing.T) {
+	h := newHarness(t, setup{client: broker.ClientOptions{StreamIdleTimeout: time.Hour}})
+	exp := h.clk.Now().Add(time.Hour).Truncate(time.Second)
+	id := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "a", Refresh: "r", Expires: exp, Email: "a@x"})
+	s := h.start(Options{Stream: true, ReconcileEvery: 5 * time.Second})
+	h.waitStatus("connected", func(st SyncStatus) bool { return st.StreamConnected })
+	if err := h.b.WaitForStreams(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	gen := h.b.Generation()
+	// The frame a sweep sends when it starts refreshing the credential, at
+	// the generation the broker is at.
+	h.b.SendRaw([]byte(fmt.Sprintf("event: entry\ndata: {\"kind\":\"entry\",\"generation\":%d,\"serverNowMs\":%d,"+
+		"\"refresher\":{\"enabled\":true,\"intervalMs\":60000,\"skewMs\":300000,\"nextSweepInMs\":0},"+
+		"\"entry\":{\"id\":%d,\"provider\":\"anthropic\",\"credential\":{\"type\":\"oauth\",\"access\":\"a\",\"refresh\":\"__remote__\",\"expires\":%d,\"email\":\"a@x\"},"+
+		"\"identityKey\":\"email:a@x\",\"rotatesInMs\":0}}\n\n", gen, h.clk.Now().UnixMilli(), id, exp.UnixMilli())))
+	h.waitView("the sweep's frame", func(View) bool { e := s.entry(id); return e != nil && e.RotatesIn == 0 })
+	// The stream opened at this instant too: the first question comes no
+	// sooner than ReconcileEvery after it, and after the grace.
+	h.clk.Advance(5*time.Second + reconcileGrace)
+	h.waitCounters("a reconciling GET", func(c Counters) bool { return c.SyncRequests[SyncOutcome{ModeReconcile, SyncResultOK}] == 1 })
+	if e := s.entry(id); e.RotatesIn <= 0 || s.Snapshot().Generation != gen {
+		t.Fatalf("rotates in %v at generation %d, want the broker's schedule at %d", e.RotatesIn, s.Snapshot().Generation, gen)
+	}
+	if n := s.Counters().SyncRequests[SyncOutcome{ModeReconcile, SyncResultUnchanged}]; n != 0 {
+		t.Fatalf("%d conditional GETs answered 304", n)
 	}
 }
