@@ -612,14 +612,18 @@ func markdownAnchors(t *testing.T, path string) map[string]bool {
 
 // promtool returns the promtool binary: $PROMTOOL, else the one on PATH.
 // Without one the promtool tests fail in CI and are skipped elsewhere.
-func promtool(t *testing.T) string {
+func promtool(t *testing.T) string { return tool(t, "promtool", "PROMTOOL") }
+
+// tool returns the binary named by $env, else name on PATH; without one
+// the test fails in CI and is skipped elsewhere.
+func tool(t *testing.T, name, env string) string {
 	t.Helper()
-	if p := os.Getenv("PROMTOOL"); p != "" {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	p, err := exec.LookPath("promtool")
+	p, err := exec.LookPath(name)
 	if err != nil {
-		msg := "promtool not found (scripts/install-deps.sh prometheus, or set PROMTOOL)"
+		msg := fmt.Sprintf("%s not found (scripts/install-deps.sh prometheus, or set %s)", name, env)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
@@ -651,19 +655,7 @@ func TestPromtool(t *testing.T) {
 // TestAmtool: amtool check-config accepts the example Alertmanager
 // configuration. Like promtool, amtool is required when CI=true.
 func TestAmtool(t *testing.T) {
-	bin := os.Getenv("AMTOOL")
-	if bin == "" {
-		p, err := exec.LookPath("amtool")
-		if err != nil {
-			msg := "amtool not found (scripts/install-deps.sh prometheus, or set AMTOOL)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		bin = p
-	}
-	out, err := exec.CommandContext(t.Context(), bin, "check-config", alertmanagerFile).CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), tool(t, "amtool", "AMTOOL"), "check-config", alertmanagerFile).CombinedOutput()
 	if err != nil {
 		t.Errorf("amtool check-config: %v\n%s", err, out)
 	}
