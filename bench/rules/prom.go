@@ -41,6 +41,24 @@ type ruleSet struct {
 	rules     []ruleStat
 
 	failedReads int
+	// process_cpu_seconds_total at the first and last read of each phase:
+	// how much CPU the server got, which on a busy machine is what its
+	// durations mostly say.
+	cpu map[string][2]cpuSample
+}
+
+type cpuSample struct {
+	at      time.Time
+	seconds float64
+}
+
+// cores is the share of a core the server got during phase.
+func (s *ruleSet) cores(phase string) float64 {
+	c := s.cpu[phase]
+	if d := c[1].at.Sub(c[0].at).Seconds(); d > 0 {
+		return (c[1].seconds - c[0].seconds) / d
+	}
+	return 0
 }
 
 type ruleStat struct {
@@ -139,6 +157,7 @@ func (s *ruleSet) start(ctx context.Context, bin, target string, fl *fleet) erro
 	s.intervals = map[string]float64{}
 	s.missed = map[string]float64{}
 	s.failures = map[string]float64{}
+	s.cpu = map[string][2]cpuSample{}
 	return nil
 }
 
@@ -233,6 +252,17 @@ func (s *ruleSet) readMetrics(phase string, keep bool) error {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
+			if v, err := strconv.ParseFloat(rest, 64); err == nil {
+				c, now := s.cpu[phase], cpuSample{time.Now(), v}
+				if c[0].at.IsZero() {
+					c[0] = now
+				}
+				c[1] = now
+				s.cpu[phase] = c
+			}
+			continue
+		}
 		name, group, v, ok := groupSample(line)
 		if !ok {
 			continue

@@ -131,6 +131,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Missed iterations (`prometheus_rule_group_iterations_missed_total`): before %.0f, after %.0f. Failed rule evaluations (`prometheus_rule_evaluation_failures_total`, e.g. the 2-minute query timeout): before %.0f, after %.0f. Unanswered metric reads: before %d, after %d.\n\n",
 		missed(before), missed(after), failures(before), failures(after), before.failedReads, after.failedReads)
 
+	fmt.Fprintf(&b, "CPU the servers got (`process_cpu_seconds_total`, share of one core): before %.2f side by side; after %.2f side by side, %.2f alone. Where this is far below 1 while groups take long, their durations are mostly waiting for CPU.\n\n",
+		before.cores("side by side"), after.cores("side by side"), after.cores("alone"))
 	b.WriteString("## Rules: `evaluationTime` from `/api/v1/rules`, and active alerts\n\n")
 	b.WriteString("At the end of the side-by-side phase. Alerts: firing / pending.\n\n")
 	b.WriteString("| rule | before | after | before alerts | after alerts |\n|---|---|---|---|---|\n")
