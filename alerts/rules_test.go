@@ -21,11 +21,14 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	alertsFile  = "authbroker-alerts.yml"
-	rulesFile   = "authbroker-rules.yml"
-	testsDir    = "tests"
-	runbookPath = "../docs/runbook.md"
-	runbookURL  = "https://github.com/authbroker/authbroker_exporter/blob/main/docs/runbook.md"
+	alertsFile = "authbroker-alerts.yml"
+	rulesFile  = "authbroker-rules.yml"
+	// alertmanagerFile is an example Alertmanager configuration, not a
+	// rule file: rule-file globs must not pick it up.
+	alertmanagerFile = "alertmanager.example.yml"
+	testsDir         = "tests"
+	runbookPath      = "../docs/runbook.md"
+	runbookURL       = "https://github.com/authbroker/authbroker_exporter/blob/main/docs/runbook.md"
 )
 
 // The dashboards query these names, and the end-to-end suite waits for the
@@ -58,6 +61,7 @@ type rule struct {
 type unitTestFile struct {
 	RuleFiles          []string `yaml:"rule_files"`
 	EvaluationInterval string   `yaml:"evaluation_interval"`
+	GroupEvalOrder     []string `yaml:"group_eval_order"`
 	Tests              []struct {
 		Name        string `yaml:"name"`
 		Interval    string `yaml:"interval"`
@@ -108,8 +112,10 @@ func loadRules(t *testing.T) (alerts, records []rule) {
 			t.Fatalf("%s: no groups", f)
 		}
 		for _, g := range rf.Groups {
-			if g.Interval != "" {
-				t.Errorf("%s: group %s sets interval %s; the rules follow the global evaluation_interval", f, g.Name, g.Interval)
+			// Only a recording group of the rules file may run on its own
+			// interval, and its name says which (authbroker-usage.5m).
+			if g.Interval != "" && (f != rulesFile || !strings.HasSuffix(g.Name, "."+g.Interval)) {
+				t.Errorf("%s: group %s sets interval %s; only recording groups named *.%s may, the rest follow the global evaluation_interval", f, g.Name, g.Interval, g.Interval)
 			}
 			for _, r := range g.Rules {
 				switch {
@@ -164,8 +170,8 @@ func TestAlertRules(t *testing.T) {
 		} else if d, err := model.ParseDuration(a.For); err != nil || d <= 0 {
 			t.Errorf("%s: for %q is not a positive duration (%v)", a.Alert, a.For, err)
 		}
-		if s := a.Labels["severity"]; s != "warning" && s != "critical" {
-			t.Errorf("%s: severity %q, want warning or critical", a.Alert, s)
+		if s := a.Labels["severity"]; s != "info" && s != "warning" && s != "critical" {
+			t.Errorf("%s: severity %q, want info, warning or critical", a.Alert, s)
 		}
 		for _, k := range []string{"summary", "description", "runbook_url"} {
 			if strings.TrimSpace(a.Annotations[k]) == "" {
@@ -237,15 +243,60 @@ func contractFromREADME(t *testing.T) map[string][]string {
 	return out
 }
 
+// newFamilies are families of the metric contract (docs/design.md) that the
+// rules read and that README.md's table may not list yet; once it does, the
+// labels must agree.
+var newFamilies = map[string][]string{
+	"authbroker_usage_limit_reset_credits": {"id", "provider", "limit"},
+}
+
+// recordLabels are the labels a recording rule keeps besides job and
+// instance, from its level: id = a credential (id, provider), limit = a
+// usage limit (limit, and window when it is per credential).
+func recordLabels(name string) []string {
+	level, _, _ := strings.Cut(name, ":")
+	parts := strings.Split(level, "_")
+	var out []string
+	for _, l := range parts {
+		switch {
+		case l == "id":
+			out = append(out, "id", "provider")
+		case l == "limit" && slices.Contains(parts, "id"):
+			out = append(out, "limit", "window")
+		default:
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // TestExpressionsUseTheContract parses every expression with the current
 // PromQL parser (promtool may be older) and checks each metric and label
 // against the contract, so a typo cannot hide behind a test that repeats it.
 func TestExpressionsUseTheContract(t *testing.T) {
 	alerts, records := loadRules(t)
 	contract := contractFromREADME(t)
+	// Not authbroker_ families, so not in README's table: Prometheus' own
+	// up, and client_golang's counter of the exporter's /metrics handler.
 	contract["up"] = nil
+	contract["promhttp_metric_handler_requests_total"] = []string{"code"}
+	for name, labels := range newFamilies {
+		if got, ok := contract[name]; ok {
+			if !slices.Equal(got, labels) {
+				t.Errorf("%s: README.md gives labels %v, the rules expect %v", name, got, labels)
+			}
+			continue
+		}
+		t.Logf("%s is not in README.md's metric table yet; checking against %v", name, labels)
+		contract[name] = labels
+	}
 	for _, r := range records {
-		contract[r.Record] = []string{"provider", "limit"}
+		// A breaching set of one family keeps that family's labels.
+		if labels, ok := contract[strings.Split(r.Record, ":")[1]]; ok {
+			contract[r.Record] = labels
+			continue
+		}
+		contract[r.Record] = recordLabels(r.Record)
 	}
 	targetLabels := []string{"job", "instance"}
 	p := parser.NewParser(parser.Options{})
@@ -346,6 +397,164 @@ func TestUnitTestCoverage(t *testing.T) {
 	}
 }
 
+// stormThreshold is the number of breaching credentials of one provider up
+// to which per-credential alerts fire; beyond it the *Widespread sibling
+// fires instead (alerts/README.md, "Alert storms").
+const stormThreshold = 10
+
+// countComparisons returns the thresholds an expression compares a
+// count(...) aggregation with, by operator.
+func countComparisons(t *testing.T, expr string) map[parser.ItemType][]float64 {
+	t.Helper()
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[parser.ItemType][]float64{}
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		b, ok := n.(*parser.BinaryExpr)
+		if !ok {
+			return nil
+		}
+		lhs := b.LHS
+		for {
+			p, ok := lhs.(*parser.ParenExpr)
+			if !ok {
+				break
+			}
+			lhs = p.Expr
+		}
+		agg, ok := lhs.(*parser.AggregateExpr)
+		num, isNum := b.RHS.(*parser.NumberLiteral)
+		if ok && isNum && agg.Op == parser.COUNT {
+			out[b.Op] = append(out[b.Op], num.Val)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestStormGuard: every per-credential alert (one that adds the identity
+// label) fires only while its provider has at most stormThreshold breaching
+// credentials, and has a <name>Widespread sibling with the same for and
+// severity that fires beyond, without id labels; both documents name the
+// threshold.
+func TestStormGuard(t *testing.T) {
+	alerts, _ := loadRules(t)
+	byName := map[string]rule{}
+	for _, a := range alerts {
+		byName[a.Alert] = a
+	}
+	perCredential := 0
+	for _, a := range alerts {
+		if strings.HasSuffix(a.Alert, "Widespread") {
+			base, ok := byName[strings.TrimSuffix(a.Alert, "Widespread")]
+			if !ok {
+				t.Errorf("%s: no per-credential alert %s", a.Alert, strings.TrimSuffix(a.Alert, "Widespread"))
+				continue
+			}
+			if a.For != base.For || a.Labels["severity"] != base.Labels["severity"] {
+				t.Errorf("%s: for %s, severity %s; %s has %s, %s", a.Alert, a.For, a.Labels["severity"], base.Alert, base.For, base.Labels["severity"])
+			}
+			if got := countComparisons(t, a.Expr)[parser.GTR]; !slices.Equal(got, []float64{stormThreshold}) {
+				t.Errorf("%s: compares a count with > %v, want > %d", a.Alert, got, stormThreshold)
+			}
+			if strings.Contains(a.Expr, "authbroker_credential_info") {
+				t.Errorf("%s: a provider-wide alert has no identity to join", a.Alert)
+			}
+			continue
+		}
+		if !strings.Contains(a.Expr, "group_left(identity)") {
+			continue
+		}
+		perCredential++
+		if got := countComparisons(t, a.Expr)[parser.LTE]; !slices.Equal(got, []float64{stormThreshold}) {
+			t.Errorf("%s: compares a count with <= %v, want <= %d", a.Alert, got, stormThreshold)
+		}
+		if _, ok := byName[a.Alert+"Widespread"]; !ok {
+			t.Errorf("%s: no %sWidespread sibling", a.Alert, a.Alert)
+		}
+	}
+	if perCredential < 7 {
+		t.Errorf("only %d per-credential alerts found", perCredential)
+	}
+	phrase := fmt.Sprintf("more than %d credentials", stormThreshold)
+	for _, doc := range []string{"README.md", runbookPath} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte(phrase)) {
+			t.Errorf("%s does not name the threshold (%q)", doc, phrase)
+		}
+	}
+}
+
+// TestAlertmanagerExample checks that every alert name the example
+// Alertmanager configuration matches on exists, and that every regular
+// expression on alertname matches at least one alert.
+func TestAlertmanagerExample(t *testing.T) {
+	alerts, _ := loadRules(t)
+	var cfg struct {
+		Route struct {
+			GroupBy []string `yaml:"group_by"`
+		} `yaml:"route"`
+		InhibitRules []struct {
+			SourceMatchers []string `yaml:"source_matchers"`
+			TargetMatchers []string `yaml:"target_matchers"`
+			Equal          []string `yaml:"equal"`
+		} `yaml:"inhibit_rules"`
+	}
+	b, err := os.ReadFile(alertmanagerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"alertname", "provider", "instance"} {
+		if !slices.Contains(cfg.Route.GroupBy, l) {
+			t.Errorf("route does not group by %s", l)
+		}
+	}
+	if len(cfg.InhibitRules) < 2 {
+		t.Fatalf("%d inhibit rules", len(cfg.InhibitRules))
+	}
+	matcher := regexp.MustCompile(`^alertname\s*(=~|!~|=|!=)\s*"?([^"]*)"?$`)
+	for i, ir := range cfg.InhibitRules {
+		for _, m := range append(slices.Clone(ir.SourceMatchers), ir.TargetMatchers...) {
+			sm := matcher.FindStringSubmatch(strings.TrimSpace(m))
+			if sm == nil {
+				continue
+			}
+			re, err := regexp.Compile("^(?:" + sm[2] + ")$")
+			if err != nil {
+				t.Errorf("inhibit rule %d: %s: %v", i, m, err)
+				continue
+			}
+			n := 0
+			for _, a := range alerts {
+				if re.MatchString(a.Alert) {
+					n++
+				}
+			}
+			if sm[1] == "=~" || sm[1] == "=" {
+				if n == 0 {
+					t.Errorf("inhibit rule %d: %s matches no alert", i, m)
+				}
+			}
+			if sm[1] == "=" || sm[1] == "!=" {
+				if !slices.ContainsFunc(alerts, func(r rule) bool { return r.Alert == sm[2] }) {
+					t.Errorf("inhibit rule %d: %s names no alert", i, m)
+				}
+			}
+		}
+		if len(ir.Equal) == 0 {
+			t.Errorf("inhibit rule %d has no equal labels: one instance would silence every other", i)
+		}
+	}
+}
+
 // TestMarkdownLinks checks the anchors of the links between the runbook and
 // the rules' README, and that the README lists every alert.
 func TestMarkdownLinks(t *testing.T) {
@@ -408,14 +617,18 @@ func markdownAnchors(t *testing.T, path string) map[string]bool {
 
 // promtool returns the promtool binary: $PROMTOOL, else the one on PATH.
 // Without one the promtool tests fail in CI and are skipped elsewhere.
-func promtool(t *testing.T) string {
+func promtool(t *testing.T) string { return tool(t, "promtool", "PROMTOOL") }
+
+// tool returns the binary named by $env, else name on PATH; without one
+// the test fails in CI and is skipped elsewhere.
+func tool(t *testing.T, name, env string) string {
 	t.Helper()
-	if p := os.Getenv("PROMTOOL"); p != "" {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	p, err := exec.LookPath("promtool")
+	p, err := exec.LookPath(name)
 	if err != nil {
-		msg := "promtool not found (scripts/install-deps.sh prometheus, or set PROMTOOL)"
+		msg := fmt.Sprintf("%s not found (scripts/install-deps.sh prometheus, or set %s)", name, env)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
@@ -444,21 +657,31 @@ func TestPromtool(t *testing.T) {
 	}
 }
 
+// TestAmtool: amtool check-config accepts the example Alertmanager
+// configuration. Like promtool, amtool is required when CI=true.
+func TestAmtool(t *testing.T) {
+	out, err := exec.CommandContext(t.Context(), tool(t, "amtool", "AMTOOL"), "check-config", alertmanagerFile).CombinedOutput()
+	if err != nil {
+		t.Errorf("amtool check-config: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("SUCCESS")) {
+		t.Errorf("amtool check-config did not report success:\n%s", out)
+	}
+}
+
 // TestUnitTestsCatchMutations proves the unit tests can fail: each mutant
-// of the alert file (a `for` doubled or removed, a non-zero number in an
-// expression doubled) must make promtool test rules fail. The unmutated
-// copy must pass, so a failure is the mutation's doing.
+// of the rule files (an alert's `for` doubled or removed, a non-zero number
+// in an alert's or a recording rule's expression doubled) must make
+// promtool test rules fail. The unmutated copy must pass, so a failure is
+// the mutation's doing.
 func TestUnitTestsCatchMutations(t *testing.T) {
 	bin := promtool(t)
-	src, err := os.ReadFile(alertsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests, err := filepath.Glob(filepath.Join(testsDir, "*.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Only the test files that name an alert can notice its mutation.
+	// Only the test files that name an alert can notice its mutation; a
+	// recording rule may feed any of them.
 	filesFor := func(alert string) []string {
 		var out []string
 		for _, p := range tests {
@@ -472,10 +695,14 @@ func TestUnitTestsCatchMutations(t *testing.T) {
 		}
 		return out
 	}
-	run := func(t *testing.T, alerts []byte, files []string) (string, error) {
+	run := func(t *testing.T, file string, content []byte, files []string) (string, error) {
 		dir := t.TempDir()
-		copyFile(t, rulesFile, filepath.Join(dir, rulesFile))
-		if err := os.WriteFile(filepath.Join(dir, alertsFile), alerts, 0o644); err != nil {
+		for _, f := range []string{alertsFile, rulesFile} {
+			if f != file {
+				copyFile(t, f, filepath.Join(dir, f))
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), content, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		args := []string{"test", "rules"}
@@ -487,12 +714,19 @@ func TestUnitTestsCatchMutations(t *testing.T) {
 		out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput()
 		return string(out), err
 	}
-	// The control goes through the same decode/encode path as the mutants.
-	if out, err := run(t, mutate(t, src, "", nil), filesFor("")); err != nil {
-		t.Fatalf("unmutated copy fails: %v\n%s", err, out)
+	var ms []mutant
+	for _, f := range []string{alertsFile, rulesFile} {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The control goes through the same decode/encode path as the mutants.
+		if out, err := run(t, f, mutate(t, src, "", nil), filesFor("")); err != nil {
+			t.Fatalf("unmutated copy of %s fails: %v\n%s", f, err, out)
+		}
+		ms = append(ms, mutants(t, f, src)...)
 	}
-	ms := mutants(t, src)
-	if len(ms) < 30 {
+	if len(ms) < 60 {
 		t.Fatalf("only %d mutants", len(ms))
 	}
 	t.Logf("%d mutants", len(ms))
@@ -503,7 +737,7 @@ func TestUnitTestsCatchMutations(t *testing.T) {
 		}
 		t.Run(m.desc, func(t *testing.T) {
 			t.Parallel()
-			if _, err := run(t, m.file, files); err == nil {
+			if _, err := run(t, m.file, m.content, files); err == nil {
 				t.Errorf("mutant survived the unit tests")
 			}
 		})
@@ -511,14 +745,15 @@ func TestUnitTestsCatchMutations(t *testing.T) {
 }
 
 type mutant struct {
-	alert, desc string
-	file        []byte
+	alert, desc string // alert is empty for a recording rule
+	file        string
+	content     []byte
 }
 
-// mutants lists one-change variants of the alert file: per alert, its
-// `for` doubled and set to 0s, and each non-zero number of its expression
-// doubled.
-func mutants(t *testing.T, src []byte) []mutant {
+// mutants lists one-change variants of a rule file: per alert, its `for`
+// doubled and set to 0s; per alert or recording rule, each non-zero number
+// of its expression doubled.
+func mutants(t *testing.T, file string, src []byte) []mutant {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
@@ -526,18 +761,24 @@ func mutants(t *testing.T, src []byte) []mutant {
 	}
 	var out []mutant
 	p := parser.NewParser(parser.Options{})
-	walkAlerts(&doc, func(name string, fields map[string]*yaml.Node) {
-		add := func(desc string, edit func(map[string]*yaml.Node)) {
-			out = append(out, mutant{alert: name, desc: name + ": " + desc, file: mutate(t, src, name, edit)})
+	walkRules(&doc, func(name string, fields map[string]*yaml.Node) {
+		alert := ""
+		if _, ok := fields["alert"]; ok {
+			alert = name
 		}
-		add("for doubled", func(f map[string]*yaml.Node) {
-			d, err := model.ParseDuration(f["for"].Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f["for"].Value = (2 * d).String()
-		})
-		add("for set to 0s", func(f map[string]*yaml.Node) { f["for"].Value = "0s" })
+		add := func(desc string, edit func(map[string]*yaml.Node)) {
+			out = append(out, mutant{alert: alert, desc: name + ": " + desc, file: file, content: mutate(t, src, name, edit)})
+		}
+		if alert != "" {
+			add("for doubled", func(f map[string]*yaml.Node) {
+				d, err := model.ParseDuration(f["for"].Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f["for"].Value = (2 * d).String()
+			})
+			add("for set to 0s", func(f map[string]*yaml.Node) { f["for"].Value = "0s" })
+		}
 		expr, err := p.ParseExpr(fields["expr"].Value)
 		if err != nil {
 			t.Fatal(err)
@@ -558,15 +799,15 @@ func mutants(t *testing.T, src []byte) []mutant {
 	return out
 }
 
-// mutate decodes src afresh, applies edit to the alert named target and
-// encodes the result.
+// mutate decodes src afresh, applies edit to the rule named target (an
+// alert or a recording rule) and encodes the result.
 func mutate(t *testing.T, src []byte, target string, edit func(map[string]*yaml.Node)) []byte {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		t.Fatal(err)
 	}
-	walkAlerts(&doc, func(name string, fields map[string]*yaml.Node) {
+	walkRules(&doc, func(name string, fields map[string]*yaml.Node) {
 		if name == target && edit != nil {
 			edit(fields)
 		}
@@ -580,19 +821,22 @@ func mutate(t *testing.T, src []byte, target string, edit func(map[string]*yaml.
 	return buf.Bytes()
 }
 
-func walkAlerts(n *yaml.Node, fn func(string, map[string]*yaml.Node)) {
+// walkRules calls fn for every alert and recording rule, with its name.
+func walkRules(n *yaml.Node, fn func(string, map[string]*yaml.Node)) {
 	if n.Kind == yaml.MappingNode {
 		fields := map[string]*yaml.Node{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			fields[n.Content[i].Value] = n.Content[i+1]
 		}
-		if a, ok := fields["alert"]; ok {
-			fn(a.Value, fields)
-			return
+		for _, k := range []string{"alert", "record"} {
+			if a, ok := fields[k]; ok {
+				fn(a.Value, fields)
+				return
+			}
 		}
 	}
 	for _, c := range n.Content {
-		walkAlerts(c, fn)
+		walkRules(c, fn)
 	}
 }
 

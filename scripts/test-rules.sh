@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Checks the Prometheus rules in alerts/: promtool check rules, promtool test
-# rules, then the Go checks in alerts/rules_test.go (names, for, severity,
-# annotations, runbook anchors, metric contract, unit-test coverage and
+# rules, amtool check-config on the example Alertmanager configuration, then
+# the Go checks in alerts/rules_test.go (names, for, severity, annotations,
+# runbook anchors, metric contract, unit-test coverage, storm threshold and
 # mutation tests). Exits non-zero on the first failing step.
 #
-#   scripts/test-rules.sh          PROMTOOL=/path/to/promtool scripts/test-rules.sh
+#   scripts/test-rules.sh          PROMTOOL=/path/to/promtool AMTOOL=/path/to/amtool scripts/test-rules.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,14 @@ if ! command -v "$promtool" >/dev/null; then
 	exit 1
 fi
 
+amtool=${AMTOOL:-amtool}
+if ! command -v "$amtool" >/dev/null; then
+	echo "test-rules: amtool not found; install it with scripts/install-deps.sh prometheus or set AMTOOL" >&2
+	exit 1
+fi
+
 "$promtool" check rules alerts/authbroker-alerts.yml alerts/authbroker-rules.yml
 "$promtool" test rules alerts/tests/*.yml
-# CI=true: the Go test must not skip its promtool part either.
-CI=true PROMTOOL=$(command -v "$promtool") go test -race -count=1 ./alerts/
+"$amtool" check-config alerts/alertmanager.example.yml
+# CI=true: the Go test must not skip its promtool and amtool parts either.
+CI=true PROMTOOL=$(command -v "$promtool") AMTOOL=$(command -v "$amtool") go test -race -count=1 ./alerts/
