@@ -447,7 +447,11 @@ func runFault(t *testing.T, row faultRow) {
 	want := e.brokerState()
 	e.drive("recovery", e.s.opts.BackoffMax, func() bool {
 		st := e.s.Status()
-		return st.Live && st.LastError == "" && e.mirror().String() == want.String()
+		// The recovered line is logged after the status changes (and before
+		// the store signals the change): wait for it too, not only for the
+		// state.
+		logged := !fails || len(logLines(e.log, "recovered")) > 0
+		return st.Live && st.LastError == "" && e.mirror().String() == want.String() && logged
 	})
 	if took := e.clk.Now().Sub(clearedAt); took > row.bound {
 		t.Errorf("recovered after %v of injected time, bound %v", took, row.bound)
