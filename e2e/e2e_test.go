@@ -108,6 +108,7 @@ func TestEndToEnd(t *testing.T) {
 	step("rotation and block reach the mirror", s.rotationAndBlock)
 	step("disable through the broker removes the series", s.disableThroughBroker)
 	step("self-healing refresh fails upstream and is counted", s.selfHealing)
+	step("stream mirror reconciles after a failed sweep", s.reconcileAfterFailedSweep)
 	preKill := s.lastState(t)
 	step("killed broker sets up=0 and keeps the last mirror", func(t *testing.T) { s.killBroker(t, preKill) })
 	step("near-expiry alert fires and reaches Alertmanager", s.nearExpiryAlert)
@@ -528,7 +529,9 @@ func (s *suite) selfHealing(t *testing.T) {
 
 	// The broker itself logged the failed refresh route call for that id
 	// (its sweep logs "refresh failed (transient)" instead).
-	if !brokerLogged(t, filepath.Join(s.broker.dir, "broker.log"), "auth-broker refresh failed", s.expired) {
+	if logged, err := brokerLogged(filepath.Join(s.broker.dir, "broker.log"), "auth-broker refresh failed", s.expired); err != nil {
+		t.Errorf("broker log: %v", err)
+	} else if !logged {
 		t.Errorf("broker log has no failed refresh call for credential %d", s.expired)
 	}
 	ts, err := s.api.disabled(s.ctx)
@@ -568,11 +571,12 @@ func (s *suite) selfHealing(t *testing.T) {
 	})
 }
 
-func brokerLogged(t *testing.T, path, message string, id int64) bool {
+// brokerLogged reports whether the broker's log has a line with that
+// message for credential id.
+func brokerLogged(path, message string, id int64) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		t.Errorf("broker log: %v", err)
-		return false
+		return false, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -583,10 +587,10 @@ func brokerLogged(t *testing.T, path, message string, id int64) bool {
 			ID      int64  `json:"id"`
 		}
 		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == message && l.ID == id {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, sc.Err()
 }
 
 type state struct {
@@ -893,7 +897,8 @@ func (s *suite) noSecrets(t *testing.T) {
 			t.Errorf("canary (%s) found in %s", role, where)
 		}
 	}
-	pages := []string{"/metrics", "/", "/-/ready", "/-/healthy", "/api/v1/health"}
+	// The default health answer is a summary; view=full lists every credential.
+	pages := []string{"/metrics", "/", "/-/ready", "/-/healthy", "/api/v1/health", "/api/v1/health?view=full"}
 	if landing, err := get(s.ctx, s.hc, s.exporterURL+"/", nil); err == nil {
 		for _, m := range regexp.MustCompile(`href="(/[^"]*)"`).FindAllStringSubmatch(string(landing), -1) {
 			pages = append(pages, m[1])
@@ -911,6 +916,9 @@ func (s *suite) noSecrets(t *testing.T) {
 			continue
 		}
 		check("exporter "+p, body)
+		if p == "/api/v1/health?view=full" && !healthLists(body, s.canary) {
+			t.Errorf("exporter %s does not list the canary credential %d; the scan would prove little", p, s.canary)
+		}
 	}
 
 	logb, err := os.ReadFile(s.exporter.log)
@@ -951,4 +959,22 @@ func (s *suite) noSecrets(t *testing.T) {
 	if len(labels) < 10 {
 		t.Errorf("Prometheus knows only %d label names; the series check would prove little", len(labels))
 	}
+}
+
+// healthLists reports whether a /api/v1/health answer lists credential id.
+func healthLists(body []byte, id int64) bool {
+	var h struct {
+		Credentials []struct {
+			ID int64 `json:"id"`
+		} `json:"credentials"`
+	}
+	if json.Unmarshal(body, &h) != nil {
+		return false
+	}
+	for _, c := range h.Credentials {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
 }
