@@ -24,7 +24,7 @@
 #       an openai API key
 #   - the exporter (--collector.identity=raw: the identities are fake;
 #     --monitor.refresh-overdue);
-#   - Prometheus scraping it every 2 s with alerts/*.yml as they are, sending
+#   - Prometheus scraping it every 2 s with alerts/authbroker-*.yml as they are, sending
 #     to Alertmanager;
 #   - Alertmanager (one receiver that notifies nobody).
 # Then it prints the URLs and waits. Ctrl-C (SIGINT) or SIGTERM stops all of
@@ -232,7 +232,7 @@ exporter_port=$port
 {
 	printf 'global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 2s\n'
 	printf 'rule_files:\n'
-	for f in "$root"/alerts/*.yml; do printf '  - "%s"\n' "$f"; done
+	for f in "$root"/alerts/authbroker-*.yml; do printf '  - "%s"\n' "$f"; done
 	printf "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:%s']\n" "$am_port"
 	# job "authbroker" is the name the shipped rules expect.
 	printf "scrape_configs:\n  - job_name: authbroker\n    static_configs:\n      - targets: ['127.0.0.1:%s']\n" "$exporter_port"
