@@ -35,6 +35,11 @@ dashboards:
 check-build:
 	./scripts/check-build.sh
 
+# The Helm chart, the systemd units and the dashboards against Grafana's schema (deploy/, its own Go module).
+.PHONY: check-deploy
+check-deploy:
+	./scripts/check-deploy.sh
+
 # Every fuzz target for a bounded budget (FUZZTIME, default 30000 executions each; see scripts/fuzz.sh).
 fuzz:
 	./scripts/fuzz.sh
@@ -43,7 +48,7 @@ fuzz:
 e2e:
 	$(GO) test -tags e2e -count=1 -timeout 12m ./e2e/
 
-test: deps fmt-check vet race fuzz check-build e2e
+test: deps fmt-check vet race fuzz check-build check-deploy e2e
 
 # The exporter, the real broker (seeded), Prometheus and Alertmanager on loopback; Ctrl-C stops all.
 # e2e's TestDemo runs it headless (part of `make e2e`, so of `make test`).

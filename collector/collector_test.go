@@ -116,6 +116,22 @@ func usageReport(provider string, meta map[string]any, limits ...map[string]any)
 	return b
 }
 
+// withResets adds a resetCredits object to a report; limits, when not nil,
+// replaces the report's limits (e.g. []any{} for an 18.2.9 resets-only
+// report, docs/broker-protocol.md §13.1).
+func withResets(report json.RawMessage, limits []any, resets map[string]any) json.RawMessage {
+	var m map[string]any
+	if err := json.Unmarshal(report, &m); err != nil {
+		panic(err)
+	}
+	if limits != nil {
+		m["limits"] = limits
+	}
+	m["resetCredits"] = resets
+	b, _ := json.Marshal(m)
+	return b
+}
+
 func limit(id, window string, amount map[string]any, status string) map[string]any {
 	l := map[string]any{"id": id, "label": id, "scope": map[string]any{"provider": strings.Split(id, ":")[0]}, "amount": amount}
 	if window != "" {
@@ -140,15 +156,28 @@ func newScenario(t *testing.T) *scenario {
 		Email: "b@example.com", AccountID: "acct-B", OrgID: "org-1"})
 	ids["gone"] = b.AddOAuth("anthropic", brokertest.OAuth{Access: canaryAccess + "3", Refresh: canaryRefresh, Expires: t0.Add(-time.Hour), Email: "c@example.com"})
 	b.Disable(ids["gone"], "oauth refresh failed: invalid_grant")
+	ids["resets"] = b.AddOAuth("anthropic", brokertest.OAuth{Access: canaryAccess + "4", Refresh: canaryRefresh, Expires: t0.Add(time.Hour),
+		Email: "d@example.com", OrgID: "org-2"})
 	b.SetBlocks(ids["codex"], []brokertest.Block{
 		{ProviderKey: "openai-codex:oauth", Scope: "chat", BlockedUntil: t0.Add(10 * time.Minute)},
 		{ProviderKey: "openai-codex:oauth", Scope: "tier:x", BlockedUntil: t0.Add(20 * time.Minute)},
 	})
 	b.SetUsage([]json.RawMessage{
-		usageReport("anthropic", map[string]any{"email": "a@example.com", "accountId": "acct-A"},
+		withResets(usageReport("anthropic", map[string]any{"email": "a@example.com", "accountId": "acct-A"},
 			limit("anthropic:5h", "5h", map[string]any{"used": 42, "limit": 100, "remaining": 58, "usedFraction": 0.42, "unit": "percent"}, "ok"),
 			limit("anthropic:7d", "7d", map[string]any{"remainingFraction": 0.05, "unit": "percent"}, "warning"),
 			limit("anthropic:7d", "7d", map[string]any{"usedFraction": 0.5, "unit": "percent"}, "ok")), // duplicate: dropped
+			nil, map[string]any{"availableCount": 2, "redeemableCount": 1, "cooldownUntil": t0.Add(30 * time.Minute).Format(time.RFC3339),
+				"credits": []any{
+					// usable: counts for both limits, and its expiry is the next one
+					map[string]any{"id": "c1", "usable": true, "expiresAt": t0.Add(48 * time.Hour).UnixMilli(), "clears": []any{"anthropic:5h", "anthropic:7d"}},
+					// not usable: counts nowhere, and its earlier expiry is not the next one
+					map[string]any{"id": "c2", "usable": false, "expiresAt": t0.Add(24 * time.Hour).UnixMilli(), "clears": []any{"anthropic:5h"}},
+				}}),
+		// 18.2.9: an account with saved resets but no limits (docs/broker-protocol.md §13.1)
+		withResets(usageReport("anthropic", map[string]any{"email": "d@example.com", "orgId": "org-2"}), []any{},
+			map[string]any{"availableCount": 1, "cooldownUntil": t0.Add(10 * time.Minute).UnixMilli(),
+				"credits": []any{map[string]any{"id": "c3", "expiresAt": t0.Add(72 * time.Hour).Format(time.RFC3339), "clears": []any{"anthropic:7d"}}}}),
 		usageReport("openai-codex", map[string]any{"email": "someone@else.com"},
 			limit("openai-codex:primary", "", map[string]any{"used": 3, "unit": "requests"}, "")),
 	})
@@ -246,7 +275,7 @@ func TestIdentityModes(t *testing.T) {
 	s := newScenario(t)
 	for _, mode := range []identity.Mode{identity.Hashed, identity.Empty} {
 		out := scrape(t, &credentialCollector{o: s.options(t, mode)})
-		for _, pii := range []string{"example.com", "acct-A", "acct-B", "org-1"} {
+		for _, pii := range []string{"example.com", "acct-A", "acct-B", "org-1", "org-2"} {
 			if strings.Contains(out, pii) {
 				t.Errorf("%s mode leaks %q", mode, pii)
 			}

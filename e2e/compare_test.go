@@ -124,7 +124,7 @@ func compareMirror(s *snapshot, m metrics, brokerVersion string, streamedGen int
 			return fmt.Errorf("credential %d has no expires but an expiry series", e.ID)
 		}
 		// The value moves with the receipt time and the broker's sweep
-		// clock (which changes without a generation bump, protocol §5.2),
+		// clock (which changes without a generation bump, docs/broker-protocol.md §7.3),
 		// so only presence is compared here.
 		if (e.RotatesInMs != nil) != (len(rot) == 1) {
 			return fmt.Errorf("credential %d: rotatesInMs present=%v, rotates_in series %d", e.ID, e.RotatesInMs != nil, len(rot))

@@ -23,7 +23,7 @@ import (
 
 // The fault matrix: each way the broker or the network can misbehave, run
 // through the real client, r3labs and the sync loop against the fake broker
-// on the injected clock. Every row is held to the same contract (DESIGN.md,
+// on the injected clock. Every row is held to the same contract (docs/design.md,
 // "rules of the house"):
 //
 //   - nothing crashes;
@@ -503,7 +503,7 @@ func runFault(t *testing.T, row faultRow) {
 }
 
 // collide brings a restarted broker, whose data changed meanwhile, back at
-// the very generation the mirror holds (protocol §9's hazard).
+// the very generation the mirror holds (the restart hazard of docs/broker-protocol.md §11).
 func collide(e *env) {
 	gen := e.s.Snapshot().Generation
 	for e.b.Generation() < gen {

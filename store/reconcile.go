@@ -26,11 +26,11 @@ const (
 	reconcileFollow = 15 * time.Second
 )
 
-// reconcile runs beside one connected stream until ctx ends.
-func (s *Store) reconcile(ctx context.Context) {
-	// Deadlines up to here have been asked about; the snapshot the stream
-	// opened with answers for everything before it.
-	checked := s.clock.Now()
+// reconcile runs beside one connected stream until ctx ends. The stream
+// opened with a snapshot received at opened, which answers for every
+// deadline before it.
+func (s *Store) reconcile(ctx context.Context, opened time.Time) {
+	checked := opened // deadlines up to here have been asked about
 	for ctx.Err() == nil {
 		at, ok := s.nextCheck(checked)
 		if !ok {

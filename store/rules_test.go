@@ -57,7 +57,7 @@ func ids(v View) map[int64]*Entry {
 	return m
 }
 
-// TestGenerationRules is protocol §4's client rules (18.2.3): snapshots
+// TestGenerationRules is the client rules of docs/broker-protocol.md §6.4: snapshots
 // always adopted (a lower generation counts a reset), deltas ignored when
 // older, applied when equal or newer.
 func TestGenerationRules(t *testing.T) {

@@ -259,7 +259,7 @@ func TestStorePollProtocol(t *testing.T) {
 
 // TestStorePollRestartCollision: after a transport error the poller does an
 // unconditional GET, so a restarted broker whose generation happens to equal
-// the mirror's cannot answer 304 for stale data (protocol §9).
+// the mirror's cannot answer 304 for stale data (docs/broker-protocol.md §11).
 func TestStorePollRestartCollision(t *testing.T) {
 	h := newHarness(t, setup{proxy: true})
 	a := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "a", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@x"})

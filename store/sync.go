@@ -135,10 +135,10 @@ func (s *Store) followStream(bo *retryDelay) error {
 			bo.Reset()
 			s.syncOK(ModeStream, SyncResultOK)
 			if s.opts.ReconcileEvery > 0 {
-				go func() {
+				go func(opened time.Time) {
 					defer close(reconciled)
-					s.reconcile(conn)
-				}()
+					s.reconcile(conn, opened)
+				}(f.ReceivedAt)
 			}
 		}
 		return nil

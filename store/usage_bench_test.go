@@ -12,7 +12,7 @@ import (
 
 // randomUsageWorld draws reports and credentials from small vocabularies,
 // with case and whitespace variants, orgs, aliases in scopes and
-// duplicates, so every branch of protocol §8 is hit many times.
+// duplicates, so every branch of the matching rules (docs/broker-protocol.md §9) is hit many times.
 func randomUsageWorld(rng *rand.Rand, nReports, nCreds int) ([]broker.UsageReport, []*Entry) {
 	pick := func(vs ...string) string { return vs[rng.IntN(len(vs))] }
 	providers := []string{"anthropic", "openai-codex", "gemini"}

@@ -381,3 +381,37 @@ func TestUsageMatchesCredentials(t *testing.T) {
 		t.Fatalf("%d upstream calls", n)
 	}
 }
+
+// TestUsageMatchesResetsOnlyReport: an 18.2.9 report with limits: [] that
+// carries only saved resets (docs/broker-protocol.md §13.1) still decodes and
+// still matches its credential, next to a report whose resetCredits is of the
+// wrong type, which costs only the resets.
+func TestUsageMatchesResetsOnlyReport(t *testing.T) {
+	h := newHarness(t, setup{})
+	h.b.SetUsage([]json.RawMessage{
+		json.RawMessage(`{"provider":"anthropic","fetchedAt":1795751800000,"metadata":{"email":"a@example.com","orgId":"org-1"},"limits":[],
+		 "resetCredits":{"availableCount":2,"redeemableCount":1,"cooldownUntil":"2026-11-30T20:00:00Z",
+		  "credits":[{"id":"c1","usable":true,"clears":["anthropic:5h"]}]}}`),
+		json.RawMessage(`{"provider":"anthropic","fetchedAt":1795751800000,"metadata":{"email":"b@example.com","orgId":"org-1"},
+		 "limits":[{"id":"anthropic:5h","status":"ok"}],"resetCredits":"none"}`),
+	})
+	a := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "x", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@example.com", OrgID: "org-1"})
+	b := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "y", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "b@example.com", OrgID: "org-1"})
+	h.start(Options{Stream: true})
+	h.waitView("ready", func(v View) bool { return len(v.Entries) == 2 })
+	u := h.usage()
+	ra, ok := u.Match(h.s.entry(a))
+	if !ok || ra == nil || ra.Metadata.Email != "a@example.com" || len(ra.Limits) != 0 {
+		t.Fatalf("a: %+v, %v", ra, ok)
+	}
+	sr := ra.Resets
+	if sr == nil || !sr.HasAvailable || sr.Available != 2 || !sr.HasRedeemable || sr.Redeemable != 1 ||
+		!sr.CooldownUntil.Equal(time.Date(2026, 11, 30, 20, 0, 0, 0, time.UTC)) ||
+		len(sr.Credits) != 1 || !sr.Credits[0].Usable || len(sr.Credits[0].Clears) != 1 || sr.Credits[0].Clears[0] != "anthropic:5h" {
+		t.Fatalf("a resets: %+v", sr)
+	}
+	rb, ok := u.Match(h.s.entry(b))
+	if !ok || rb == nil || rb.Metadata.Email != "b@example.com" || len(rb.Limits) != 1 || rb.Resets != nil {
+		t.Fatalf("b: %+v, %v", rb, ok)
+	}
+}

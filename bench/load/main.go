@@ -4,12 +4,18 @@
 // concurrently. It prints a table of the exporter's heap, RSS and
 // goroutines over time and a summary.
 //
-// It asserts correctness only: every scrape must succeed and upstream
-// /v1/usage calls must stay within one per usage TTL (the store's
-// single-flight cache). Timings are reported, never asserted.
+// A health poller reads the JSON health API and /-/ready meanwhile. Memory
+// is reported three ways: peak RSS (VmHWM), steady-state RSS (the median
+// of the samples in the second half of the run) and the heap live after
+// each garbage collection (the exporter runs with GODEBUG=gctrace=1).
 //
-//	go run ./bench/load                      # 10k credentials, 50 scrapers, 1k deltas/s, 2 min
-//	go run ./bench/load -duration=30s -credentials=2000
+// It asserts correctness only: every scrape and health request must
+// succeed and upstream /v1/usage calls must stay within one per usage TTL
+// (the store's single-flight cache). Timings are reported, never asserted.
+//
+//	go run ./bench/load                      # 10k credentials, 10 scrapers, a change every 10 s, 30 s
+//	go run ./bench/load -duration=5m         # the memory target's run
+//	go run ./bench/load -duration=30s -credentials=2000 -scrapers=50 -deltas=1000 -interval=0   # a stress test
 package main
 
 import (
@@ -36,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -50,7 +57,8 @@ type config struct {
 	credentials int
 	scrapers    int
 	interval    time.Duration
-	deltas      int
+	deltas      float64
+	health      time.Duration
 	duration    time.Duration
 	sample      time.Duration
 	usageTTL    time.Duration
@@ -60,10 +68,11 @@ type config struct {
 func run() error {
 	var c config
 	flag.IntVar(&c.credentials, "credentials", 10000, "OAuth credentials in the broker, each with a usage report")
-	flag.IntVar(&c.scrapers, "scrapers", 50, "concurrent scrapers")
+	flag.IntVar(&c.scrapers, "scrapers", 10, "concurrent scrapers")
 	flag.DurationVar(&c.interval, "interval", 15*time.Second, "each scraper's scrape interval, the scrapers spread over it like independent Prometheus servers (0 = back to back, a stress test)")
-	flag.IntVar(&c.deltas, "deltas", 1000, "credential changes per second on the broker (each becomes a stream entry frame)")
-	flag.DurationVar(&c.duration, "duration", 2*time.Minute, "how long to run")
+	flag.Float64Var(&c.deltas, "deltas", 0.1, "credential changes per second on the broker (fractions allowed); each bump makes the broker re-send every OAuth entry")
+	flag.DurationVar(&c.health, "health-interval", 5*time.Second, "how often the health poller reads /api/v1/health and /-/ready (0 = no poller)")
+	flag.DurationVar(&c.duration, "duration", 30*time.Second, "how long to run (the memory target: 5m)")
 	flag.DurationVar(&c.sample, "sample", 5*time.Second, "how often to sample the exporter's heap and goroutines")
 	flag.DurationVar(&c.usageTTL, "usage-ttl", 15*time.Second, "the store's usage cache TTL (for the upstream call bound)")
 	flag.StringVar(&c.binary, "exporter", "", "exporter binary (default: go build the repository's)")
@@ -105,6 +114,7 @@ func run() error {
 
 	runCtx, cancel := context.WithTimeout(ctx, c.duration)
 	defer cancel()
+	exp.runStart.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	var changes atomic.Int64
 	wg.Go(func() { churn(runCtx, b, ids, c.deltas, &changes) })
@@ -113,13 +123,17 @@ func run() error {
 	for i := range c.scrapers {
 		wg.Go(func() { scrapeLoop(runCtx, client, exp.addr, c.interval, i, c.scrapers, res) })
 	}
+	hp := &healthResults{}
+	if c.health > 0 {
+		wg.Go(func() { healthLoop(runCtx, client, exp.addr, c.health, hp) })
+	}
 	samples := sampleLoop(runCtx, exp, c.sample, res, &changes)
 	wg.Wait()
 	end := sampleOnce(exp, time.Duration(0), res, &changes)
 	end.t = c.duration
 
 	usageCalls := b.Requests("/v1/usage") - usageBefore
-	return report(c, append(samples, end), res, usageCalls, changes.Load(), exp)
+	return report(c, append(samples, end), res, hp, usageCalls, changes.Load(), exp)
 }
 
 // seed fills the broker: credentials over four providers, one usage
@@ -156,13 +170,14 @@ func seed(c config) (*brokertest.Broker, []int64, error) {
 	return b, ids, nil
 }
 
-// churn rotates credentials at the given rate, in 10 ms batches.
-func churn(ctx context.Context, b *brokertest.Broker, ids []int64, perSecond int, n *atomic.Int64) {
+// churn rotates credentials at the given rate, in batches of at least
+// 10 ms.
+func churn(ctx context.Context, b *brokertest.Broker, ids []int64, perSecond float64, n *atomic.Int64) {
 	if perSecond <= 0 {
 		return
 	}
-	const tick = 10 * time.Millisecond
-	per := max(1, perSecond/int(time.Second/tick))
+	tick := max(10*time.Millisecond, time.Duration(float64(time.Second)/perSecond))
+	per := max(1, int(perSecond*tick.Seconds()))
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -189,9 +204,22 @@ type exporter struct {
 	log    *bytes.Buffer
 	logMu  *sync.Mutex
 	exited chan error
+	// runStart is when the measured run began (Unix ns); gcs are the
+	// collections seen since.
+	runStart atomic.Int64
+	gcs      []gcLine
 }
 
-var listening = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+// gcLine is one GODEBUG=gctrace=1 line: when, and the heap live after it.
+type gcLine struct {
+	at   time.Time
+	live float64 // MB
+}
+
+var (
+	listening = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+	gctrace   = regexp.MustCompile(`^gc \d+ @[\d.]+s .* (\d+)->(\d+)->(\d+) MB`)
+)
 
 func startExporter(ctx context.Context, bin string, b *brokertest.Broker) (*exporter, error) {
 	dir, err := os.MkdirTemp("", "authbroker-load-token")
@@ -203,7 +231,7 @@ func startExporter(ctx context.Context, bin string, b *brokertest.Broker) (*expo
 		return nil, err
 	}
 	cmd := exec.Command(bin, "--broker.url="+b.URL, "--broker.token-file="+tok, "--web.listen-address=127.0.0.1:0", "--log.level=info")
-	cmd.Env = append(os.Environ(), "OMP_AUTH_BROKER_TOKEN=", "OMP_AUTH_BROKER_URL=")
+	cmd.Env = append(os.Environ(), "OMP_AUTH_BROKER_TOKEN=", "OMP_AUTH_BROKER_URL=", "GODEBUG=gctrace=1")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -217,6 +245,15 @@ func startExporter(ctx context.Context, bin string, b *brokertest.Broker) (*expo
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			line := sc.Text()
+			if m := gctrace.FindStringSubmatch(line); m != nil {
+				live, _ := strconv.ParseFloat(m[3], 64)
+				e.logMu.Lock()
+				if start := e.runStart.Load(); start != 0 {
+					e.gcs = append(e.gcs, gcLine{at: time.Now(), live: live})
+				}
+				e.logMu.Unlock()
+				continue
+			}
 			e.logMu.Lock()
 			e.log.WriteString(line + "\n")
 			e.logMu.Unlock()
@@ -381,6 +418,64 @@ func scrape(ctx context.Context, client *http.Client, addr string) (scraped, err
 	return out, nil
 }
 
+// healthResults counts the health poller's requests.
+type healthResults struct {
+	mu        sync.Mutex
+	ok, fail  int
+	failures  map[string]int
+	latencies []time.Duration
+}
+
+// healthLoop reads the JSON health report and /-/ready every interval, as a
+// status page and an orchestrator's readiness probe would.
+func healthLoop(ctx context.Context, client *http.Client, addr string, every time.Duration, hr *healthResults) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for _, path := range []string{"/api/v1/health", "/-/ready"} {
+			start := time.Now()
+			err := healthGet(context.WithoutCancel(ctx), client, "http://"+addr+path)
+			hr.mu.Lock()
+			if err != nil {
+				hr.fail++
+				if hr.failures == nil {
+					hr.failures = map[string]int{}
+				}
+				hr.failures[path+": "+err.Error()]++
+			} else {
+				hr.ok++
+				if path == "/api/v1/health" {
+					hr.latencies = append(hr.latencies, time.Since(start))
+				}
+			}
+			hr.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func healthGet(ctx context.Context, client *http.Client, url string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return errors.New("transport")
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return errors.New("body")
+	}
+	// The health API answers 503 when the verdict is critical; that is a
+	// verdict, not a failure of the endpoint.
+	if resp.StatusCode != http.StatusOK && !(strings.HasSuffix(url, "/api/v1/health") && resp.StatusCode == http.StatusServiceUnavailable) {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
 type sample struct {
 	t                      time.Duration
 	heapAlloc, heapInuse   float64
@@ -445,9 +540,10 @@ func sampleOnce(e *exporter, at time.Duration, res *results, changes *atomic.Int
 	return s
 }
 
-func report(c config, samples []sample, res *results, usageCalls int, changes int64, e *exporter) error {
+func report(c config, samples []sample, res *results, hr *healthResults, usageCalls int, changes int64, e *exporter) error {
 	const mb = 1 << 20
-	fmt.Printf("\n%d credentials with usage, %d scrapers (interval %v), %d deltas/s asked, %v\n\n", c.credentials, c.scrapers, c.interval, c.deltas, c.duration)
+	fmt.Printf("\n%d credentials with usage, %d scrapers (interval %v), %g changes/s asked, health poller every %v, %v; load average %s\n\n",
+		c.credentials, c.scrapers, c.interval, c.deltas, c.health, c.duration, harness.LoadAvg())
 	fmt.Printf("%8s %10s %10s %9s %11s %9s %7s %14s\n", "t", "heap MiB", "inuse MiB", "RSS MiB", "goroutines", "scrapes", "failed", "entry frames")
 	for _, s := range samples {
 		fmt.Printf("%8v %10.1f %10.1f %9.1f %11.0f %9d %7d %14d\n", s.t, s.heapAlloc/mb, s.heapInuse/mb, s.rss/mb, s.goroutines, s.okScrapes, s.failScrapes, s.applied)
@@ -475,6 +571,40 @@ func report(c config, samples []sample, res *results, usageCalls int, changes in
 		changes, last.applied-first.applied, float64(last.applied-first.applied)/c.duration.Seconds())
 	fmt.Printf("heap in use: first %.1f MiB, last %.1f MiB, max %.1f MiB; goroutines: first %.0f, last %.0f, max %.0f\n",
 		first.heapInuse/mb, last.heapInuse/mb, maxHeap/mb, first.goroutines, last.goroutines, maxG)
+	// Memory: peak, steady state (second half), heap live after each GC.
+	mem, _ := harness.ReadMem(e.cmd.Process.Pid)
+	var steady []float64
+	for _, s := range samples {
+		if s.t >= c.duration/2 && s.rss > 0 {
+			steady = append(steady, s.rss)
+		}
+	}
+	slices.Sort(steady)
+	e.logMu.Lock()
+	var lives []float64
+	for _, g := range e.gcs {
+		lives = append(lives, g.live)
+	}
+	e.logMu.Unlock()
+	if len(steady) > 0 {
+		fmt.Printf("RSS: peak %s (VmHWM), steady state %s (median of %d samples in the second half), last %s\n",
+			harness.MB(mem.HWM), harness.MB(int64(steady[len(steady)/2])), len(steady), harness.MB(mem.RSS))
+	}
+	if len(lives) > 0 {
+		sorted := slices.Clone(lives)
+		slices.Sort(sorted)
+		fmt.Printf("heap live after GC (gctrace, %d collections in the run): median %.0f MB, max %.0f MB, last %.0f MB\n",
+			len(lives), sorted[len(sorted)/2], sorted[len(sorted)-1], lives[len(lives)-1])
+	}
+	hr.mu.Lock()
+	hlat := slices.Clone(hr.latencies)
+	hok, hfail, hfailures := hr.ok, hr.fail, hr.failures
+	hr.mu.Unlock()
+	slices.Sort(hlat)
+	if len(hlat) > 0 {
+		fmt.Printf("health poller: %d ok, %d failed; /api/v1/health median %v, max %v\n", hok, hfail,
+			hlat[len(hlat)/2].Round(time.Millisecond), hlat[len(hlat)-1].Round(time.Millisecond))
+	}
 	bound := int(c.duration/c.usageTTL) + 1
 	fmt.Printf("upstream /v1/usage calls: %d (bound: one per %v TTL = %d)\n", usageCalls, c.usageTTL, bound)
 
@@ -490,6 +620,9 @@ func report(c config, samples []sample, res *results, usageCalls int, changes in
 	if ok == 0 {
 		errs = append(errs, "no scrape succeeded")
 	}
+	if hfail > 0 {
+		errs = append(errs, fmt.Sprintf("%d health requests failed: %v", hfail, hfailures))
+	}
 	if usageCalls > bound {
 		errs = append(errs, fmt.Sprintf("%d upstream usage calls, more than one per TTL (%d)", usageCalls, bound))
 	}
@@ -499,6 +632,6 @@ func report(c config, samples []sample, res *results, usageCalls int, changes in
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))
 	}
-	fmt.Println("\nOK: no scrape failed, usage calls within one per TTL")
+	fmt.Println("\nOK: no scrape or health request failed, usage calls within one per TTL")
 	return nil
 }

@@ -20,8 +20,9 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 )
 
 type frame struct {
@@ -42,49 +43,12 @@ func main() {
 	}
 	token := strings.TrimSpace(string(raw))
 	post := func(body any) error {
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(http.MethodPost, *url+"/v1/credential", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("upload: HTTP %d", resp.StatusCode)
-		}
-		return nil
+		return harness.PostJSON(context.Background(), *url+"/v1/credential", token, body)
 	}
 
 	start := time.Now()
-	expires := time.Now().Add(48 * time.Hour).UnixMilli()
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var seedErr error
-	for range 8 {
-		wg.Go(func() {
-			for i := range jobs {
-				err := post(map[string]any{"provider": "anthropic", "credential": map[string]any{
-					"type": "oauth", "access": fmt.Sprintf("realpass-access-%d", i), "refresh": fmt.Sprintf("realpass-refresh-%d", i),
-					"expires": expires, "email": fmt.Sprintf("user%d@realpass.example", i)}})
-				if err != nil {
-					mu.Lock()
-					seedErr = err
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range *n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	if seedErr != nil {
-		fail(seedErr)
+	if err := harness.SeedOAuth(context.Background(), *url, token, *n, "realpass"); err != nil {
+		fail(err)
 	}
 	fmt.Printf("seeded %d OAuth credentials in %s\n", *n, time.Since(start).Round(time.Millisecond))
 

@@ -1,5 +1,5 @@
 // Package discover finds the broker URL and bearer token the way the
-// broker's own clients do (broker-protocol §1): environment, then the agent
+// broker's own clients do (docs/broker-protocol.md §3): environment, then the agent
 // config file, then the token file written by `omp auth-broker token`.
 package discover
 

@@ -189,7 +189,7 @@ type request struct {
 	noAuth       bool
 	// plainRetry turns the retry of a long-poll into an unconditional GET:
 	// after a transport error the broker may have restarted and reused the
-	// generation the request carries (protocol §9).
+	// generation the request carries (docs/broker-protocol.md §11).
 	plainRetry bool
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -331,6 +332,18 @@ func FuzzDecodeUsage(f *testing.F) {
 			for _, l := range r.Limits {
 				if frac, ok := l.Amount.EffectiveUsedFraction(); ok && math.IsNaN(frac) {
 					t.Fatalf("NaN used fraction from %+v", l.Amount)
+				}
+			}
+			if sr := r.Resets; sr != nil {
+				for _, n := range []float64{sr.Available, sr.Redeemable} {
+					if math.IsNaN(n) || math.IsInf(n, 0) {
+						t.Fatalf("saved-reset count %v", n)
+					}
+				}
+				for _, c := range sr.Credits {
+					if slices.Contains(c.Clears, "") {
+						t.Fatalf("empty limit id in clears %q", c.Clears)
+					}
 				}
 			}
 		}

@@ -124,7 +124,7 @@ type wireReport struct {
 	FetchedAt    json.Number                `json:"fetchedAt"`
 	Limits       []wireLimit                `json:"limits"`
 	Metadata     map[string]json.RawMessage `json:"metadata"`
-	ResetCredits map[string]json.RawMessage `json:"resetCredits"`
+	ResetCredits json.RawMessage            `json:"resetCredits"`
 }
 
 type wireLimit struct {
@@ -268,9 +268,7 @@ func (wr *wireReport) convert(in *stringPool) (UsageReport, error) {
 	if r.Metadata.ProjectID == "" {
 		r.Metadata.ProjectID = metaString(wr.Metadata, "project_id")
 	}
-	if wr.ResetCredits != nil {
-		r.Resets = savedResets(wr.ResetCredits, in)
-	}
+	r.Resets = savedResets(wr.ResetCredits, in)
 	r.Limits = make([]UsageLimit, 0, len(wr.Limits))
 	for _, wl := range wr.Limits {
 		l := UsageLimit{
@@ -300,17 +298,26 @@ func (wr *wireReport) convert(in *stringPool) (UsageReport, error) {
 }
 
 // savedResets reads resetCredits field by field, so that one field of an
-// unexpected type costs that field, not the report.
-func savedResets(m map[string]json.RawMessage, in *stringPool) *SavedResets {
+// unexpected type costs that field, not the report: a resetCredits that is
+// not an object reads as absent (nil), and so does a credit that is not one.
+func savedResets(raw json.RawMessage, in *stringPool) *SavedResets {
+	var m map[string]json.RawMessage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
 	sr := &SavedResets{}
 	sr.Available, sr.HasAvailable = rawNumber(m["availableCount"])
 	sr.Redeemable, sr.HasRedeemable = rawNumber(m["redeemableCount"])
 	sr.CooldownUntil = rawTime(m["cooldownUntil"])
-	var credits []map[string]json.RawMessage
+	var credits []json.RawMessage
 	if json.Unmarshal(m["credits"], &credits) != nil {
 		return sr
 	}
-	for _, c := range credits {
+	for _, raw := range credits {
+		var c map[string]json.RawMessage
+		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &c) != nil {
+			continue
+		}
 		rc := ResetCredit{ExpiresAt: rawTime(c["expiresAt"])}
 		rc.HasUsable = json.Unmarshal(c["usable"], &rc.Usable) == nil && len(c["usable"]) > 0 && c["usable"][0] != 'n'
 		var clears []json.RawMessage

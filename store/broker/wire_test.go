@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// liveSnapshot is protocol §2's live example, with canary tokens and an
+// liveSnapshot is the live example of docs/broker-protocol.md §4.5, with canary tokens and an
 // MCP-style extension field.
 const liveSnapshot = `{"generation":14,"generatedAt":1795751638608,"serverNowMs":1795751638608,
  "refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":1380},

@@ -1,5 +1,5 @@
 // Package brokertest is an in-process fake oh-my-pi auth-broker that speaks
-// the 18.2.3 wire protocol (shared broker-protocol.md) exactly: the same
+// the 18.2.3 wire protocol (docs/broker-protocol.md) exactly: the same
 // keys, the same ETag/long-poll rules, the same SSE framing and the same
 // per-connection entry/removed diff the real broker produces. Tests script
 // it: add, rotate or remove credentials, set usage, restart, act like an old

@@ -136,7 +136,7 @@ func TestSnapshotShape(t *testing.T) {
 	if a["identityKey"] != "email:alice@example.com" {
 		t.Errorf("anthropic identityKey = %v", a["identityKey"])
 	}
-	// §5.3: due = expires - 300000, T = now + 60000, n = ceil(3014392/60000) = 51.
+	// docs/broker-protocol.md §7.4: due = expires - 300000, T = now + 60000, n = ceil(3014392/60000) = 51.
 	if numOf(t, a["rotatesInMs"]) != 60000+51*60000 {
 		t.Errorf("rotatesInMs = %v", a["rotatesInMs"])
 	}

@@ -211,7 +211,7 @@ func snapshotHeaders(gen int64) []string {
 	return []string{"ETag", fmt.Sprintf("%q", strconv.FormatInt(gen, 10)), "Cache-Control", "no-store", "Vary", capabilitiesHeader}
 }
 
-// serveSnapshot is GET /v1/snapshot with the long-poll rules of §3.
+// serveSnapshot is GET /v1/snapshot with the long-poll rules of docs/broker-protocol.md §5.
 func (b *Broker) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	caps := meterScopes(r)
 	tag, hasTag := parseGenerationTag(strings.Join(r.Header.Values("If-None-Match"), ", "))

@@ -195,7 +195,7 @@ func (rs refresherState) wire(now time.Time) (object, int64) {
 	return object{{"enabled", true}, {"intervalMs", iv}, {"skewMs", rs.skew.Milliseconds()}, {"nextSweepInMs", max(0, next-nowMs)}}, next
 }
 
-// rotatesIn is computeRotatesInMs (protocol §5.3).
+// rotatesIn is computeRotatesInMs (docs/broker-protocol.md §7.4).
 func (rs refresherState) rotatesIn(r *row, nextSweepAt, now int64) (int64, bool) {
 	if !rs.enabled || r.apiKey {
 		return 0, false

@@ -52,7 +52,7 @@ func sseEvent(kind string, body any) []byte {
 }
 
 // serveStream is GET /v1/snapshot/stream: a snapshot frame, then per
-// connection the fingerprint diff of §4 on every generation change.
+// connection the fingerprint diff of docs/broker-protocol.md §6.3 on every generation change.
 func (b *Broker) serveStream(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {

@@ -46,7 +46,7 @@ func TestStreamHeadersAndSnapshotFrame(t *testing.T) {
 	}
 }
 
-// TestStreamDiff drives the §4 algorithm: every frame of a pass shares
+// TestStreamDiff drives the algorithm of docs/broker-protocol.md §6.3: every frame of a pass shares
 // generation/serverNowMs/refresher; entries in snapshot order for changed
 // fingerprints, then removed frames.
 func TestStreamDiff(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -173,30 +174,12 @@ func (e *exporter) poll() (time.Duration, []byte, error) {
 }
 
 func (e *exporter) get(want, gz bool) (time.Duration, int, []byte, error) {
-	req, _ := http.NewRequest(http.MethodGet, e.url+"/metrics", nil)
-	req.Header.Set("Accept", promAccept)
-	if gz {
-		req.Header.Set("Accept-Encoding", "gzip")
-	}
-	start := time.Now()
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	d := time.Since(start)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, nil, fmt.Errorf("/metrics: %s", resp.Status)
-	}
-	if !want {
-		return d, len(body), nil, nil
+	d, n, body, enc, err := e.request("/metrics", promAccept, gz)
+	if err != nil || !want {
+		return d, n, nil, err
 	}
 	var text []byte = body
-	if resp.Header.Get("Content-Encoding") == "gzip" {
+	if enc == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return 0, 0, nil, err
@@ -208,29 +191,34 @@ func (e *exporter) get(want, gz bool) (time.Duration, int, []byte, error) {
 	return d, len(body), text, nil
 }
 
+// request is one GET of path: the time until the last byte arrived, the
+// body as it came over the wire and its Content-Encoding.
+func (e *exporter) request(path, accept string, gz bool) (time.Duration, int, []byte, string, error) {
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	req.Header.Set("Accept", accept)
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	start := time.Now()
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, 0, nil, "", err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if err != nil {
+		return 0, 0, nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, nil, "", fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return d, len(body), body, resp.Header.Get("Content-Encoding"), nil
+}
+
 // sampleValue finds the value of the first series line starting with
 // prefix (metric name plus the start of its label set).
-func sampleValue(text []byte, prefix string) (float64, bool) {
-	var line []byte
-	if bytes.HasPrefix(text, []byte(prefix)) {
-		line = text
-	} else {
-		i := bytes.Index(text, []byte("\n"+prefix))
-		if i < 0 {
-			return 0, false
-		}
-		line = text[i+1:]
-	}
-	if j := bytes.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
-	}
-	k := bytes.LastIndexByte(line, ' ')
-	if k < 0 {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(string(line[k+1:]), 64)
-	return v, err == nil
-}
+var sampleValue = harness.SampleValue
 
 // procStat is the CPU time (user+system) and memory of a process from
 // /proc.
@@ -239,40 +227,13 @@ type procStat struct {
 	rss, hwm int64 // bytes
 }
 
-const clockTick = 100 // USER_HZ on Linux
-
 func readProc(pid int) (procStat, error) {
-	var st procStat
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	c, err := harness.ReadCPU(pid)
 	if err != nil {
-		return st, err
+		return procStat{}, err
 	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	rest := raw[bytes.LastIndexByte(raw, ')')+2:]
-	f := strings.Fields(string(rest))
-	if len(f) < 13 {
-		return st, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	st.cpu = time.Duration(ut+stime) * time.Second / clockTick
-	s, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return st, err
-	}
-	defer s.Close()
-	sc := bufio.NewScanner(s)
-	for sc.Scan() {
-		line := sc.Text()
-		for key, dst := range map[string]*int64{"VmRSS:": &st.rss, "VmHWM:": &st.hwm} {
-			if strings.HasPrefix(line, key) {
-				kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-				*dst = kb << 10
-			}
-		}
-	}
-	return st, sc.Err()
+	m, err := harness.ReadMem(pid)
+	return procStat{cpu: c.Stat, rss: m.RSS, hwm: m.HWM}, err
 }
 
 // waitUsage scrapes until usage series show (the first scrape starts the
@@ -348,10 +309,4 @@ func brokerDelivery(f *fixture, samples int) ([]time.Duration, error) {
 }
 
 // loadavg is the 1-minute load average: the machine may be shared.
-func loadavg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(raw))[0]
-}
+func loadavg() string { return strings.Fields(harness.LoadAvg())[0] }

@@ -2,10 +2,13 @@
 // prints one table (target, measured, pass/fail): the Go benchmarks of
 // store/ and collector/ (median of -count runs), then the real binary
 // against the in-process fake broker over loopback (scrape time, memory,
-// stream propagation, idle CPU, scrapes while the broker stalls).
+// stream propagation, idle CPU, scrapes while the broker stalls), then the
+// health group: the status page and /api/v1/health against a gzip scrape,
+// interleaved, at 1k, 10k and 30k credentials with usage.
 //
-//	go run ./bench/cmd/perf                 # everything, ~6 minutes
+//	go run ./bench/cmd/perf                 # everything, ~7.5 minutes
 //	go run ./bench/cmd/perf -quick          # fewer runs, shorter idle window
+//	go run ./bench/cmd/perf -only health    # the health group alone, ~2 minutes
 //
 // It only reports; nothing here fails a build.
 package main
@@ -24,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -36,6 +40,10 @@ type options struct {
 	skipLive   bool
 	resultsDir string
 	markdown   string
+
+	only         string
+	healthSizes  []int
+	healthRounds int
 }
 
 func main() {
@@ -49,9 +57,29 @@ func main() {
 	flag.BoolVar(&o.skipLive, "skip-live", false, "skip the live runs")
 	flag.StringVar(&o.resultsDir, "results", "bench/results", "directory for raw benchmark output (benchstat input); empty = none")
 	flag.StringVar(&o.markdown, "markdown", "", "also write the table as Markdown to this file")
+	flag.StringVar(&o.only, "only", "", "run one row group only: health (status page and health API against a gzip scrape)")
+	sizes := flag.String("health-sizes", "1000,10000,30000", "credentials (with as many usage reports) for the health group")
+	flag.IntVar(&o.healthRounds, "health-rounds", 7, "interleaved rounds (scrape, page, API) per size in the health group, after one warm-up round")
+	skipHealth := flag.Bool("skip-health", false, "skip the health group")
 	flag.Parse()
 	if *quick {
 		o.count, o.idle, o.samples = 3, 20*time.Second, 40
+	}
+	var err error
+	if o.healthSizes, err = parseSizes(*sizes); err != nil {
+		fmt.Fprintln(os.Stderr, "perf:", err)
+		os.Exit(2)
+	}
+	switch o.only {
+	case "":
+		if *skipHealth {
+			o.healthSizes = nil
+		}
+	case "health":
+		o.skipBench, o.skipLive = true, true
+	default:
+		fmt.Fprintf(os.Stderr, "perf: -only %q: want health\n", o.only)
+		os.Exit(2)
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "perf:", err)
@@ -59,21 +87,10 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", err
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run inside the module")
-	}
-	return filepath.Dir(mod), nil
-}
+var (
+	logf     = harness.Logf
+	repoRoot = harness.RepoRoot
+)
 
 func run(o options) error {
 	root, err := repoRoot()
@@ -82,12 +99,12 @@ func run(o options) error {
 	}
 	t := &table{}
 	t.add("machine load (1-min load average) at start", "(report)", loadavg(), true)
+	dir := o.resultsDir
+	if dir != "" && !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
 	if !o.skipBench {
-		dir := o.resultsDir
 		if dir != "" {
-			if !filepath.IsAbs(dir) {
-				dir = filepath.Join(root, dir)
-			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
@@ -105,6 +122,11 @@ func run(o options) error {
 	}
 	if !o.skipLive {
 		if err := liveRows(t, root, o); err != nil {
+			return err
+		}
+	}
+	if len(o.healthSizes) > 0 {
+		if err := healthGroup(t, root, o, dir); err != nil {
 			return err
 		}
 	}
@@ -213,6 +235,20 @@ func benchRows(t *table, r results) {
 	if ns, ok := r.median("RuntimeCollectors", "ns/op"); ok {
 		t.add("Go + process collectors per scrape", "cheap (< 5 ms)", dur(ns), ns < 5e6)
 	}
+}
+
+// healthGroup builds the exporter and runs the health group.
+func healthGroup(t *table, root string, o options, results string) error {
+	dir, err := os.MkdirTemp("", "authbroker-perf-health-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := harness.BuildExporter(root, dir)
+	if err != nil {
+		return err
+	}
+	return healthRows(t, bin, dir, o, results)
 }
 
 func liveRows(t *table, root string, o options) error {
@@ -526,6 +562,8 @@ func dur(ns float64) string { return durD(time.Duration(ns)) }
 
 func durD(d time.Duration) string {
 	switch {
+	case d < 0:
+		return "−" + durD(-d)
 	case d >= time.Second:
 		return fmt.Sprintf("%.2f s", d.Seconds())
 	case d >= time.Millisecond:

@@ -80,7 +80,8 @@ func newDashboard(uid, title, description string) *dashboardBuilder {
 		Tags:          []string{Tag},
 		Templating: Templating{List: []Variable{
 			{
-				Current: map[string]any{}, Label: "Data source", Name: "datasource",
+				// "default" selects Grafana's default data source.
+				Current: map[string]any{"selected": false, "text": "default", "value": "default"}, Label: "Data source", Name: "datasource",
 				Options: []any{}, Query: "prometheus", Refresh: 1, Type: "datasource",
 			},
 			queryVariable("job", "Job", "label_values(authbroker_up, job)"),
@@ -128,7 +129,7 @@ func (b *dashboardBuilder) newline() {
 
 func (b *dashboardBuilder) row(title string) {
 	b.newline()
-	b.place(&Panel{Collapsed: new(false), Type: "row", Title: title, Datasource: dsRef}, 24, 1)
+	b.place(&Panel{Collapsed: new(false), Type: "row", Title: title, Datasource: dsRef, Panels: []*Panel{}}, 24, 1)
 	b.newline()
 }
 
@@ -187,14 +188,15 @@ func basePanel(typ, title, desc, unit string) *Panel {
 func stat(title, desc, unit string, qs ...q) *Panel {
 	p := basePanel("stat", title, desc, unit)
 	p.Options = map[string]any{
-		"colorMode":         "value",
-		"graphMode":         "none",
-		"justifyMode":       "auto",
-		"orientation":       "auto",
-		"reduceOptions":     map[string]any{"calcs": []string{"lastNotNull"}, "fields": "", "values": false},
-		"showPercentChange": false,
-		"textMode":          "auto",
-		"wideLayout":        true,
+		"colorMode":              "value",
+		"graphMode":              "none",
+		"justifyMode":            "auto",
+		"orientation":            "auto",
+		"reduceOptions":          map[string]any{"calcs": []string{"lastNotNull"}, "fields": "", "values": false},
+		"showPercentChange":      false,
+		"percentChangeColorMode": "standard",
+		"textMode":               "auto",
+		"wideLayout":             true,
 	}
 	p.Targets = targets("time_series", true, qs)
 	return p
@@ -238,6 +240,8 @@ func bargauge(title, desc, unit string, qs ...q) *Panel {
 	p := basePanel("bargauge", title, desc, unit)
 	p.Options = map[string]any{
 		"displayMode":   "gradient",
+		"legend":        map[string]any{"calcs": []string{}, "displayMode": "list", "placement": "bottom", "showLegend": false},
+		"maxVizHeight":  300,
 		"minVizHeight":  16,
 		"minVizWidth":   8,
 		"namePlacement": "auto",
@@ -272,6 +276,7 @@ func table(title, desc string, labelCols []string, cols []column, sortCol string
 	}
 	p.Options = map[string]any{
 		"cellHeight": "sm",
+		"frameIndex": 0,
 		"footer":     map[string]any{"countRows": false, "fields": "", "reducer": []string{"sum"}, "show": false},
 		"showHeader": true,
 	}

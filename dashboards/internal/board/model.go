@@ -108,7 +108,7 @@ type Panel struct {
 	GridPos         GridPos          `json:"gridPos"`
 	ID              int              `json:"id"`
 	Options         map[string]any   `json:"options,omitempty"`
-	Panels          []*Panel         `json:"panels,omitempty"`
+	Panels          []*Panel         `json:"panels,omitzero"` // [] on rows, as Grafana's schema requires; absent on other panels
 	Targets         []Target         `json:"targets,omitempty"`
 	Title           string           `json:"title"`
 	Transformations []Transformation `json:"transformations,omitempty"`

@@ -17,7 +17,7 @@ var statusMap = valueMap(
 func usage() *Dashboard {
 	b := newDashboard("authbroker-usage", "Auth broker / Usage",
 		"How much of each account's provider usage limits is consumed, when the windows reset, a linear exhaustion forecast, "+
-			"headroom per provider and limit, and usage reports no credential claimed.")
+			"saved resets and the limits they clear, headroom per provider and limit, and usage reports no credential claimed.")
 
 	used := m("authbroker_usage_limit_used_fraction")
 	withIdentity := " * on (job, instance, id) group_left (identity) " + m("authbroker_credential_info")
@@ -54,6 +54,51 @@ func usage() *Dashboard {
 			q{"predict_linear(" + used + "[1h], 3600)", "{{provider}} {{id}} {{limit}}"}).withThresholds(fraction),
 		timeseries("Window resets in", "Time until each limit window resets.", "s",
 			q{m("authbroker_usage_limit_resets_timestamp_seconds") + " - time()", "{{provider}} {{id}} {{limit}}"}),
+	)
+
+	// Saved resets (docs/broker-protocol.md §13.1): which exhausted limits a
+	// usable saved reset would clear, and each account's counts.
+	b.row("Saved resets")
+	resetCredits := m("authbroker_usage_limit_reset_credits")
+	perCred := "max by (job, instance, id, provider) "
+	// One row per limit whatever its windows: the worst status, the fullest window.
+	byLimit := "max by (job, instance, id, provider, limit) "
+	withResets := " and on (job, instance, id, provider, limit) " + resetCredits
+	b.add(14, 9, table("Saved resets by limit",
+		"One row per credential and limit that a usable saved reset clears, exhausted limits first. Usable resets: the account's usable saved resets that name the limit. "+
+			"A reset is worth redeeming when the limit is exhausted and its window does not reset soon anyway.",
+		[]string{"provider", "identity", "limit", "id", "instance"},
+		[]column{
+			{name: "Usable resets", expr: resetCredits + withIdentity,
+				props: []Property{prop("unit", "none"), prop("decimals", 0)}},
+			{name: "Status", expr: byLimit + "(" + m("authbroker_usage_limit_status") + ")" + withResets,
+				props: []Property{prop("mappings", []Mapping{statusMap}), cellColor("color-text")}},
+			{name: "Used", expr: byLimit + "(" + used + ")" + withResets,
+				props: []Property{prop("unit", "percentunit"), prop("thresholds", fraction), cellColor("color-text")}},
+			{name: "Window resets in", expr: "min by (job, instance, id, provider, limit) (" + m("authbroker_usage_limit_resets_timestamp_seconds") + ") - time()" + withResets,
+				props: []Property{prop("unit", "s")}},
+		},
+		"Status", true),
+		table("Saved resets by credential",
+			"Saved usage resets per credential, from the broker's resetCredits. Available and redeemable: the broker's counts. "+
+				"Cooldown ends in: until another reset may be redeemed (only while one runs). Next expiry in: the earliest expiry of a usable saved reset.",
+			[]string{"provider", "identity", "id", "instance"},
+			[]column{
+				{expr: "group by (job, instance, id, provider) (" + m("authbroker_usage_reset_credits") + " or " + resetCredits + ")" + withIdentity},
+				{name: "Available", expr: perCred + "(" + m("authbroker_usage_reset_credits", `state="available"`) + ")",
+					props: []Property{prop("unit", "none"), prop("decimals", 0)}},
+				{name: "Redeemable", expr: perCred + "(" + m("authbroker_usage_reset_credits", `state="redeemable"`) + ")",
+					props: []Property{prop("unit", "none"), prop("decimals", 0)}},
+				{name: "Cooldown ends in", expr: perCred + "(" + m("authbroker_usage_reset_cooldown_until_timestamp_seconds") + ") - time() > 0",
+					props: []Property{prop("unit", "s")}},
+				{name: "Next expiry in", expr: "min by (job, instance, id, provider) (" + m("authbroker_usage_reset_credit_next_expiry_timestamp_seconds") + ") - time()",
+					props: []Property{prop("unit", "s"), prop("thresholds", steps("red", 0, "orange", 86400, "green")), cellColor("color-text")}},
+			},
+			"Available", true),
+	)
+	b.add(24, 7,
+		timeseries("Saved resets over time", "The broker's available and redeemable saved-reset counts per credential; a step down is a redeemed or expired reset.", "none",
+			q{m("authbroker_usage_reset_credits") + withIdentity, "{{provider}} {{identity}} {{state}}"}),
 	)
 
 	b.row("Headroom")
