@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of store/ for a bounded time, one target per
-# `go test` call (go test -fuzz takes one), and fails on the first crash.
-# A crash leaves its input under store/testdata/fuzz/<Target>/: commit it
-# with the fix, and it runs as a regression test in every `go test`.
+# Runs every fuzz target of store/ and store/broker/ for a bounded time,
+# one target per `go test` call (go test -fuzz takes one), and fails on the
+# first crash. A crash leaves its input under <package>/testdata/fuzz/<Target>/:
+# commit it with the fix, and it runs as a regression test in every `go test`.
 #
 #   scripts/fuzz.sh                 FUZZTIME=2m scripts/fuzz.sh
 #   scripts/fuzz.sh FuzzStreamBytes
@@ -18,11 +18,20 @@ cd "$(dirname "$0")/.."
 
 fuzztime=${FUZZTIME:-30000x}
 minimize=${FUZZMINIMIZETIME:-200x}
-targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
-	mapfile -t targets < <(go test -list '^Fuzz' ./store/ | grep '^Fuzz')
-fi
-for target in "${targets[@]}"; do
-	echo "fuzz: $target for $fuzztime"
-	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" ./store/
+packages=(./store/ ./store/broker/)
+ran=0
+for pkg in "${packages[@]}"; do
+	mapfile -t found < <(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true)
+	for target in "${found[@]}"; do
+		if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$target"; then
+			continue
+		fi
+		echo "fuzz: $pkg $target for $fuzztime"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" "$pkg"
+		ran=$((ran + 1))
+	done
 done
+if [ "$ran" -eq 0 ]; then
+	echo "fuzz: no target matched: $*" >&2
+	exit 1
+fi

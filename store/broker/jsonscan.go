@@ -128,41 +128,54 @@ func (p *stringPool) jsonString(val []byte, field string) (string, error) {
 // calls an UnmarshalJSON method). Keys are compared raw, so an escaped key
 // never matches a known field.
 func walkObject(data []byte, fn func(key, val []byte) error) error {
+	_, err := walkMembers(data, fn)
+	return err
+}
+
+// walkMembers is walkObject that also returns the index just past the
+// object's closing brace. On input not known to be valid it checks the
+// object's own punctuation (keys are strings, a colon after each, commas
+// between members, a closing brace) but not the values: a caller that
+// skips json.Valid must check each value it uses.
+func walkMembers(data []byte, fn func(key, val []byte) error) (int, error) {
 	i := skipWS(data, 1)
 	if i < len(data) && data[i] == '}' {
-		return nil
+		return i + 1, nil
 	}
 	for i < len(data) {
 		if data[i] != '"' {
-			return missing("object key")
+			return 0, missing("object key")
 		}
 		end := skipString(data, i)
+		if end-1 <= i {
+			return 0, missing("object key") // unterminated at the end of data
+		}
 		key := data[i+1 : end-1]
 		i = skipWS(data, end)
 		if i >= len(data) || data[i] != ':' {
-			return missing("object member")
+			return 0, missing("object member")
 		}
 		i = skipWS(data, i+1)
 		vend := skipValue(data, i)
 		if vend <= i {
-			return missing("object value")
+			return 0, missing("object value")
 		}
 		if err := fn(key, data[i:vend]); err != nil {
-			return err
+			return 0, err
 		}
 		i = skipWS(data, vend)
 		if i >= len(data) {
 			break
 		}
 		if data[i] == '}' {
-			return nil
+			return i + 1, nil
 		}
 		if data[i] != ',' {
-			return missing("object separator")
+			return 0, missing("object separator")
 		}
 		i = skipWS(data, i+1)
 	}
-	return missing("object end")
+	return 0, missing("object end")
 }
 
 func skipWS(data []byte, i int) int {

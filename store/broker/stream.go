@@ -248,7 +248,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		// follows, it was a complete bad frame after all.
 		cutFrame error
 	)
-	pool := &stringPool{}
+	dec := &FrameDecoder{} // this connection's: a new connection starts with no history
 	err := sub.Subscribe(sctx, func(data []byte) {
 		if handlerErr != nil {
 			return // events already queued when the handler stopped the stream
@@ -258,7 +258,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 			cancel(errStreamStopped)
 			return
 		}
-		f, err := decodeFrame(data, cfg.clock.Now(), pool)
+		f, err := decodeFrame(data, cfg.clock.Now(), dec)
 		if err != nil && cut.Load() {
 			cutFrame = err
 			return

@@ -442,23 +442,34 @@ func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 	return s, nil
 }
 
-// decodeFrame decodes one stream frame; pool (optional) is the
-// connection's string pool.
 // FrameDecoder decodes the frames of one stream connection; the strings
-// the frames repeat (providers, emails, ids) are kept once. Not safe for
-// concurrent use.
-type FrameDecoder struct{ pool stringPool }
+// the frames repeat (providers, emails, ids) are kept once, and an entry
+// the broker re-sends unchanged but for rotatesInMs is recognised from its
+// bytes (see decodeDeltaFast). Not safe for concurrent use.
+type FrameDecoder struct {
+	pool stringPool
+	// seen holds, per credential id, the last entry the fast path decoded
+	// on this connection: a keyed hash of its bytes without the
+	// rotatesInMs value, and the Entry they decoded to. Never token bytes.
+	seen map[int64]seenEntry
+}
 
 // Decode decodes one frame received at recv.
 func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error) {
-	return decodeFrame(data, recv, &d.pool)
+	return decodeFrame(data, recv, d)
 }
 
-func decodeFrame(data []byte, recv time.Time, pool *stringPool) (*StreamFrame, error) {
-	if f, ok := decodeDeltaFast(data, recv, pool); ok {
+// decodeFrame decodes one stream frame; d (optional) is the connection's
+// decoder.
+func decodeFrame(data []byte, recv time.Time, d *FrameDecoder) (*StreamFrame, error) {
+	if f, ok := decodeDeltaFast(data, recv, d); ok {
 		return f, nil
 	}
-	return decodeFrameGeneral(data, recv)
+	f, err := decodeFrameGeneral(data, recv)
+	if err == nil && d != nil {
+		d.forget(f)
+	}
+	return f, err
 }
 
 func decodeFrameGeneral(data []byte, recv time.Time) (*StreamFrame, error) {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/authbroker/authbroker_exporter/store/internal/testkit"
 )
 
 // deltaVariants derives frames from well-formed entry and removed frames:
@@ -42,6 +44,10 @@ func deltaVariants() [][]byte {
 		{`"kind":"entry",`, `"kind":"entry","kind":"entry",`}, {`"kind":"removed",`, `"kind":"removed","entry":null,`},
 		{`"kind":"removed",`, `"kind":"removed","entry":{"id":1},`}, {`"kind":"entry",`, `"kind":"entry","id":3,`},
 		{`"kind":"removed",`, `"kind":"removed","entry":{"credential":5},`}, {`"kind":"entry",`, `"kind":"entry","id":"x",`},
+		// rotatesInMs where the unchanged-entry path does not look for it.
+		{`"type":"oauth"`, `"type":"oauth","rotatesInMs":7`}, {`"rotatesInMs":1000`, `"rotatesInMs" :1000`},
+		{`"rotatesInMs":1000`, `"rotatesInMs": 1000`}, {`"rotatesInMs":3300000`, `"rotatesInMs" :3300000`},
+		{`"access":"tok"`, `"access":"tok\"rotatesInMs\":9"`},
 		// encoding/json merges a repeated object key into one value.
 		{`"entry":{`, `"entry":{"rotatesInMs":5,"identityKey":"dup"},"entry":{`},
 		{`"refresher":{`, `"refresher":{"nextSweepInMs":1},"refresher":{`},
@@ -63,30 +69,91 @@ func deltaVariants() [][]byte {
 }
 
 // checkFastAgrees: whatever the fast path accepts, the general path must
-// accept and decode to the very same frame.
+// accept and decode to the very same frame. With a connection's decoder
+// that has seen the frame's entry before (the unchanged-entry path), the
+// same holds for the frame itself, for it with other rotatesInMs values,
+// and for its entry under a different frame.
 func checkFastAgrees(t *testing.T, data []byte) bool {
 	t.Helper()
 	recv := time.UnixMilli(1795751800000)
 	fast, ok := decodeDeltaFast(data, recv, nil)
-	if !ok {
-		return false
-	}
-	slow, err := decodeFrameGeneral(data, recv)
-	if err != nil {
-		t.Fatalf("fast path accepted what the general path rejects (%v):\n%s", err, data)
-	}
-	if !reflect.DeepEqual(fast, slow) {
-		t.Fatalf("fast and general paths disagree on\n%s\nfast:    %+v %+v\ngeneral: %+v %+v", data, fast, fast.Entry, slow, slow.Entry)
-	}
-	// With a string pool, on first sight and on a repeat.
-	pool := &stringPool{}
-	for range 2 {
-		pooled, ok := decodeDeltaFast(data, recv, pool)
-		if !ok || !reflect.DeepEqual(pooled, slow) {
-			t.Fatalf("pooled fast path disagrees on\n%s\npooled:  %+v\ngeneral: %+v", data, pooled, slow)
+	if ok {
+		slow, err := decodeFrameGeneral(data, recv)
+		if err != nil {
+			t.Fatalf("fast path accepted what the general path rejects (%v):\n%s", err, data)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fast and general paths disagree on\n%s\nfast:    %+v %+v\ngeneral: %+v %+v", data, fast, fast.Entry, slow, slow.Entry)
+		}
+		// With a decoder, on first sight and on a repeat (the second
+		// decode is the unchanged-entry path).
+		d := &FrameDecoder{}
+		for range 2 {
+			pooled, ok := decodeDeltaFast(data, recv, d)
+			if !ok || !reflect.DeepEqual(pooled, slow) {
+				t.Fatalf("decoder's fast path disagrees on\n%s\npooled:  %+v\ngeneral: %+v", data, pooled, slow)
+			}
 		}
 	}
-	return true
+	// The unchanged-entry path: a decoder that decoded this frame's entry
+	// (in a plain frame, and in this frame) meets this frame and variants
+	// of it that differ only in rotatesInMs.
+	var fr frameFields
+	if !fr.split(data) || len(fr.entry) == 0 {
+		return ok
+	}
+	d := &FrameDecoder{}
+	_, _ = decodeFrame(primeFrame(fr.entry), recv, d)
+	checkDecoderAgrees(t, d, data, recv)
+	_, _ = decodeFrame(data, recv, d)
+	for _, v := range rotatesVariants(data) {
+		checkDecoderAgrees(t, d, v, recv)
+	}
+	return ok
+}
+
+// checkDecoderAgrees: what decoder d's fast path accepts, the general path
+// decodes to the same frame.
+func checkDecoderAgrees(t *testing.T, d *FrameDecoder, data []byte, recv time.Time) {
+	t.Helper()
+	got, ok := decodeDeltaFast(data, recv, d)
+	if !ok {
+		return
+	}
+	want, err := decodeFrameGeneral(data, recv)
+	if err != nil {
+		t.Fatalf("decoder's fast path accepted what the general path rejects (%v):\n%s", err, data)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoder's fast path and general path disagree on\n%s\nfast:    %+v %+v\ngeneral: %+v %+v", data, got, got.Entry, want, want.Entry)
+	}
+}
+
+// primeFrame wraps an entry in a plain entry frame.
+func primeFrame(entry []byte) []byte {
+	return []byte(`{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":true,"intervalMs":1,"skewMs":1,"nextSweepInMs":1},"entry":` +
+		string(entry) + `}`)
+}
+
+// rotatesVariants replaces the value of the first "rotatesInMs": in data by
+// values valid and not, and drops the key.
+func rotatesVariants(data []byte) [][]byte {
+	const key = `"rotatesInMs":`
+	i := strings.Index(string(data), key)
+	if i < 0 {
+		return nil
+	}
+	at := i + len(key)
+	end := skipValue(data, at)
+	var out [][]byte
+	for _, v := range []string{"0", "-1", "3299999", "-0", "1.5", "2e3", "1E+2", "9007199254740991", "1e30", "null",
+		"01", "1.", "-", "+1", ".5", "1e", `"5"`, "true", "{}", "1 ", " 1", "0x10", "NaN", ""} {
+		out = append(out, []byte(string(data[:at])+v+string(data[end:])))
+	}
+	if j := strings.LastIndex(string(data[:i]), ","); j >= 0 {
+		out = append(out, []byte(string(data[:j])+string(data[end:]))) // key removed
+	}
+	return out
 }
 
 func TestDecodeDeltaFastAgreesWithGeneral(t *testing.T) {
@@ -109,6 +176,105 @@ func TestDecodeDeltaFastAgreesWithGeneral(t *testing.T) {
 	}
 }
 
+// unchangedHit reports whether d would take the unchanged-entry path for
+// data.
+func unchangedHit(d *FrameDecoder, data []byte) bool {
+	var fr frameFields
+	if !fr.split(data) || string(fr.kind) != `"entry"` {
+		return false
+	}
+	k := entryKeyOf(fr.entry)
+	_, ok := d.unchanged(&fr, &k, time.Now())
+	return ok
+}
+
+// TestDecoderUnchangedEntry: an entry re-sent with only rotatesInMs (and
+// the frame's generation, serverNowMs, refresher) moved takes the
+// unchanged-entry path; one that differs in anything else is decoded in
+// full; a removed frame or a new snapshot forgets what was seen.
+func TestDecoderUnchangedEntry(t *testing.T) {
+	base := string(benchEntryFrame(42, 9, canaryAccess))
+	primed := func() *FrameDecoder {
+		d := &FrameDecoder{}
+		if _, err := d.Decode([]byte(base), epoch); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d := primed()
+	if unchangedHit(d, []byte(strings.Replace(base, `"id":42`, `"id":43`, 1))) {
+		t.Fatal("an id never seen took the unchanged path")
+	}
+	hits := []string{
+		base,
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":3299000`, 1),
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":-12.5`, 1),
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":null`, 1),
+		strings.Replace(base, `"generation":9`, `"generation":11`, 1),
+		strings.Replace(base, `"serverNowMs":1795751777704`, `"serverNowMs":1795751837704`, 1),
+		strings.Replace(base, `"nextSweepInMs":42275`, `"nextSweepInMs":1000`, 1),
+		strings.Replace(base, `"enabled":true`, `"enabled":false`, 1),
+		strings.Replace(base, `{"kind"`, `{ "kind"`, 1) + "\n",
+	}
+	misses := []string{
+		strings.Replace(base, canaryAccess, canaryAccess+"x", 1),                                   // token
+		strings.Replace(base, `"expires":1795755013000`, `"expires":1795755013001`, 1),             // expiry
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":3300000,"blocks":[]`, 1),     // blocks key
+		strings.Replace(base, `"identityKey":"email:user42@example.com"`, `"identityKey":null`, 1), // identity
+		strings.Replace(base, `"email":"user42@example.com"`, `"email":"User42@example.com"`, 1),   // email
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":"3300000"`, 1),               // quoted
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":03300000`, 1),                // not JSON
+		strings.Replace(base, `"rotatesInMs":3300000`, `"rotatesInMs":1e30`, 1),                    // out of range
+		strings.Replace(base, `"id":42,`, ``, 1),                                                   // no id
+		strings.Replace(base, `"generation":9`, `"generation":09`, 1),
+		strings.Replace(base, `"generation":9`, `"generation":"9"`, 1),
+		strings.Replace(base, `"serverNowMs":1795751777704`, `"serverNowMs":1795751777704.`, 1),
+		strings.Replace(base, `"enabled":true`, `"enabled":tru`, 1),
+		strings.Replace(base, `"intervalMs":60000`, `"intervalMs":060000`, 1),
+		strings.Replace(base, `"nextSweepInMs":42275`, `"nextSweepInMs":4.e2`, 1),
+		strings.Replace(base, `"kind":"entry"`, `"kind":"entry","id":42`, 1),
+		base + "x",
+		base[:len(base)-1],
+	}
+	// Each on a decoder that has seen only base: a miss decoded in full
+	// replaces what the decoder saw.
+	for _, m := range hits {
+		if !unchangedHit(primed(), []byte(m)) {
+			t.Errorf("declined the unchanged path:\n%s", m)
+		}
+		checkDecoderAgrees(t, primed(), []byte(m), epoch)
+	}
+	for _, m := range misses {
+		if unchangedHit(primed(), []byte(m)) {
+			t.Errorf("took the unchanged path:\n%s", m)
+		}
+		checkDecoderAgrees(t, primed(), []byte(m), epoch)
+	}
+	// A changed entry decoded in full replaces what was seen.
+	if _, err := d.Decode([]byte(misses[0]), epoch); err != nil {
+		t.Fatal(err)
+	}
+	if unchangedHit(d, []byte(base)) || !unchangedHit(d, []byte(misses[0])) {
+		t.Fatal("a rotated entry did not replace the one seen before")
+	}
+	// A removed frame forgets the id; a snapshot forgets everything.
+	if _, err := d.Decode([]byte(`{"kind":"removed","generation":12,"serverNowMs":1,"refresher":`+testkit.BenchRefresher+`,"id":42}`), epoch); err != nil {
+		t.Fatal(err)
+	}
+	if unchangedHit(d, []byte(misses[0])) {
+		t.Fatal("a removed id took the unchanged path")
+	}
+	if _, err := d.Decode([]byte(base), epoch); err != nil || !unchangedHit(d, []byte(base)) {
+		t.Fatal("entry not seen again", err)
+	}
+	if _, err := d.Decode(benchSnapshotFrame(3, 13), epoch); err != nil {
+		t.Fatal(err)
+	}
+	if unchangedHit(d, []byte(base)) || len(d.seen) != 0 {
+		t.Fatal("a snapshot frame did not reset what the decoder has seen")
+	}
+}
+
 func FuzzDecodeDeltaFast(f *testing.F) {
 	for _, v := range deltaVariants() {
 		f.Add(v)
@@ -124,9 +290,9 @@ func BenchmarkDecodeFrame(b *testing.B) {
 		fn   func([]byte, time.Time) (*StreamFrame, error)
 	}{
 		{"fast", func(b []byte, t time.Time) (*StreamFrame, error) { return decodeFrame(b, t, nil) }},
-		{"fast+pool", func() func([]byte, time.Time) (*StreamFrame, error) {
-			pool := &stringPool{}
-			return func(b []byte, t time.Time) (*StreamFrame, error) { return decodeFrame(b, t, pool) }
+		{"fast+decoder", func() func([]byte, time.Time) (*StreamFrame, error) {
+			d := &FrameDecoder{}
+			return func(b []byte, t time.Time) (*StreamFrame, error) { return decodeFrame(b, t, d) }
 		}()},
 		{"general", decodeFrameGeneral},
 	} {
