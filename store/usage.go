@@ -116,18 +116,20 @@ func (s *Store) fetchUsage() (any, error) {
 		s.count.UsageFetchErrors[next.Reason]++
 	}
 	s.sm.Unlock()
-	// A reader that finds this answer stale must start a new fetch, not
-	// join this one as it returns.
-	s.usageFlight.Forget(usageKey)
-	s.usage.Store(next)
-	s.usageOutwaited.Store(false)
-	s.notify()
+	// Logged before the answer is published, so whoever sees the answer
+	// sees its line too.
 	switch {
 	case err != nil && (prev == nil || !prev.Failing):
 		level.Warn(s.log).Log("msg", "auth-broker usage fetch failed; serving the last good reports", "reason", next.Reason, "err", err)
 	case err == nil && prev != nil && prev.Failing:
 		level.Info(s.log).Log("msg", "auth-broker usage fetch recovered")
 	}
+	// A reader that finds this answer stale must start a new fetch, not
+	// join this one as it returns.
+	s.usageFlight.Forget(usageKey)
+	s.usage.Store(next)
+	s.usageOutwaited.Store(false)
+	s.notify()
 	return next, nil
 }
 
