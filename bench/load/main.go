@@ -605,8 +605,11 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 		fmt.Printf("health poller: %d ok, %d failed; /api/v1/health median %v, max %v\n", hok, hfail,
 			hlat[len(hlat)/2].Round(time.Millisecond), hlat[len(hlat)-1].Round(time.Millisecond))
 	}
-	bound := int(c.duration/c.usageTTL) + 1
-	fmt.Printf("upstream /v1/usage calls: %d (bound: one per %v TTL = %d)\n", usageCalls, c.usageTTL, bound)
+	// The store refreshes a good answer in the background once it is two
+	// thirds of the TTL old, so a reader never waits for a fetch.
+	refresh := c.usageTTL * 2 / 3
+	bound := int(c.duration/refresh) + 1
+	fmt.Printf("upstream /v1/usage calls: %d (bound: one per %v, two thirds of the %v TTL = %d)\n", usageCalls, refresh, c.usageTTL, bound)
 
 	var errs []string
 	if fail > 0 {
@@ -624,7 +627,7 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 		errs = append(errs, fmt.Sprintf("%d health requests failed: %v", hfail, hfailures))
 	}
 	if usageCalls > bound {
-		errs = append(errs, fmt.Sprintf("%d upstream usage calls, more than one per TTL (%d)", usageCalls, bound))
+		errs = append(errs, fmt.Sprintf("%d upstream usage calls, more than one per two thirds of the TTL (%d)", usageCalls, bound))
 	}
 	if strings.Contains(e.logs(), "level=error") {
 		errs = append(errs, "the exporter logged errors:\n"+e.logs())
