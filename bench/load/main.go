@@ -110,6 +110,12 @@ func run() error {
 	if err := exp.waitReady(ctx, c.credentials); err != nil {
 		return err
 	}
+	// The first usage fetch has no answer to serve meanwhile, so the scrapes
+	// that meet it wait; the run measures the steady state after it.
+	fmt.Println("waiting for the first usage answer…")
+	if err := exp.waitUsage(ctx); err != nil {
+		return err
+	}
 	usageBefore := b.Requests("/v1/usage")
 
 	runCtx, cancel := context.WithTimeout(ctx, c.duration)
@@ -309,6 +315,27 @@ func (e *exporter) waitReady(ctx context.Context, n int) error {
 		case err := <-e.exited:
 			return fmt.Errorf("exporter exited: %v\n%s", err, e.logs())
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitUsage scrapes until /metrics carries usage series.
+func (e *exporter) waitUsage(ctx context.Context) error {
+	for {
+		resp, err := http.Get("http://" + e.addr + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(body, []byte("authbroker_usage_limit_used_fraction{")) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-e.exited:
+			return fmt.Errorf("exporter exited: %v\n%s", err, e.logs())
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
