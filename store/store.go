@@ -348,22 +348,8 @@ func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 	}
 	s.entries = next
 	s.ready = true
-	s.gen = snap.Generation
 	s.generatedAt = snap.GeneratedAt
-	s.serverNow = snap.ServerNow
-	s.receivedAt = snap.ReceivedAt
-	s.refresher = snap.Refresher
-	s.mu.Unlock()
-	if blocksMoved {
-		s.invalidateUsage()
-	}
-
-	s.sm.Lock()
-	if reset {
-		s.status.resets++
-	}
-	s.noteFrameLocked(snap.ReceivedAt, snap.ServerNow)
-	s.sm.Unlock()
+	s.applied(snap.Generation, snap.ServerNow, snap.ReceivedAt, snap.Refresher, blocksMoved, reset)
 	if s.opts.OnSnapshot != nil {
 		s.opts.OnSnapshot(s.Snapshot())
 	}
@@ -389,19 +375,25 @@ func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 	case broker.FrameRemoved:
 		s.entries.del(f.RemovedID)
 	}
-	s.gen = f.Generation
-	s.serverNow = f.ServerNow
-	s.receivedAt = f.ReceivedAt
-	s.refresher = f.Refresher
+	s.applied(f.Generation, f.ServerNow, f.ReceivedAt, f.Refresher, blocksMoved, false)
+	return true
+}
+
+// applied finishes applying a frame or snapshot, called with s.mu held
+// (it releases it): the frame's header becomes the mirror's, and the sync
+// status notes the frame.
+func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher, blocksMoved, reset bool) {
+	s.gen, s.serverNow, s.receivedAt, s.refresher = gen, serverNow, recv, r
 	s.mu.Unlock()
 	if blocksMoved {
 		s.invalidateUsage()
 	}
-
 	s.sm.Lock()
-	s.noteFrameLocked(f.ReceivedAt, f.ServerNow)
+	if reset {
+		s.status.resets++
+	}
+	s.noteFrameLocked(recv, serverNow)
 	s.sm.Unlock()
-	return true
 }
 
 func (s *Store) noteFrameLocked(recv, serverNow time.Time) {

@@ -299,32 +299,23 @@ func (e *exporter) stop() {
 }
 
 func (e *exporter) waitReady(ctx context.Context, n int) error {
-	for {
-		resp, err := http.Get("http://" + e.addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-e.exited:
-			return fmt.Errorf("exporter exited: %v\n%s", err, e.logs())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return e.poll(ctx, "/-/ready", 100*time.Millisecond, func(status int, _ []byte) bool { return status == http.StatusOK })
 }
 
 // waitUsage scrapes until /metrics carries usage series.
 func (e *exporter) waitUsage(ctx context.Context) error {
+	return e.poll(ctx, "/metrics", 500*time.Millisecond, func(_ int, body []byte) bool {
+		return bytes.Contains(body, []byte("authbroker_usage_limit_used_fraction{"))
+	})
+}
+
+// poll GETs path every interval until done says so.
+func (e *exporter) poll(ctx context.Context, path string, every time.Duration, done func(status int, body []byte) bool) error {
 	for {
-		resp, err := http.Get("http://" + e.addr + "/metrics")
-		if err == nil {
+		if resp, err := http.Get("http://" + e.addr + path); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if bytes.Contains(body, []byte("authbroker_usage_limit_used_fraction{")) {
+			if done(resp.StatusCode, body) {
 				return nil
 			}
 		}
@@ -333,7 +324,7 @@ func (e *exporter) waitUsage(ctx context.Context) error {
 			return ctx.Err()
 		case err := <-e.exited:
 			return fmt.Errorf("exporter exited: %v\n%s", err, e.logs())
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
