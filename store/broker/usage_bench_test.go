@@ -34,8 +34,8 @@ func usageBody(n int) []byte {
 // reports (the default --broker.max-usage-bytes is sized for 50k).
 func BenchmarkDecodeUsage(b *testing.B) {
 	for _, n := range []int{10000, 50000} {
-		body := usageBody(n)
 		b.Run(fmt.Sprintf("reports=%dk", n/1000), func(b *testing.B) {
+			body := usageBody(n)
 			if len(body) > DefaultMaxUsageBytes {
 				b.Fatalf("%d reports are %d bytes, over the default limit", n, len(body))
 			}
