@@ -186,8 +186,10 @@ func checkTokenFile(path string, logger log.Logger) error {
 	if err != nil {
 		return fmt.Errorf("broker token file: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		level.Warn(logger).Log("msg", "broker token file is readable by group or others; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+	// Group access is normal where a group is the point (a Kubernetes
+	// Secret mounted for fsGroup); access for others is not.
+	if fi.Mode().Perm()&0o007 != 0 {
+		level.Warn(logger).Log("msg", "broker token file is readable by others; chmod o-rwx it", "path", path, "mode", fi.Mode().Perm().String())
 	}
 	return nil
 }
