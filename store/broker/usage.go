@@ -188,6 +188,14 @@ func metaString(m map[string]json.RawMessage, key string) string {
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
+	if out, ok := decodeUsageFast(body); ok {
+		return out, nil
+	}
+	return decodeUsageGeneral(op, body)
+}
+
+// decodeUsageGeneral decodes any answer through encoding/json.
+func decodeUsageGeneral(op string, body []byte) (*UsageResponse, error) {
 	var w wireUsage
 	if err := decode(op, body, &w); err != nil {
 		return nil, err

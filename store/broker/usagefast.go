@@ -1,0 +1,457 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// decodeUsageFast decodes the usual /v1/usage answer without reflection.
+// Through encoding/json a 10k-report answer costs about half a second and
+// 57 MB of allocations, most of it reflection and the wire form of every
+// report (a map per metadata object, a pointer per number); the usage
+// fetch runs next to scrapes, so that time is taken from them.
+//
+// Like decodeDeltaFast it only accepts what it fully understands: a valid
+// document whose known keys are spelled exactly, unescaped and once each,
+// with values of the expected kind. Unknown keys are skipped, as the
+// general path skips them. Anything else returns ok=false and decodeUsage
+// takes the general path, which gives the same result or the canonical
+// error (a differential test and a fuzz target check both).
+func decodeUsageFast(body []byte) (*UsageResponse, bool) {
+	if !json.Valid(body) {
+		return nil, false
+	}
+	body = body[skipWS(body, 0):]
+	if body[0] != '{' {
+		return nil, false
+	}
+	var gen, list []byte
+	var seen fieldSet
+	for it := newObjectIter(body); it.more(); {
+		key, val := it.next()
+		switch k, ok := seen.field(key, usageFields); {
+		case !ok:
+			return nil, false
+		case k == 0:
+			gen = val
+		case k == 1:
+			list = val
+		}
+	}
+	if len(list) == 0 || list[0] != '[' {
+		return nil, false
+	}
+	out := &UsageResponse{Reports: []UsageReport{}}
+	if t, ok := numberOrNull(gen); !ok {
+		return nil, false
+	} else if t != nil {
+		out.GeneratedAt, _ = msTimeBytes(t)
+	}
+	d := &usageDecoder{}
+	for it := newArrayIter(list); it.more(); {
+		r, ok := d.report(it.next())
+		if !ok {
+			return nil, false
+		}
+		out.Reports = append(out.Reports, r)
+	}
+	return out, true
+}
+
+// The fields the general path reads, per object of the answer.
+var (
+	usageFields  = []string{"generatedAt", "reports"}
+	reportFields = []string{"provider", "fetchedAt", "limits", "metadata", "resetCredits"}
+	limitFields  = []string{"id", "label", "scope", "window", "amount", "status"}
+	scopeFields  = []string{"provider", "accountId", "projectId", "orgId", "modelId", "tier", "windowId", "shared"}
+	windowFields = []string{"id", "label", "durationMs", "resetsAt", "resetLabel"}
+	amountFields = []string{"used", "limit", "remaining", "usedFraction", "remainingFraction", "unit"}
+)
+
+// metadataKeys are the metadata members identity matching reads.
+var metadataKeys = []string{"email", "accountId", "projectId", "orgId", "orgName", "account_id", "project_id"}
+
+// usageDecoder shares the strings thousands of reports repeat (provider,
+// limit ids, labels, units, windows), as the general path does.
+type usageDecoder struct {
+	pool stringPool
+}
+
+func (d *usageDecoder) report(obj []byte) (UsageReport, bool) {
+	var r UsageReport
+	if obj[0] != '{' {
+		return r, false
+	}
+	var limits, meta, resets []byte
+	var seen fieldSet
+	for it := newObjectIter(obj); it.more(); {
+		key, val := it.next()
+		k, ok := seen.field(key, reportFields)
+		if !ok {
+			return r, false
+		}
+		switch k {
+		case 0:
+			r.Provider, ok = d.str(val)
+		case 1:
+			var t []byte
+			if t, ok = numberOrNull(val); t != nil {
+				r.FetchedAt, _ = msTimeBytes(t)
+			}
+		case 2:
+			limits = val
+		case 3:
+			meta = val
+		case 4:
+			resets = val
+		}
+		if !ok {
+			return r, false
+		}
+	}
+	if r.Provider == "" || !d.metadata(meta, &r.Metadata) {
+		return r, false
+	}
+	r.Resets = savedResets(resets, &d.pool)
+	r.Limits = make([]UsageLimit, 0, 4)
+	if len(limits) == 0 || isNull(limits) {
+		return r, true
+	}
+	if limits[0] != '[' {
+		return r, false
+	}
+	for it := newArrayIter(limits); it.more(); {
+		l, ok := d.limit(it.next())
+		if !ok {
+			return r, false
+		}
+		r.Limits = append(r.Limits, l)
+	}
+	return r, true
+}
+
+// metadata reads the identity strings as metaString does: a map, so the
+// last of a repeated key wins and the names are exact.
+func (d *usageDecoder) metadata(obj []byte, m *UsageMetadata) bool {
+	if len(obj) == 0 || isNull(obj) {
+		return true
+	}
+	if obj[0] != '{' {
+		return false
+	}
+	var vals [7][]byte
+	for it := newObjectIter(obj); it.more(); {
+		key, val := it.next()
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return false
+		}
+		for i, name := range metadataKeys {
+			if string(key) == name {
+				vals[i] = val
+			}
+		}
+	}
+	meta := func(i int) string {
+		if len(vals[i]) == 0 || vals[i][0] != '"' {
+			return ""
+		}
+		s, _ := jsonString(vals[i], "")
+		return strings.TrimSpace(s)
+	}
+	*m = UsageMetadata{Email: meta(0), AccountID: meta(1), ProjectID: meta(2), OrgID: meta(3), OrgName: meta(4)}
+	if m.AccountID == "" {
+		m.AccountID = meta(5)
+	}
+	if m.ProjectID == "" {
+		m.ProjectID = meta(6)
+	}
+	return true
+}
+
+func (d *usageDecoder) limit(obj []byte) (UsageLimit, bool) {
+	var l UsageLimit
+	if obj[0] != '{' {
+		return l, false
+	}
+	var seen fieldSet
+	for it := newObjectIter(obj); it.more(); {
+		key, val := it.next()
+		k, ok := seen.field(key, limitFields)
+		if !ok {
+			return l, false
+		}
+		switch k {
+		case 0:
+			l.ID, ok = d.str(val)
+		case 1:
+			l.Label, ok = d.str(val)
+		case 2:
+			ok = d.scope(val, &l.Scope)
+		case 3:
+			l.Window, ok = d.window(val)
+		case 4:
+			ok = d.amount(val, &l.Amount)
+		case 5:
+			l.Status, ok = d.str(val)
+		}
+		if !ok {
+			return l, false
+		}
+	}
+	return l, true
+}
+
+func (d *usageDecoder) scope(obj []byte, s *UsageScope) bool {
+	if isNull(obj) {
+		return true
+	}
+	if obj[0] != '{' {
+		return false
+	}
+	var seen fieldSet
+	for it := newObjectIter(obj); it.more(); {
+		key, val := it.next()
+		k, ok := seen.field(key, scopeFields)
+		if !ok {
+			return false
+		}
+		switch k {
+		case 0:
+			s.Provider, ok = d.str(val)
+		case 1:
+			s.AccountID, ok = plainStr(val)
+		case 2:
+			s.ProjectID, ok = plainStr(val)
+		case 3:
+			s.OrgID, ok = plainStr(val)
+		case 4:
+			s.ModelID, ok = d.str(val)
+		case 5:
+			s.Tier, ok = d.str(val)
+		case 6:
+			s.WindowID, ok = d.str(val)
+		case 7:
+			switch string(val) {
+			case "true":
+				s.Shared = true
+			case "false", "null":
+			default:
+				ok = false
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *usageDecoder) window(obj []byte) (*UsageWindow, bool) {
+	if isNull(obj) {
+		return nil, true
+	}
+	if obj[0] != '{' {
+		return nil, false
+	}
+	w := &UsageWindow{}
+	var seen fieldSet
+	for it := newObjectIter(obj); it.more(); {
+		key, val := it.next()
+		k, ok := seen.field(key, windowFields)
+		if !ok {
+			return nil, false
+		}
+		var t []byte
+		switch k {
+		case 0:
+			w.ID, ok = d.str(val)
+		case 1:
+			w.Label, ok = d.str(val)
+		case 2:
+			if t, ok = numberOrNull(val); t != nil {
+				if dur, known := msDurationBytes(t); known {
+					w.Duration = dur
+				}
+			}
+		case 3:
+			if t, ok = numberOrNull(val); t != nil {
+				w.ResetsAt, _ = msTimeBytes(t)
+			}
+		case 4:
+			w.ResetLabel, ok = d.str(val)
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	return w, true
+}
+
+func (d *usageDecoder) amount(obj []byte, a *UsageAmount) bool {
+	if isNull(obj) {
+		return true
+	}
+	if obj[0] != '{' {
+		return false
+	}
+	var nums *[5]float64 // the amounts of one limit, allocated together
+	var seen fieldSet
+	for it := newObjectIter(obj); it.more(); {
+		key, val := it.next()
+		k, ok := seen.field(key, amountFields)
+		switch {
+		case !ok:
+			return false
+		case k == 5:
+			if a.Unit, ok = d.str(val); !ok {
+				return false
+			}
+		case k >= 0:
+			if isNull(val) {
+				continue
+			}
+			if !isNumber(val) {
+				return false
+			}
+			f, err := strconv.ParseFloat(string(val), 64)
+			if err != nil {
+				return false // out of range: the general path reports it
+			}
+			if nums == nil {
+				nums = new([5]float64)
+			}
+			nums[k] = f
+			switch p := &nums[k]; k {
+			case 0:
+				a.Used = p
+			case 1:
+				a.Limit = p
+			case 2:
+				a.Remaining = p
+			case 3:
+				a.UsedFraction = p
+			case 4:
+				a.RemainingFraction = p
+			}
+		}
+	}
+	return true
+}
+
+// str reads an optional string, shared through the pool; ok is false for
+// a value of another kind.
+func (d *usageDecoder) str(val []byte) (string, bool) {
+	if isNull(val) {
+		return "", true
+	}
+	if val[0] != '"' {
+		return "", false
+	}
+	s, err := d.pool.jsonString(val, "")
+	return s, err == nil
+}
+
+// plainStr is str for the strings each report has its own of.
+func plainStr(val []byte) (string, bool) {
+	if isNull(val) {
+		return "", true
+	}
+	if val[0] != '"' {
+		return "", false
+	}
+	s, err := jsonString(val, "")
+	return s, err == nil
+}
+
+func isNull(val []byte) bool { return string(val) == "null" }
+
+// numberOrNull returns a bare number literal, nil for null or an absent
+// value, and ok=false for anything else (the general path also takes a
+// quoted number, and reports the rest).
+func numberOrNull(val []byte) ([]byte, bool) {
+	switch {
+	case len(val) == 0 || isNull(val):
+		return nil, true
+	case isNumber(val):
+		return val, true
+	}
+	return nil, false
+}
+
+// fieldSet records which of an object's known names were seen.
+type fieldSet uint32
+
+// field places key among names: its index, or -1 for a key both paths
+// ignore. ok is false for a repeated name, and for a key only the general
+// path can place: an escaped one, or a name but for case (encoding/json
+// matches names case-insensitively).
+func (s *fieldSet) field(key []byte, names []string) (int, bool) {
+	for i, n := range names {
+		if string(key) == n {
+			if *s&(1<<i) != 0 {
+				return i, false
+			}
+			*s |= 1 << i
+			return i, true
+		}
+	}
+	if bytes.IndexByte(key, '\\') >= 0 {
+		return -1, false
+	}
+	for _, n := range names {
+		if strings.EqualFold(string(key), n) {
+			return -1, false
+		}
+	}
+	return -1, true
+}
+
+// objectIter walks the members of an object in a document known to be
+// valid.
+type objectIter struct {
+	data []byte
+	i    int
+}
+
+func newObjectIter(obj []byte) objectIter { return objectIter{obj, skipWS(obj, 1)} }
+
+func (it *objectIter) more() bool { return it.i < len(it.data) && it.data[it.i] == '"' }
+
+func (it *objectIter) next() (key, val []byte) {
+	d := it.data
+	end := skipString(d, it.i)
+	key = d[it.i+1 : end-1]
+	i := skipWS(d, skipWS(d, end)+1) // past the colon
+	vend := skipValue(d, i)
+	val = d[i:vend]
+	if i = skipWS(d, vend); i < len(d) && d[i] == ',' {
+		i = skipWS(d, i+1)
+	}
+	it.i = i
+	return key, val
+}
+
+// arrayIter walks the elements of an array in a document known to be
+// valid.
+type arrayIter struct {
+	data []byte
+	i    int
+}
+
+func newArrayIter(arr []byte) arrayIter { return arrayIter{arr, skipWS(arr, 1)} }
+
+func (it *arrayIter) more() bool { return it.i < len(it.data) && it.data[it.i] != ']' }
+
+func (it *arrayIter) next() []byte {
+	d := it.data
+	vend := skipValue(d, it.i)
+	val := d[it.i:vend]
+	i := skipWS(d, vend)
+	if i < len(d) && d[i] == ',' {
+		i = skipWS(d, i+1)
+	}
+	it.i = i
+	return val
+}

@@ -1,0 +1,98 @@
+package broker
+
+import (
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// usageFastBase is an answer with every field the decoders read, saved
+// resets and metadata the matching ignores included.
+const usageFastBase = `{"generatedAt":1795755808604,"reports":[` + exampleUsageReport + `,
+ {"provider":"openai-codex","fetchedAt":1795751800000.5,"metadata":{"email":"  B@Example.com ","account_id":"acct-B","project_id":"p","orgId":"org-1","orgName":"Team","nested":{"email":"x"}},
+  "resetCredits":{"availableCount":2,"redeemableCount":1,"cooldownUntil":"2026-12-01T00:00:00Z","credits":[{"expiresAt":1795760000000,"clears":["codex:7d"]}]},
+  "limits":[{"id":"codex:7d","label":"Weekly","scope":{"provider":"openai-codex","accountId":"acct-B","projectId":"p","orgId":"org-1","modelId":"m","tier":"team","windowId":"7d","shared":false},
+   "window":{"id":"7d","label":"7 Day","durationMs":604800000,"resetsAt":1795760000000,"resetLabel":"Mon"},
+   "amount":{"used":7,"limit":null,"unit":"requests"},"status":"exhausted"},
+   {"id":"codex:x","window":null,"scope":null,"amount":null},
+   {"id":"codex:y","amount":{"usedFraction":-0,"remainingFraction":1e-3}}]},
+ {"provider":"github-copilot","limits":null,"metadata":null,"resetCredits":null,"fetchedAt":null}]}`
+
+// usageVariants are usageFastBase with one value replaced (by values of
+// every kind), one key re-spelled, repeated or escaped, or the document
+// cut short: what the fast path must either decode exactly as the general
+// path does, or leave to it.
+func usageVariants() [][]byte {
+	base := usageFastBase
+	values := []string{"null", `""`, `" x "`, `"a\u0062c"`, `"\ud800"`, "\"\xff\"", "0", "-1", "1.5", "1e400", `"5"`,
+		"true", "false", "{}", "[]", "[null]", "[{}]", `{"id":"q"}`}
+	var out [][]byte
+	out = append(out, []byte(base))
+	keys := regexp.MustCompile(`"([A-Za-z_]+)":`).FindAllStringSubmatchIndex(base, -1)
+	for _, k := range keys {
+		at := k[1] // the value's start
+		end := skipValue([]byte(base), at)
+		for _, v := range values {
+			out = append(out, []byte(base[:at]+v+base[end:]))
+		}
+		name := base[k[2]:k[3]]
+		for _, alias := range []string{strings.ToUpper(name[:1]) + name[1:], `\u00` + hex2(name[0]) + name[1:], name + "x"} {
+			out = append(out, []byte(base[:k[2]]+alias+base[k[3]:]))
+		}
+		// The member repeated, with another value.
+		out = append(out, []byte(base[:end]+`,"`+name+`":null`+base[end:]))
+	}
+	for _, cut := range []int{0, 1, len(base) / 3, len(base) - 1} {
+		out = append(out, []byte(base[:cut]))
+	}
+	return append(out, []byte(`[]`), []byte(`null`), []byte(`{"reports":{}}`), []byte(` {"reports":[]} `))
+}
+
+func hex2(c byte) string { return string("0123456789abcdef"[c>>4]) + string("0123456789abcdef"[c&15]) }
+
+// checkUsageFastAgrees: what the fast path accepts, the general path
+// accepts too and decodes to the very same reports.
+func checkUsageFastAgrees(t *testing.T, body []byte) bool {
+	t.Helper()
+	fast, ok := decodeUsageFast(body)
+	if !ok {
+		return false
+	}
+	slow, err := decodeUsageGeneral("usage", body)
+	if err != nil {
+		t.Fatalf("fast path accepted what the general path rejects (%v):\n%s", err, body)
+	}
+	if !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("fast and general paths disagree on\n%s\nfast:    %+v\ngeneral: %+v", body, fast, slow)
+	}
+	return true
+}
+
+func TestDecodeUsageFastAgreesWithGeneral(t *testing.T) {
+	accepted, declined := 0, 0
+	for _, v := range usageVariants() {
+		if checkUsageFastAgrees(t, v) {
+			accepted++
+		} else {
+			declined++
+		}
+	}
+	// The fast path must carry the usual answers, not decline everything.
+	for _, body := range [][]byte{[]byte(usageFastBase), usageBody(3)} {
+		if _, ok := decodeUsageFast(body); !ok {
+			t.Fatalf("fast path declined a plain answer:\n%s", body)
+		}
+	}
+	t.Logf("%d variants decoded by the fast path, %d left to the general path", accepted, declined)
+	if accepted < 100 || declined < 100 {
+		t.Fatalf("variants: %d accepted, %d declined; the corpus no longer exercises both", accepted, declined)
+	}
+}
+
+func FuzzDecodeUsageFast(f *testing.F) {
+	for _, v := range usageVariants() {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkUsageFastAgrees(t, body) })
+}
