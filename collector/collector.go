@@ -57,6 +57,13 @@ type Collectors struct {
 	direct     []directCollector
 }
 
+// usageAnnouncer is a Source that announces each usage answer as it
+// arrives (the store does), so the usage rows are built then and not by
+// the first scrape after it.
+type usageAnnouncer interface {
+	OnUsage(func(*store.Usage))
+}
+
 // directCollector is a collector whose families the /metrics handler
 // writes straight as text; see series.go.
 type directCollector interface {
@@ -80,7 +87,11 @@ func New(o Options) *Collectors {
 		direct:     []directCollector{&credentialCollector{o: o}},
 	}
 	if o.Usage {
-		c.direct = append(c.direct, &usageCollector{o: o})
+		uc := &usageCollector{o: o}
+		c.direct = append(c.direct, uc)
+		if l, ok := o.Source.(usageAnnouncer); ok {
+			l.OnUsage(uc.prepare)
+		}
 	}
 	return c
 }

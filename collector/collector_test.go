@@ -355,3 +355,46 @@ func TestSlowUsageServesLastGood(t *testing.T) {
 		t.Fatalf("scrapes during a stall must share the one fetch, got %d calls", n)
 	}
 }
+
+// TestUsageRowsPreparedOnFetch: the usage rows of a new answer are built
+// when the store publishes it, so the first scrape after a fetch finds
+// them ready instead of building 10k of them itself.
+func TestUsageRowsPreparedOnFetch(t *testing.T) {
+	s := newScenario(t)
+	cs := New(s.options(t, identity.Raw))
+	uc := cs.direct[len(cs.direct)-1].(*usageCollector)
+	oauth := 0
+	for _, e := range s.store.Snapshot().Entries {
+		if e.Credential.Type == broker.TypeOAuth {
+			oauth++
+		}
+	}
+	// readyFor: the cache holds a row against x for every OAuth entry.
+	readyFor := func(x *store.Usage) bool {
+		uc.cache.mu.Lock()
+		defer uc.cache.mu.Unlock()
+		n := 0
+		for _, r := range uc.cache.m {
+			if r.usage == x {
+				n++
+			}
+		}
+		return n == oauth
+	}
+	first, err := s.store.Usage(context.Background()) // no answer yet: waits for the fetch
+	if err != nil || !first.HasData() {
+		t.Fatalf("first fetch: %v", err)
+	}
+	if !readyFor(first) {
+		t.Fatal("the first answer's rows were not built when it was published")
+	}
+	s.clock.Advance(16 * time.Second) // past the usage TTL: the next read refreshes in the background
+	if u, _ := s.store.Usage(context.Background()); u != first {
+		t.Fatal("a reader with a good answer waited for the refresh")
+	}
+	var second *store.Usage
+	eventually(t, "the refreshed answer's rows", func() bool {
+		second, _ = s.store.Usage(context.Background())
+		return second != first && readyFor(second)
+	})
+}

@@ -37,20 +37,7 @@ func (c *usageCollector) write(s sink) {
 	if !x.HasData() {
 		return
 	}
-	reports, now := x.Reports, c.o.Now()
-	rows := c.cache.update(c.o.Source.Snapshot().Entries, func(e *store.Entry, old *usageRow, hit bool) (*usageRow, bool) {
-		if e.Credential.Type != broker.TypeOAuth {
-			return nil, false
-		}
-		if hit && old.usage == x {
-			return old, true
-		}
-		if !hit {
-			old = nil
-		}
-		return c.row(e, x, old, now), true
-	})
-	sortedByID(rows, func(r *usageRow) string { return r.id })
+	reports, rows := x.Reports, c.rows(x)
 	claimed := make(map[*broker.UsageReport]struct{}, len(reports))
 	for _, r := range rows {
 		found := r.report != nil
@@ -104,6 +91,34 @@ func (c *usageCollector) write(s sink) {
 	for _, p := range slices.Sorted(maps.Keys(byLabel)) {
 		l := mUnmatched.set(p)
 		s.add(mUnmatched, &l, float64(byLabel[p]))
+	}
+}
+
+// rows returns the row of every OAuth entry against x, in id order,
+// building those the cache does not hold for x.
+func (c *usageCollector) rows(x *store.Usage) []*usageRow {
+	now := c.o.Now()
+	rows := c.cache.update(c.o.Source.Snapshot().Entries, func(e *store.Entry, old *usageRow, hit bool) (*usageRow, bool) {
+		if e.Credential.Type != broker.TypeOAuth {
+			return nil, false
+		}
+		if hit && old.usage == x {
+			return old, true
+		}
+		if !hit {
+			old = nil
+		}
+		return c.row(e, x, old, now), true
+	})
+	sortedByID(rows, func(r *usageRow) string { return r.id })
+	return rows
+}
+
+// prepare builds the rows of a new usage answer as it arrives, off the
+// scrape path: at 10k credentials that is a quarter of a scrape's time.
+func (c *usageCollector) prepare(x *store.Usage) {
+	if x.HasData() {
+		c.rows(x)
 	}
 }
 

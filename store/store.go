@@ -55,6 +55,7 @@ type Store struct {
 	// usageOutwaited: the fetch in flight outlasted a caller's wait.
 	usageOutwaited atomic.Bool
 	usageFlight    singleflight.Group
+	onUsage        atomic.Pointer[func(*Usage)]
 
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.

@@ -129,9 +129,19 @@ func (s *Store) fetchUsage() (any, error) {
 	s.usageFlight.Forget(usageKey)
 	s.usage.Store(next)
 	s.usageOutwaited.Store(false)
+	if fn := s.onUsage.Load(); fn != nil {
+		(*fn)(next)
+	}
 	s.notify()
 	return next, nil
 }
+
+// OnUsage makes the store call fn with every usage answer it publishes,
+// on the fetching goroutine, so that a reader can derive what it needs
+// from a new answer there instead of on its own path (the collector builds
+// its usage rows before the next scrape asks for them). One function; a
+// later call replaces it.
+func (s *Store) OnUsage(fn func(*Usage)) { s.onUsage.Store(&fn) }
 
 // invalidateUsage makes the next reader refresh usage, whatever its age:
 // a changed block usually means a limit was hit.
