@@ -123,6 +123,7 @@ func run() error {
 	var changes atomic.Int64
 	wg.Go(func() { churn(runCtx, b, ids, c.deltas, &changes) })
 	res := &results{}
+	wg.Go(func() { res.watchUsage(runCtx, b) })
 	client := &http.Client{Timeout: 2 * time.Minute}
 	for i := range c.scrapers {
 		wg.Go(func() { scrapeLoop(runCtx, client, exp.addr, c.interval, i, c.scrapers, res) })
@@ -336,11 +337,42 @@ type results struct {
 	failures      map[string]int
 	latencies     []time.Duration
 	bytes         int64
+	// Scrapes near a usage fetch: the latencies of those that ran while
+	// the exporter fetched and decoded usage (a /v1/usage request arrived
+	// at most usageNear before the scrape started, or during it).
+	nearUsage []time.Duration
+	lastUsage atomic.Int64 // unix ns of the latest /v1/usage request seen
 }
 
-func (r *results) record(d time.Duration, got scraped, err error) {
+// usageNear is how long after a /v1/usage request a scrape counts as near
+// it: the broker's answer and the exporter's decode of 10k reports take
+// well under this.
+const usageNear = time.Second
+
+// watchUsage notes when the broker answers /v1/usage, to within 5 ms.
+func (r *results) watchUsage(ctx context.Context, b *brokertest.Broker) {
+	seen := b.Requests("/v1/usage")
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := b.Requests("/v1/usage"); n != seen {
+				seen = n
+				r.lastUsage.Store(time.Now().UnixNano())
+			}
+		}
+	}
+}
+
+func (r *results) record(start time.Time, d time.Duration, got scraped, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if last := r.lastUsage.Load(); err == nil && last != 0 && last > start.Add(-usageNear).UnixNano() {
+		r.nearUsage = append(r.nearUsage, d)
+	}
 	if err != nil {
 		r.fail++
 		if r.failures == nil {
@@ -381,7 +413,7 @@ func scrapeLoop(ctx context.Context, client *http.Client, addr string, interval 
 	for ctx.Err() == nil {
 		start := time.Now()
 		got, err := scrape(context.WithoutCancel(ctx), client, addr)
-		res.record(time.Since(start), got, err)
+		res.record(start, time.Since(start), got, err)
 		if wait := interval - time.Since(start); interval > 0 && wait > 0 {
 			select {
 			case <-ctx.Done():

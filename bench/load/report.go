@@ -81,7 +81,7 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 		fmt.Printf("%8v %10.1f %10.1f %9.1f %11.0f %9d %7d %14d\n", s.t, s.heapAlloc/mb, s.heapInuse/mb, s.rss/mb, s.goroutines, s.okScrapes, s.failScrapes, s.applied)
 	}
 	res.mu.Lock()
-	lat := slices.Clone(res.latencies)
+	lat, near := slices.Clone(res.latencies), slices.Clone(res.nearUsage)
 	ok, fail, failures, total, noUp, noUsage := res.ok, res.fail, res.failures, res.bytes, res.noUp, res.noUsage
 	res.mu.Unlock()
 	slices.Sort(lat)
@@ -98,6 +98,14 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	}
 	fmt.Printf("\nscrapes: %d ok, %d failed; latency p50 %v, p90 %v, p99 %v, max %v; %.1f MiB per scrape\n",
 		ok, fail, pct(0.5), pct(0.9), pct(0.99), pct(1), float64(total)/float64(max(ok, 1))/mb)
+	if len(near) > 0 {
+		slices.Sort(near)
+		q := func(p float64) time.Duration {
+			return near[min(len(near)-1, int(p*float64(len(near))))].Round(time.Millisecond)
+		}
+		fmt.Printf("of them %d ran within %v after a /v1/usage request (the exporter fetching and decoding usage): p50 %v, p90 %v, max %v\n",
+			len(near), usageNear, q(0.5), q(0.9), q(1))
+	}
 	fmt.Printf("of the good scrapes, %d saw authbroker_up 0 and %d had no usage series (usage slower than the scrape's wait)\n", noUp, noUsage)
 	fmt.Printf("deltas: %d broker changes, %d entry frames applied by the exporter (%.0f/s)\n",
 		changes, last.applied-first.applied, float64(last.applied-first.applied)/c.duration.Seconds())
