@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,6 +65,7 @@ type Client struct {
 	timeout    time.Duration
 	maxBody    int
 	maxUsage   int
+	usage      *usageState
 	idle       time.Duration
 	userAgent  string
 	clock      Clock
@@ -84,6 +86,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		timeout:   opts.RequestTimeout,
 		maxBody:   opts.MaxFrameBytes,
 		maxUsage:  opts.MaxUsageBytes,
+		usage:     &usageState{},
 		idle:      opts.StreamIdleTimeout,
 		userAgent: opts.UserAgent,
 		clock:     opts.Clock,
@@ -474,7 +477,16 @@ func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageR
 	if resp.status != http.StatusOK {
 		return nil, c.statusErr(r, resp)
 	}
-	return decodeUsage(r.op(), resp.body)
+	c.usage.mu.Lock()
+	defer c.usage.mu.Unlock()
+	return decodeUsageWith(r.op(), resp.body, &c.usage.dec)
+}
+
+// usageState is the client's usage decoder: the previous answer's
+// reports, for the next answer.
+type usageState struct {
+	mu  sync.Mutex
+	dec UsageDecoder
 }
 
 // Refresh calls POST /v1/credential/:id/refresh and returns the redacted

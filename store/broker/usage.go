@@ -188,8 +188,18 @@ func metaString(m map[string]json.RawMessage, key string) string {
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
-	if out, ok := decodeUsageFast(body); ok {
+	return decodeUsageWith(op, body, nil)
+}
+
+// decodeUsageWith decodes through the fast path, with d when not nil, and
+// through encoding/json what the fast path leaves (d then forgets the
+// previous answer).
+func decodeUsageWith(op string, body []byte, d *UsageDecoder) (*UsageResponse, error) {
+	if out, ok := decodeUsageFast(body, d); ok {
 		return out, nil
+	}
+	if d != nil {
+		d.seen = nil
 	}
 	return decodeUsageGeneral(op, body)
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"encoding/json"
+	"hash/maphash"
 	"strconv"
 	"strings"
 )
@@ -19,7 +20,11 @@ import (
 // general path skips them. Anything else returns ok=false and decodeUsage
 // takes the general path, which gives the same result or the canonical
 // error (a differential test and a fuzz target check both).
-func decodeUsageFast(body []byte) (*UsageResponse, bool) {
+//
+// With a decoder d, a report whose bytes hash like those of a report of
+// the answer d decoded last is taken from that answer instead of being
+// decoded again (see UsageDecoder).
+func decodeUsageFast(body []byte, d *UsageDecoder) (*UsageResponse, bool) {
 	if !json.Valid(body) {
 		return nil, false
 	}
@@ -49,15 +54,65 @@ func decodeUsageFast(body []byte) (*UsageResponse, bool) {
 	} else if t != nil {
 		out.GeneratedAt, _ = msTimeBytes(t)
 	}
-	d := &usageDecoder{}
+	rd := &usageDecoder{}
+	var keys []reportKey
 	for it := newArrayIter(list); it.more(); {
-		r, ok := d.report(it.next())
+		raw := it.next()
+		var k reportKey
+		if d != nil {
+			k = reportKeyOf(raw)
+			keys = append(keys, k)
+			if prev, ok := d.seen[k]; ok {
+				out.Reports = append(out.Reports, *prev)
+				continue
+			}
+		}
+		r, ok := rd.report(raw)
 		if !ok {
 			return nil, false
 		}
 		out.Reports = append(out.Reports, r)
 	}
+	if d != nil {
+		d.remember(keys, out.Reports)
+	}
 	return out, true
+}
+
+// UsageDecoder decodes the successive /v1/usage answers of one broker.
+// The broker caches each report for about 5 minutes
+// (docs/broker-protocol.md §8) while the exporter asks every 10 s, so
+// nearly every report of an answer is, byte for byte, one of the answer
+// before: the decoder takes those from its previous result (reports are
+// immutable) instead of decoding them again. Not safe for concurrent use.
+type UsageDecoder struct {
+	seen map[reportKey]*UsageReport // the previous answer's reports
+}
+
+// reportKey identifies a report's bytes: their hash and length.
+type reportKey struct {
+	sum    uint64
+	length int
+}
+
+var reportSeed = maphash.MakeSeed()
+
+func reportKeyOf(raw []byte) reportKey {
+	return reportKey{sum: maphash.Bytes(reportSeed, raw), length: len(raw)}
+}
+
+// Decode decodes a /v1/usage answer, reusing what it can of the previous
+// one.
+func (d *UsageDecoder) Decode(body []byte) (*UsageResponse, error) {
+	return decodeUsageWith("usage", body, d)
+}
+
+// remember keeps reports, keyed by their bytes, for the next answer.
+func (d *UsageDecoder) remember(keys []reportKey, reports []UsageReport) {
+	d.seen = make(map[reportKey]*UsageReport, len(keys))
+	for i, k := range keys {
+		d.seen[k] = &reports[i]
+	}
 }
 
 // The fields the general path reads, per object of the answer.

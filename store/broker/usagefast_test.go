@@ -55,7 +55,7 @@ func hex2(c byte) string { return string("0123456789abcdef"[c>>4]) + string("012
 // accepts too and decodes to the very same reports.
 func checkUsageFastAgrees(t *testing.T, body []byte) bool {
 	t.Helper()
-	fast, ok := decodeUsageFast(body)
+	fast, ok := decodeUsageFast(body, nil)
 	if !ok {
 		return false
 	}
@@ -66,7 +66,51 @@ func checkUsageFastAgrees(t *testing.T, body []byte) bool {
 	if !reflect.DeepEqual(fast, slow) {
 		t.Fatalf("fast and general paths disagree on\n%s\nfast:    %+v\ngeneral: %+v", body, fast, slow)
 	}
+	// A decoder that decoded the base answer reuses its reports where the
+	// bytes are the same, and decodes the rest: the same answer again.
+	d := &UsageDecoder{}
+	if _, err := d.Decode([]byte(usageFastBase)); err != nil {
+		t.Fatal(err)
+	}
+	if primed, ok := decodeUsageFast(body, d); !ok || !reflect.DeepEqual(primed, slow) {
+		t.Fatalf("a primed decoder disagrees with the general path on\n%s\nprimed:  %+v\ngeneral: %+v", body, primed, slow)
+	}
 	return true
+}
+
+// TestUsageDecoderReusesUnchangedReports: a report sent again byte for
+// byte is the previous answer's (its limits are the same array); a changed
+// one is decoded anew; an answer only the general path decodes makes the
+// decoder forget.
+func TestUsageDecoderReusesUnchangedReports(t *testing.T) {
+	body := usageBody(3)
+	d := &UsageDecoder{}
+	first, err := d.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := []byte(strings.Replace(string(body), `"email":"user1@`, `"email":"other1@`, 1))
+	second, err := d.Decode(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(a, b *UsageReport) bool { return &a.Limits[0] == &b.Limits[0] }
+	if !same(&first.Reports[0], &second.Reports[0]) || !same(&first.Reports[2], &second.Reports[2]) {
+		t.Fatal("unchanged reports were decoded again")
+	}
+	if same(&first.Reports[1], &second.Reports[1]) || second.Reports[1].Metadata.Email != "other1@example.com" {
+		t.Fatalf("a changed report was taken from the previous answer: %+v", second.Reports[1].Metadata)
+	}
+	if want, _ := DecodeUsage(changed); !reflect.DeepEqual(second, want) {
+		t.Fatal("the decoder's answer differs from a fresh decode")
+	}
+	// Upper-case keys: only the general path decodes this answer.
+	if _, err := d.Decode([]byte(strings.ReplaceAll(string(body), `"provider":`, `"Provider":`))); err != nil {
+		t.Fatal(err)
+	}
+	if d.seen != nil {
+		t.Fatal("the decoder kept reports across an answer the general path decoded")
+	}
 }
 
 func TestDecodeUsageFastAgreesWithGeneral(t *testing.T) {
@@ -80,7 +124,7 @@ func TestDecodeUsageFastAgreesWithGeneral(t *testing.T) {
 	}
 	// The fast path must carry the usual answers, not decline everything.
 	for _, body := range [][]byte{[]byte(usageFastBase), usageBody(3)} {
-		if _, ok := decodeUsageFast(body); !ok {
+		if _, ok := decodeUsageFast(body, nil); !ok {
 			t.Fatalf("fast path declined a plain answer:\n%s", body)
 		}
 	}
