@@ -56,6 +56,11 @@ func decodeUsageFast(body []byte, d *UsageDecoder) (*UsageResponse, bool) {
 	}
 	rd := &usageDecoder{}
 	var keys []reportKey
+	if d != nil && len(d.seen) > 0 {
+		// Sized like the previous answer, which this one usually repeats.
+		out.Reports = make([]UsageReport, 0, len(d.seen))
+		keys = make([]reportKey, 0, len(d.seen))
+	}
 	for it := newArrayIter(list); it.more(); {
 		raw := it.next()
 		var k reportKey
