@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // decodeUsageFast decodes the usual /v1/usage answer without reflection.
@@ -145,33 +146,22 @@ func (d *usageDecoder) report(obj []byte) (UsageReport, bool) {
 		return r, false
 	}
 	var limits, meta, resets []byte
-	var seen fieldSet
-	for it := newObjectIter(obj); it.more(); {
-		key, val := it.next()
-		k, ok := seen.field(key, reportFields)
-		if !ok {
-			return r, false
-		}
+	ok := members(obj, reportFields, func(k int, val []byte) (ok bool) {
 		switch k {
 		case 0:
 			r.Provider, ok = d.str(val)
 		case 1:
-			var t []byte
-			if t, ok = numberOrNull(val); t != nil {
-				r.FetchedAt, _ = msTimeBytes(t)
-			}
+			r.FetchedAt, ok = msTimeOrNull(val)
 		case 2:
-			limits = val
+			limits, ok = val, true
 		case 3:
-			meta = val
+			meta, ok = val, true
 		case 4:
-			resets = val
+			resets, ok = val, true
 		}
-		if !ok {
-			return r, false
-		}
-	}
-	if r.Provider == "" || !d.metadata(meta, &r.Metadata) {
+		return ok
+	})
+	if !ok || r.Provider == "" || !d.metadata(meta, &r.Metadata) {
 		return r, false
 	}
 	r.Resets = savedResets(resets, &d.pool)
@@ -183,8 +173,8 @@ func (d *usageDecoder) report(obj []byte) (UsageReport, bool) {
 		return r, false
 	}
 	for it := newArrayIter(limits); it.more(); {
-		l, ok := d.limit(it.next())
-		if !ok {
+		var l UsageLimit
+		if !members(it.next(), limitFields, func(k int, val []byte) bool { return d.limit(k, val, &l) }) {
 			return r, false
 		}
 		r.Limits = append(r.Limits, l)
@@ -230,171 +220,116 @@ func (d *usageDecoder) metadata(obj []byte, m *UsageMetadata) bool {
 	return true
 }
 
-func (d *usageDecoder) limit(obj []byte) (UsageLimit, bool) {
-	var l UsageLimit
-	if obj[0] != '{' {
-		return l, false
-	}
-	var seen fieldSet
-	for it := newObjectIter(obj); it.more(); {
-		key, val := it.next()
-		k, ok := seen.field(key, limitFields)
-		if !ok {
-			return l, false
-		}
-		switch k {
-		case 0:
-			l.ID, ok = d.str(val)
-		case 1:
-			l.Label, ok = d.str(val)
-		case 2:
-			ok = d.scope(val, &l.Scope)
-		case 3:
-			l.Window, ok = d.window(val)
-		case 4:
-			ok = d.amount(val, &l.Amount)
-		case 5:
-			l.Status, ok = d.str(val)
-		}
-		if !ok {
-			return l, false
-		}
-	}
-	return l, true
-}
-
-func (d *usageDecoder) scope(obj []byte, s *UsageScope) bool {
-	if isNull(obj) {
-		return true
-	}
-	if obj[0] != '{' {
-		return false
-	}
-	var seen fieldSet
-	for it := newObjectIter(obj); it.more(); {
-		key, val := it.next()
-		k, ok := seen.field(key, scopeFields)
-		if !ok {
-			return false
-		}
-		switch k {
-		case 0:
-			s.Provider, ok = d.str(val)
-		case 1:
-			s.AccountID, ok = plainStr(val)
-		case 2:
-			s.ProjectID, ok = plainStr(val)
-		case 3:
-			s.OrgID, ok = plainStr(val)
-		case 4:
-			s.ModelID, ok = d.str(val)
-		case 5:
-			s.Tier, ok = d.str(val)
-		case 6:
-			s.WindowID, ok = d.str(val)
-		case 7:
-			switch string(val) {
-			case "true":
-				s.Shared = true
-			case "false", "null":
-			default:
-				ok = false
+// limit decodes member k of a limit into l.
+func (d *usageDecoder) limit(k int, val []byte, l *UsageLimit) (ok bool) {
+	switch k {
+	case 0:
+		l.ID, ok = d.str(val)
+	case 1:
+		l.Label, ok = d.str(val)
+	case 2:
+		s := &l.Scope
+		ok = members(val, scopeFields, func(k int, val []byte) (ok bool) {
+			if k == 7 {
+				s.Shared = string(val) == "true"
+				return s.Shared || string(val) == "false" || isNull(val)
 			}
-		}
-		if !ok {
-			return false
-		}
+			dst := [...]*string{&s.Provider, &s.AccountID, &s.ProjectID, &s.OrgID, &s.ModelID, &s.Tier, &s.WindowID}[k]
+			if k >= 1 && k <= 3 { // each report's own: not pooled
+				*dst, ok = plainStr(val)
+			} else {
+				*dst, ok = d.str(val)
+			}
+			return ok
+		})
+	case 3:
+		l.Window, ok = d.window(val)
+	case 4:
+		ok = d.amount(val, &l.Amount)
+	case 5:
+		l.Status, ok = d.str(val)
 	}
-	return true
+	return ok
 }
 
 func (d *usageDecoder) window(obj []byte) (*UsageWindow, bool) {
 	if isNull(obj) {
 		return nil, true
 	}
-	if obj[0] != '{' {
-		return nil, false
-	}
 	w := &UsageWindow{}
-	var seen fieldSet
-	for it := newObjectIter(obj); it.more(); {
-		key, val := it.next()
-		k, ok := seen.field(key, windowFields)
-		if !ok {
-			return nil, false
+	return w, members(obj, windowFields, func(k int, val []byte) (ok bool) {
+		if dst := [...]*string{&w.ID, &w.Label, nil, nil, &w.ResetLabel}[k]; dst != nil {
+			*dst, ok = d.str(val)
+			return ok
 		}
-		var t []byte
-		switch k {
-		case 0:
-			w.ID, ok = d.str(val)
-		case 1:
-			w.Label, ok = d.str(val)
-		case 2:
-			if t, ok = numberOrNull(val); t != nil {
-				if dur, known := msDurationBytes(t); known {
-					w.Duration = dur
-				}
+		if k == 3 {
+			w.ResetsAt, ok = msTimeOrNull(val)
+			return ok
+		}
+		t, ok := numberOrNull(val) // durationMs
+		if t != nil {
+			if dur, known := msDurationBytes(t); known {
+				w.Duration = dur
 			}
-		case 3:
-			if t, ok = numberOrNull(val); t != nil {
-				w.ResetsAt, _ = msTimeBytes(t)
-			}
-		case 4:
-			w.ResetLabel, ok = d.str(val)
 		}
-		if !ok {
-			return nil, false
-		}
-	}
-	return w, true
+		return ok
+	})
 }
 
 func (d *usageDecoder) amount(obj []byte, a *UsageAmount) bool {
+	var nums *[5]float64 // the amounts of one limit, allocated together
+	return members(obj, amountFields, func(k int, val []byte) (ok bool) {
+		if k == 5 {
+			a.Unit, ok = d.str(val)
+			return ok
+		}
+		if isNull(val) {
+			return true
+		}
+		if !isNumber(val) {
+			return false
+		}
+		f, err := strconv.ParseFloat(string(val), 64)
+		if err != nil {
+			return false // out of range: the general path reports it
+		}
+		if nums == nil {
+			nums = new([5]float64)
+		}
+		nums[k] = f
+		switch p := &nums[k]; k {
+		case 0:
+			a.Used = p
+		case 1:
+			a.Limit = p
+		case 2:
+			a.Remaining = p
+		case 3:
+			a.UsedFraction = p
+		case 4:
+			a.RemainingFraction = p
+		}
+		return true
+	})
+}
+
+// members calls fn with the index in names and the value of each known
+// member of obj, an object or null (which has none, as for the general
+// path). It returns false for any other value, for a key only the general
+// path can place (fieldSet.field), and when fn does.
+func members(obj []byte, names []string, fn func(k int, val []byte) bool) bool {
 	if isNull(obj) {
 		return true
 	}
 	if obj[0] != '{' {
 		return false
 	}
-	var nums *[5]float64 // the amounts of one limit, allocated together
 	var seen fieldSet
 	for it := newObjectIter(obj); it.more(); {
 		key, val := it.next()
-		k, ok := seen.field(key, amountFields)
-		switch {
-		case !ok:
+		k, ok := seen.field(key, names)
+		if !ok || k >= 0 && !fn(k, val) {
 			return false
-		case k == 5:
-			if a.Unit, ok = d.str(val); !ok {
-				return false
-			}
-		case k >= 0:
-			if isNull(val) {
-				continue
-			}
-			if !isNumber(val) {
-				return false
-			}
-			f, err := strconv.ParseFloat(string(val), 64)
-			if err != nil {
-				return false // out of range: the general path reports it
-			}
-			if nums == nil {
-				nums = new([5]float64)
-			}
-			nums[k] = f
-			switch p := &nums[k]; k {
-			case 0:
-				a.Used = p
-			case 1:
-				a.Limit = p
-			case 2:
-				a.Remaining = p
-			case 3:
-				a.UsedFraction = p
-			case 4:
-				a.RemainingFraction = p
-			}
 		}
 	}
 	return true
@@ -426,6 +361,17 @@ func plainStr(val []byte) (string, bool) {
 }
 
 func isNull(val []byte) bool { return string(val) == "null" }
+
+// msTimeOrNull reads an optional epoch-millisecond time as the general
+// path does: absent, null or out of range is the zero time.
+func msTimeOrNull(val []byte) (time.Time, bool) {
+	n, ok := numberOrNull(val)
+	if n == nil {
+		return time.Time{}, ok
+	}
+	t, _ := msTimeBytes(n)
+	return t, true
+}
 
 // numberOrNull returns a bare number literal, nil for null or an absent
 // value, and ok=false for anything else (the general path also takes a

@@ -114,14 +114,7 @@ func TestUsageDecoderReusesUnchangedReports(t *testing.T) {
 }
 
 func TestDecodeUsageFastAgreesWithGeneral(t *testing.T) {
-	accepted, declined := 0, 0
-	for _, v := range usageVariants() {
-		if checkUsageFastAgrees(t, v) {
-			accepted++
-		} else {
-			declined++
-		}
-	}
+	accepted, declined := tally(usageVariants(), func(v []byte) bool { return checkUsageFastAgrees(t, v) })
 	// The fast path must carry the usual answers, not decline everything.
 	for _, body := range [][]byte{[]byte(usageFastBase), usageBody(3)} {
 		if _, ok := decodeUsageFast(body, nil); !ok {
@@ -139,4 +132,17 @@ func FuzzDecodeUsageFast(f *testing.F) {
 		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkUsageFastAgrees(t, body) })
+}
+
+// tally counts the variants a fast path took (check returns true) and
+// those it left to the general path.
+func tally(variants [][]byte, check func([]byte) bool) (taken, left int) {
+	for _, v := range variants {
+		if check(v) {
+			taken++
+		} else {
+			left++
+		}
+	}
+	return taken, left
 }

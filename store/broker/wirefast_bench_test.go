@@ -157,14 +157,7 @@ func rotatesVariants(data []byte) [][]byte {
 }
 
 func TestDecodeDeltaFastAgreesWithGeneral(t *testing.T) {
-	accepted, rejected := 0, 0
-	for _, v := range deltaVariants() {
-		if checkFastAgrees(t, v) {
-			accepted++
-		} else {
-			rejected++
-		}
-	}
+	accepted, rejected := tally(deltaVariants(), func(v []byte) bool { return checkFastAgrees(t, v) })
 	// The fast path must carry the common frames, not bail on everything.
 	for _, b := range []string{sseEntry, sseRemoved, string(benchEntryFrame(42, 9, "tok"))} {
 		if _, ok := decodeDeltaFast([]byte(b), time.Now(), nil); !ok {
