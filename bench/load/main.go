@@ -123,6 +123,9 @@ func run() error {
 	var changes atomic.Int64
 	wg.Go(func() { churn(runCtx, b, ids, c.deltas, &changes) })
 	res := &results{}
+	// A full sample scrapes /metrics: taken before the run and after it,
+	// never during it, where it would be an unmeasured extra scraper.
+	first := sampleOnce(exp, 0, res, &changes, true)
 	wg.Go(func() { res.watchUsage(runCtx, b) })
 	client := &http.Client{Timeout: 2 * time.Minute}
 	for i := range c.scrapers {
@@ -132,9 +135,9 @@ func run() error {
 	if c.health > 0 {
 		wg.Go(func() { healthLoop(runCtx, client, exp.addr, c.health, hp) })
 	}
-	samples := sampleLoop(runCtx, exp, c.sample, res, &changes)
+	samples := append([]sample{first}, sampleLoop(runCtx, exp, c.sample, res, &changes)...)
 	wg.Wait()
-	end := sampleOnce(exp, time.Duration(0), res, &changes)
+	end := sampleOnce(exp, time.Duration(0), res, &changes, true)
 	end.t = c.duration
 
 	usageCalls := b.Requests("/v1/usage") - usageBefore

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -22,13 +23,12 @@ func sampleLoop(ctx context.Context, e *exporter, every time.Duration, res *resu
 	var out []sample
 	t := time.NewTicker(every)
 	defer t.Stop()
-	out = append(out, sampleOnce(e, 0, res, changes))
 	for {
 		select {
 		case <-ctx.Done():
 			return out
 		case <-t.C:
-			out = append(out, sampleOnce(e, time.Since(start).Round(time.Second), res, changes))
+			out = append(out, sampleOnce(e, time.Since(start).Round(time.Second), res, changes, false))
 		}
 	}
 }
@@ -36,10 +36,18 @@ func sampleLoop(ctx context.Context, e *exporter, every time.Duration, res *resu
 var sampled = []string{"go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes", "go_goroutines",
 	`authbroker_stream_events_total{kind="entry",result="applied"}`}
 
-// sampleOnce reads the exporter's own go_* and process_* metrics.
-func sampleOnce(e *exporter, at time.Duration, res *results, changes *atomic.Int64) sample {
+// sampleOnce reads the exporter's own go_* and process_* metrics (full),
+// or only its RSS from /proc, without a scrape: the heap, goroutine and
+// frame columns are then NaN.
+func sampleOnce(e *exporter, at time.Duration, res *results, changes *atomic.Int64, full bool) sample {
 	s := sample{t: at, changes: changes.Load()}
 	s.okScrapes, s.failScrapes = res.counts()
+	if !full {
+		mem, _ := harness.ReadMem(e.cmd.Process.Pid)
+		nan := math.NaN()
+		s.heapAlloc, s.heapInuse, s.goroutines, s.applied, s.rss = nan, nan, nan, -1, float64(mem.RSS)
+		return s
+	}
 	var resp *http.Response
 	for range 50 { // the in-flight limit may turn the sampler away too
 		r, err := http.Get("http://" + e.addr + "/metrics")
@@ -78,7 +86,11 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 		c.credentials, c.scrapers, c.interval, c.deltas, c.health, c.duration, harness.LoadAvg())
 	fmt.Printf("%8s %10s %10s %9s %11s %9s %7s %14s\n", "t", "heap MiB", "inuse MiB", "RSS MiB", "goroutines", "scrapes", "failed", "entry frames")
 	for _, s := range samples {
-		fmt.Printf("%8v %10.1f %10.1f %9.1f %11.0f %9d %7d %14d\n", s.t, s.heapAlloc/mb, s.heapInuse/mb, s.rss/mb, s.goroutines, s.okScrapes, s.failScrapes, s.applied)
+		applied := "–"
+		if s.applied >= 0 {
+			applied = strconv.FormatInt(s.applied, 10)
+		}
+		fmt.Printf("%8v %10.1f %10.1f %9.1f %11.0f %9d %7d %14s\n", s.t, s.heapAlloc/mb, s.heapInuse/mb, s.rss/mb, s.goroutines, s.okScrapes, s.failScrapes, applied)
 	}
 	res.mu.Lock()
 	lat, near := slices.Clone(res.latencies), slices.Clone(res.nearUsage)
@@ -94,7 +106,9 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	first, last := samples[0], samples[len(samples)-1]
 	var maxHeap, maxG float64
 	for _, s := range samples {
-		maxHeap, maxG = max(maxHeap, s.heapInuse), max(maxG, s.goroutines)
+		if !math.IsNaN(s.heapInuse) { // the full samples: first and last
+			maxHeap, maxG = max(maxHeap, s.heapInuse), max(maxG, s.goroutines)
+		}
 	}
 	fmt.Printf("\nscrapes: %d ok, %d failed; latency p50 %v, p90 %v, p99 %v, max %v; %.1f MiB per scrape\n",
 		ok, fail, pct(0.5), pct(0.9), pct(0.99), pct(1), float64(total)/float64(max(ok, 1))/mb)
@@ -109,7 +123,7 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	fmt.Printf("of the good scrapes, %d saw authbroker_up 0 and %d had no usage series (usage slower than the scrape's wait)\n", noUp, noUsage)
 	fmt.Printf("deltas: %d broker changes, %d entry frames applied by the exporter (%.0f/s)\n",
 		changes, last.applied-first.applied, float64(last.applied-first.applied)/c.duration.Seconds())
-	fmt.Printf("heap in use: first %.1f MiB, last %.1f MiB, max %.1f MiB; goroutines: first %.0f, last %.0f, max %.0f\n",
+	fmt.Printf("heap in use (before and after the run): first %.1f MiB, last %.1f MiB, max %.1f MiB; goroutines: first %.0f, last %.0f, max %.0f\n",
 		first.heapInuse/mb, last.heapInuse/mb, maxHeap/mb, first.goroutines, last.goroutines, maxG)
 	// Memory: peak, steady state (second half), heap live after each GC.
 	mem, _ := harness.ReadMem(e.cmd.Process.Pid)

@@ -57,7 +57,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 10000, "OAuth credentials (each with one usage report of 4 limits)")
 	flag.StringVar(&o.base, "base", "a87de3c", "commit whose alerts/ rules are \"before\"")
 	flag.DurationVar(&o.run, "run", 8*time.Minute, "how long both servers evaluate side by side (≥ 5m lets for: 5m alerts fire)")
-	flag.DurationVar(&o.alone, "alone", 2*time.Minute, "how long \"after\" then runs alone")
+	flag.DurationVar(&o.alone, "alone", 10*time.Minute, "how long \"after\" then runs alone (≥ 10m: the second half then holds an evaluation of the 5-minute group made alone)")
 	flag.DurationVar(&o.lead, "lead", 0, "end of the backfilled hour, from now (0: estimated from -n)")
 	flag.StringVar(&o.work, "work", "", "working directory (default: a new temporary one, removed at the end)")
 	flag.StringVar(&o.out, "out", "", "also write the report to this file")
