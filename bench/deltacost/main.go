@@ -37,12 +37,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
@@ -86,14 +84,7 @@ func main() {
 		}
 		o.sizes = append(o.sizes, n)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "deltacost:", err)
-		os.Exit(1)
-	}
+	harness.Main("deltacost", o.timeout, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 // result is one client at one size.

@@ -32,13 +32,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
@@ -66,14 +64,7 @@ func main() {
 	flag.StringVar(&o.markdown, "markdown", "", "also write the result as Markdown to this file")
 	flag.StringVar(&o.seed, "seed", "sqlite", "how to seed: sqlite (one upload, copied in the broker's store with sqlite3 while it is stopped; seconds) or http (n uploads; ~30 min at 10k)")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "passcpu:", err)
-		os.Exit(1)
-	}
+	harness.Main("passcpu", o.timeout, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 // broker is the real broker started by scripts/real-broker.sh.

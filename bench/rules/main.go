@@ -31,12 +31,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 )
 
 type options struct {
@@ -68,15 +68,8 @@ func main() {
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench/rules: ")
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	// The run bounds itself: everything it starts ends by this deadline.
-	ctx, cancel := context.WithTimeout(ctx, o.run+o.alone+45*time.Minute)
-	defer cancel()
-	if err := run(ctx, o); err != nil {
-		log.Print(err)
-		os.Exit(1)
-	}
+	harness.Main("bench/rules", o.run+o.alone+45*time.Minute, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) error {

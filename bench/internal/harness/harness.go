@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +23,21 @@ import (
 	"syscall"
 	"time"
 )
+
+// Main runs a bench command's run under a context that ends at timeout
+// or on an interrupt, and exits 1 with name and the error if it fails.
+func Main(name string, timeout time.Duration, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		stop()
+		cancel()
+		os.Exit(1)
+	}
+}
 
 // Logf prints a timestamped progress line on stderr.
 func Logf(format string, args ...any) {
