@@ -127,26 +127,13 @@ func startExporter(bin, dir string, f *fixture, extra ...string) (*exporter, err
 		return nil, err
 	}
 	go func() { cmd.Wait(); close(e.done) }()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		resp, err := e.client.Get(e.url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e, nil
-			}
-		}
-		select {
-		case <-e.done:
-			return nil, fmt.Errorf("exporter exited: %s", e.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
+	if err := harness.WaitReady(context.Background(), e.client, e.url, e.done, 2*time.Minute); err != nil {
+		if !errors.Is(err, harness.ErrExited) {
 			e.stop()
-			return nil, errors.New("exporter not ready after 2m")
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil, fmt.Errorf("%w: %s", err, e.logs.String())
 	}
+	return e, nil
 }
 
 func (e *exporter) stop() {

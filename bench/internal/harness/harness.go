@@ -252,26 +252,39 @@ func StartExporter(ctx context.Context, o ExporterOptions) (*Exporter, error) {
 	if wait == 0 {
 		wait = 5 * time.Minute
 	}
+	if err := WaitReady(ctx, e.Client, e.URL, e.done, wait); err != nil {
+		if !errors.Is(err, ErrExited) {
+			e.Stop()
+		}
+		return nil, fmt.Errorf("%w: %s", err, e.logs.String())
+	}
+	return e, nil
+}
+
+// ErrExited: the exporter ended before it was ready.
+var ErrExited = errors.New("exporter exited")
+
+// WaitReady polls url's /-/ready until it answers 200, exited is closed
+// (ErrExited), ctx ends or wait has passed.
+func WaitReady(ctx context.Context, c *http.Client, url string, exited <-chan struct{}, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		resp, err := e.Client.Get(e.URL + "/-/ready")
+		resp, err := c.Get(url + "/-/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return e, nil
+				return nil
 			}
 		}
 		select {
-		case <-e.done:
-			return nil, fmt.Errorf("exporter exited: %s", e.logs.String())
+		case <-exited:
+			return ErrExited
 		case <-ctx.Done():
-			e.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			e.Stop()
-			return nil, fmt.Errorf("exporter not ready after %v", wait)
+			return fmt.Errorf("exporter not ready after %v", wait)
 		}
 	}
 }
