@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
-	"golang.org/x/sync/singleflight"
 )
 
 // HandlerOpts configure the /metrics handler.
@@ -60,16 +60,29 @@ func (c *Collectors) Handler(g prometheus.Gatherer, o HandlerOpts) http.Handler 
 }
 
 type metricsHandler struct {
-	c      *Collectors
-	g      prometheus.Gatherer
-	log    log.Logger
-	slots  chan struct{}
-	flight singleflight.Group
-	// Only the one "gzip" flight uses these, so renders reuse them: the
+	c     *Collectors
+	g     prometheus.Gatherer
+	log   log.Logger
+	slots chan struct{}
+
+	mu  sync.Mutex
+	cur *gzipRender // the gzip render in progress, nil when none
+	// spare is the body of an earlier render once every scrape that shared
+	// it has written it: the next render writes into it, so a steady
+	// scrape does not allocate a new 2 MB body each time.
+	spare *bytes.Buffer
+	// Only the render in progress uses these, so renders reuse them: the
 	// compressor alone is ~1 MB of state. lastSize presizes the body.
 	zw       *gzip.Writer
 	zbuf     *bufio.Writer
 	lastSize int
+}
+
+// gzipRender is one gzip render and the scrapes that share its body.
+type gzipRender struct {
+	done  chan struct{} // closed when body is complete
+	body  *bytes.Buffer
+	users int // scrapes yet to finish writing body; under metricsHandler.mu
 }
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,25 +101,59 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bw.Flush()
 		return
 	}
-	v, _, _ := h.flight.Do("gzip", func() (any, error) {
-		buf := bytes.NewBuffer(make([]byte, 0, h.lastSize*9/8))
-		if h.zw == nil {
-			h.zw, _ = gzip.NewWriterLevel(buf, gzipLevel)
-			h.zbuf = bufio.NewWriterSize(h.zw, 64<<10)
-		} else {
-			h.zw.Reset(buf)
-			h.zbuf.Reset(h.zw)
-		}
-		h.render(h.zbuf)
-		h.zbuf.Flush()
-		h.zw.Close()
-		h.lastSize = buf.Len()
-		return buf.Bytes(), nil
-	})
-	body := v.([]byte)
+	g := h.shareGzip()
 	w.Header().Set("Content-Encoding", "gzip")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.Write(body)
+	w.Header().Set("Content-Length", strconv.Itoa(g.body.Len()))
+	w.Write(g.body.Bytes())
+	h.release(g)
+}
+
+// shareGzip returns the body of the gzip render in progress, or renders
+// one. Every caller hands the body back to release once it is written.
+func (h *metricsHandler) shareGzip() *gzipRender {
+	h.mu.Lock()
+	g := h.cur
+	if g != nil {
+		g.users++
+		h.mu.Unlock()
+		<-g.done
+		return g
+	}
+	g = &gzipRender{done: make(chan struct{}), body: h.spare, users: 1}
+	h.cur, h.spare = g, nil
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.cur = nil
+		h.mu.Unlock()
+		close(g.done)
+	}()
+	if g.body == nil {
+		g.body = bytes.NewBuffer(make([]byte, 0, h.lastSize*9/8))
+	}
+	g.body.Reset()
+	if h.zw == nil {
+		h.zw, _ = gzip.NewWriterLevel(g.body, gzipLevel)
+		h.zbuf = bufio.NewWriterSize(h.zw, 64<<10)
+	} else {
+		h.zw.Reset(g.body)
+		h.zbuf.Reset(h.zw)
+	}
+	h.render(h.zbuf)
+	h.zbuf.Flush()
+	h.zw.Close()
+	h.lastSize = g.body.Len()
+	return g
+}
+
+// release marks one scrape done with g's body; after the last one the
+// body is the next render's to write into.
+func (h *metricsHandler) release(g *gzipRender) {
+	h.mu.Lock()
+	if g.users--; g.users == 0 {
+		h.spare = g.body
+	}
+	h.mu.Unlock()
 }
 
 // render writes the whole exposition. As with promhttp's ContinueOnError,

@@ -211,6 +211,63 @@ func TestHandlerSharesGzipRender(t *testing.T) {
 	}
 }
 
+// heldWriter is a ResponseWriter whose Write waits for release before it
+// reads the body, as a slow connection does.
+type heldWriter struct {
+	httptest.ResponseRecorder
+	entered, release chan struct{}
+}
+
+func (w *heldWriter) Write(p []byte) (int, error) {
+	close(w.entered)
+	<-w.release
+	return w.ResponseRecorder.Write(p)
+}
+
+// TestHandlerReusesBodyAfterItsLastWriter: a gzip body is written into
+// again only once every scrape that shared it has written it out. A
+// render that starts while a slow scrape still writes the previous body
+// gets a buffer of its own; the next one reuses the freed body.
+func TestHandlerReusesBodyAfterItsLastWriter(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "renders_total", Help: "x"})
+	reg.MustRegister(c)
+	h := smallCollectors().Handler(reg, HandlerOpts{}).(*metricsHandler)
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+
+	slow := &heldWriter{ResponseRecorder: *httptest.NewRecorder(), entered: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() { h.ServeHTTP(slow, req); close(done) }()
+	<-slow.entered // its render is complete; its body is not yet written out
+
+	c.Inc()
+	if body := gunzip(t, get(t, h, "gzip").Body.Bytes()); !strings.Contains(body, "\nrenders_total 1\n") {
+		t.Fatalf("second scrape: no renders_total 1 in\n%s", body)
+	}
+	close(slow.release)
+	<-done
+	if body := gunzip(t, slow.Body.Bytes()); !strings.Contains(body, "\nrenders_total 0\n") {
+		t.Fatalf("the slow scrape's body was overwritten by the render after it:\n%s", body)
+	}
+
+	h.mu.Lock()
+	freed := h.spare
+	h.mu.Unlock()
+	if freed == nil {
+		t.Fatal("no body kept for reuse after every scrape finished")
+	}
+	c.Inc()
+	g := h.shareGzip()
+	defer h.release(g)
+	if g.body != freed {
+		t.Fatal("the next render allocated a new body instead of reusing the freed one")
+	}
+	if body := gunzip(t, g.body.Bytes()); !strings.Contains(body, "\nrenders_total 2\n") {
+		t.Fatalf("reused body: no renders_total 2 in\n%s", body)
+	}
+}
+
 // TestHandlerInFlightLimit: beyond the cap a scrape is refused at once,
 // not queued.
 func TestHandlerInFlightLimit(t *testing.T) {

@@ -193,6 +193,9 @@ func sortedByID[T any](rows []T, id func(T) string) {
 type entryCache[T any] struct {
 	mu sync.Mutex
 	m  map[*store.Entry]T
+	// spare is the map before m, emptied: the next update fills it, so a
+	// scrape does not allocate a 10k-entry map per collector.
+	spare map[*store.Entry]T
 }
 
 // update returns fn's row for every entry (in entries' order), passing the
@@ -200,7 +203,10 @@ type entryCache[T any] struct {
 func (c *entryCache[T]) update(entries []*store.Entry, fn func(e *store.Entry, old T, hit bool) (T, bool)) []T {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := make(map[*store.Entry]T, len(entries))
+	next := c.spare
+	if next == nil {
+		next = make(map[*store.Entry]T, len(entries))
+	}
 	rows := make([]T, 0, len(entries))
 	for _, e := range entries {
 		old, hit := c.m[e]
@@ -211,6 +217,7 @@ func (c *entryCache[T]) update(entries []*store.Entry, fn func(e *store.Entry, o
 		next[e] = row
 		rows = append(rows, row)
 	}
-	c.m = next
+	c.m, c.spare = next, c.m
+	clear(c.spare) // so it holds no departed entry or old row alive
 	return rows
 }

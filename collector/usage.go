@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +39,8 @@ func (c *usageCollector) write(s sink) {
 		return
 	}
 	reports, rows := x.Reports, c.rows(x)
-	claimed := make(map[*broker.UsageReport]struct{}, len(reports))
+	claimed := claimedPool.Get().(map[*broker.UsageReport]struct{})
+	defer func() { clear(claimed); claimedPool.Put(claimed) }()
 	for _, r := range rows {
 		found := r.report != nil
 		s.add(mMatch, &r.matched, boolf(found))
@@ -132,6 +134,10 @@ func eachLimit(s sink, rows []*usageRow, f *family, v func(l *limitRow) (*labelS
 		}
 	}
 }
+
+// claimedPool keeps write's sets of matched reports: a 10k-report set
+// would otherwise be allocated on every scrape.
+var claimedPool = sync.Pool{New: func() any { return map[*broker.UsageReport]struct{}{} }}
 
 var statusValue = map[string]float64{"ok": 0, "warning": 1, "exhausted": 2}
 
