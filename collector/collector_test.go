@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -416,5 +417,24 @@ func TestUsageRowsPreparedOnFetch(t *testing.T) {
 		if r := uc.cache.m[e]; r == nil || len(r.limits) == 0 || &r.limits[0] != l {
 			t.Fatalf("credential %d: limit rows rebuilt for an unchanged report", e.ID)
 		}
+	}
+}
+
+// TestLabelSetValuesRoundTrip: the registry sink reads a set's values back
+// from its text, escapes and empty values included.
+func TestLabelSetValuesRoundTrip(t *testing.T) {
+	s := newSchema("provider", "id", "limit", "window")
+	for _, vals := range [][]string{
+		{"anthropic", "12", "five_hour", "5h"},
+		{"", "", "", ""},
+		{`back\slash`, `"quoted"`, "new\nline", `\n literal, "both"\`},
+		{"ünïcödé", "=", ",", "}"},
+	} {
+		if got := s.values(s.set(vals...).text); !slices.Equal(got, vals) {
+			t.Errorf("values(set(%q)) = %q", vals, got)
+		}
+	}
+	if got := newSchema().values(newSchema().set().text); got != nil {
+		t.Errorf("no labels: %q", got)
 	}
 }
