@@ -28,6 +28,9 @@ func newEventChunker(body io.ReadCloser) *eventChunker {
 
 var blankLine = []byte("\n\n")
 
+// maxChunkRead bounds one read from the body, and so what buf holds.
+const maxChunkRead = 64 << 10
+
 func (c *eventChunker) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		chunk := c.pending
@@ -43,9 +46,12 @@ func (c *eventChunker) Read(p []byte) (int, error) {
 		c.err = nil
 		return 0, err
 	}
-	// Read straight into p, so a large frame arrives in reads as large as
-	// r3labs asks for; keep what follows the first blank line for later.
-	n, err := c.ReadCloser.Read(p)
+	// Read straight into p, at most maxChunkRead at a time: r3labs' buffer
+	// grows to the largest event (the first snapshot: megabytes at 10k
+	// credentials) and it then asks for reads as large, which would grow
+	// buf as much for the connection's life. Keep what follows the first
+	// blank line for later.
+	n, err := c.ReadCloser.Read(p[:min(len(p), maxChunkRead)])
 	if i := bytes.Index(p[:n], blankLine); i >= 0 && i+len(blankLine) < n {
 		end := i + len(blankLine)
 		if cap(c.buf) < n-end {

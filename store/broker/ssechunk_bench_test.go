@@ -74,6 +74,32 @@ func TestEventChunkerOnlyResizesReads(t *testing.T) {
 	}
 }
 
+// TestEventChunkerHoldsLittle: however large the reads r3labs asks for
+// (its buffer grows to the largest event), the chunker keeps at most one
+// bounded read of the body pending.
+func TestEventChunkerHoldsLittle(t *testing.T) {
+	var pass []byte
+	for i := 0; len(pass) < 4<<20; i++ {
+		pass = append(pass, sseBytes(FrameEntry, benchEntryFrame(i, 7, "tok"))...)
+	}
+	c := newEventChunker(io.NopCloser(bytes.NewReader(pass)))
+	p := make([]byte, 8<<20)
+	var out []byte
+	for {
+		n, err := c.Read(p)
+		out = append(out, p[:n]...)
+		if cap(c.buf) > maxChunkRead {
+			t.Fatalf("the chunker holds a %d-byte buffer after a %d-byte read", cap(c.buf), n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if !bytes.Equal(out, pass) {
+		t.Fatal("bytes changed on the way through")
+	}
+}
+
 // BenchmarkEventChunker is the chunker's own cost per frame of a pass.
 func BenchmarkEventChunker(b *testing.B) {
 	var pass []byte
