@@ -21,6 +21,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,15 +219,17 @@ type exporter struct {
 	gcs      []gcLine
 }
 
-// gcLine is one GODEBUG=gctrace=1 line: when, and the heap live after it.
+// gcLine is one GODEBUG=gctrace=1 line: when the cycle ended (when the
+// line was read), its wall-clock length and the heap live after it.
 type gcLine struct {
 	at   time.Time
+	took time.Duration
 	live float64 // MB
 }
 
 var (
 	listening = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
-	gctrace   = regexp.MustCompile(`^gc \d+ @[\d.]+s .* (\d+)->(\d+)->(\d+) MB`)
+	gctrace   = regexp.MustCompile(`^gc \d+ @[\d.]+s \S+ ([\d.]+)\+([\d.]+)\+([\d.]+) ms clock.* (\d+)->(\d+)->(\d+) MB`)
 )
 
 func startExporter(ctx context.Context, bin string, b *brokertest.Broker) (*exporter, error) {
@@ -254,10 +257,15 @@ func startExporter(ctx context.Context, bin string, b *brokertest.Broker) (*expo
 		for sc.Scan() {
 			line := sc.Text()
 			if m := gctrace.FindStringSubmatch(line); m != nil {
-				live, _ := strconv.ParseFloat(m[3], 64)
+				live, _ := strconv.ParseFloat(m[6], 64)
+				var ms float64
+				for _, part := range m[1:4] {
+					v, _ := strconv.ParseFloat(part, 64)
+					ms += v
+				}
 				e.logMu.Lock()
 				if start := e.runStart.Load(); start != 0 {
-					e.gcs = append(e.gcs, gcLine{at: time.Now(), live: live})
+					e.gcs = append(e.gcs, gcLine{at: time.Now(), took: time.Duration(ms * float64(time.Millisecond)), live: live})
 				}
 				e.logMu.Unlock()
 				continue
@@ -338,13 +346,22 @@ type results struct {
 	ok, fail      int
 	noUp, noUsage int
 	failures      map[string]int
-	latencies     []time.Duration
+	latencies     []time.Duration // to the last byte on the wire
+	withClient    []time.Duration // and through this harness's decompression
 	bytes         int64
 	// Scrapes near a usage fetch: the latencies of those that ran while
 	// the exporter fetched and decoded usage (a /v1/usage request arrived
 	// at most usageNear before the scrape started, or during it).
 	nearUsage []time.Duration
 	lastUsage atomic.Int64 // unix ns of the latest /v1/usage request seen
+	// spans are the good scrapes' start and latency, to set against the
+	// exporter's GC cycles in the report.
+	spans []span
+}
+
+type span struct {
+	start time.Time
+	took  time.Duration
 }
 
 // usageNear is how long after a /v1/usage request a scrape counts as near
@@ -386,6 +403,8 @@ func (r *results) record(start time.Time, d time.Duration, got scraped, err erro
 	}
 	r.ok++
 	r.latencies = append(r.latencies, d)
+	r.withClient = append(r.withClient, got.withClient)
+	r.spans = append(r.spans, span{start, d})
 	r.bytes += got.bytes
 	if !got.up {
 		r.noUp++
@@ -413,10 +432,11 @@ func scrapeLoop(ctx context.Context, client *http.Client, addr string, interval 
 		case <-time.After(time.Duration(i) * interval / time.Duration(n)):
 		}
 	}
+	var bufs scrapeBuffers
 	for ctx.Err() == nil {
 		start := time.Now()
-		got, err := scrape(context.WithoutCancel(ctx), client, addr)
-		res.record(start, time.Since(start), got, err)
+		got, err := scrape(context.WithoutCancel(ctx), client, addr, start, &bufs)
+		res.record(start, got.wire, got, err)
 		if wait := interval - time.Since(start); interval > 0 && wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -429,14 +449,31 @@ func scrapeLoop(ctx context.Context, client *http.Client, addr string, interval 
 
 // scraped is what one good scrape saw.
 type scraped struct {
-	bytes     int64
+	bytes     int64 // decompressed
 	up, usage bool
+	// wire is the time from the request to the body's last compressed
+	// byte: the exporter's answer time, which the latency figures are.
+	// withClient adds this harness decompressing and scanning the body,
+	// on the same cores, after that.
+	wire, withClient time.Duration
 }
 
-func scrape(ctx context.Context, client *http.Client, addr string) (scraped, error) {
+// scrapeBuffers are one scraper's, reused from scrape to scrape: this
+// process shares the exporter's cores, and its garbage collections would
+// otherwise show in the exporter's figures.
+type scrapeBuffers struct {
+	wire bytes.Buffer
+	zr   *gzip.Reader
+	scan []byte
+}
+
+// scrape reads /metrics as a Prometheus server does (text, gzip), times
+// it to the last byte on the wire, then checks the exposition.
+func scrape(ctx context.Context, client *http.Client, addr string, start time.Time, bufs *scrapeBuffers) (scraped, error) {
 	var out scraped
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	req.Header.Set("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
+	req.Header.Set("Accept-Encoding", "gzip") // set by hand: the transport leaves the body compressed
 	resp, err := client.Do(req)
 	if err != nil {
 		return out, errors.New("transport: " + strings.TrimPrefix(err.Error(), "Get \"http://"+addr+"/metrics\": "))
@@ -445,10 +482,31 @@ func scrape(ctx context.Context, client *http.Client, addr string) (scraped, err
 	if resp.StatusCode != http.StatusOK {
 		return out, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	buf := make([]byte, 64<<10)
+	bufs.wire.Reset()
+	_, err = bufs.wire.ReadFrom(resp.Body)
+	out.wire = time.Since(start)
+	if err != nil {
+		return out, errors.New("body: " + err.Error())
+	}
+	var body io.Reader = bytes.NewReader(bufs.wire.Bytes())
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if bufs.zr == nil {
+			bufs.zr, err = gzip.NewReader(body)
+		} else {
+			err = bufs.zr.Reset(body)
+		}
+		if err != nil {
+			return out, errors.New("body: " + err.Error())
+		}
+		body = bufs.zr
+	}
+	if bufs.scan == nil {
+		bufs.scan = make([]byte, 64<<10)
+	}
+	buf := bufs.scan
 	var last byte
 	for {
-		k, err := resp.Body.Read(buf)
+		k, err := body.Read(buf)
 		if k > 0 {
 			chunk := buf[:k]
 			out.up = out.up || bytes.Contains(chunk, []byte("\nauthbroker_up 1"))
@@ -463,6 +521,7 @@ func scrape(ctx context.Context, client *http.Client, addr string) (scraped, err
 			return out, errors.New("body: " + err.Error())
 		}
 	}
+	out.withClient = time.Since(start)
 	if out.bytes == 0 || last != '\n' {
 		return out, errors.New("truncated exposition")
 	}

@@ -112,6 +112,11 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	}
 	fmt.Printf("\nscrapes: %d ok, %d failed; latency p50 %v, p90 %v, p99 %v, max %v; %.1f MiB per scrape\n",
 		ok, fail, pct(0.5), pct(0.9), pct(0.99), pct(1), float64(total)/float64(max(ok, 1))/mb)
+	res.mu.Lock()
+	withClient := slices.Clone(res.withClient)
+	res.mu.Unlock()
+	fmt.Printf("  (time to the last compressed byte; with this harness then decompressing and scanning each body on the same cores: p50 %v, p99 %v, max %v)\n",
+		quantile(withClient, 0.5), quantile(withClient, 0.99), quantile(withClient, 1))
 	if len(near) > 0 {
 		slices.Sort(near)
 		q := func(p float64) time.Duration {
@@ -119,6 +124,20 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 		}
 		fmt.Printf("of them %d ran within %v after a /v1/usage request (the exporter fetching and decoding usage): p50 %v, p90 %v, max %v\n",
 			len(near), usageNear, q(0.5), q(0.9), q(1))
+	}
+	e.logMu.Lock()
+	gcs := slices.Clone(e.gcs)
+	e.logMu.Unlock()
+	res.mu.Lock()
+	during, clear := duringGC(res.spans, gcs)
+	res.mu.Unlock()
+	if len(during) > 0 {
+		var took []time.Duration
+		for _, g := range gcs {
+			took = append(took, g.took)
+		}
+		fmt.Printf("of them %d overlapped one of the exporter's %d GC cycles (wall time p50 %v, max %v): p50 %v, max %v; the other %d: p50 %v, p99 %v, max %v\n",
+			len(during), len(gcs), quantile(took, 0.5), quantile(took, 1), quantile(during, 0.5), quantile(during, 1), len(clear), quantile(clear, 0.5), quantile(clear, 0.99), quantile(clear, 1))
 	}
 	fmt.Printf("of the good scrapes, %d saw authbroker_up 0 and %d had no usage series (usage slower than the scrape's wait)\n", noUp, noUsage)
 	fmt.Printf("deltas: %d broker changes, %d entry frames applied by the exporter (%.0f/s)\n",
@@ -191,4 +210,29 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	}
 	fmt.Println("\nOK: no scrape or health request failed, usage calls within one per TTL")
 	return nil
+}
+
+// duringGC splits the scrapes' latencies by whether the scrape overlapped
+// a GC cycle of the exporter (from the cycle's end, as read from its
+// gctrace line, back over its wall-clock length).
+func duringGC(spans []span, gcs []gcLine) (during, clear []time.Duration) {
+	for _, s := range spans {
+		end := s.start.Add(s.took)
+		hit := slices.ContainsFunc(gcs, func(g gcLine) bool { return g.at.Add(-g.took).Before(end) && g.at.After(s.start) })
+		if hit {
+			during = append(during, s.took)
+		} else {
+			clear = append(clear, s.took)
+		}
+	}
+	return during, clear
+}
+
+// quantile is the p-quantile of ds (sorted in place), to the millisecond.
+func quantile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Millisecond)
 }
