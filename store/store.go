@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,10 @@ type Store struct {
 	usageOutwaited atomic.Bool
 	usageFlight    singleflight.Group
 	onUsage        atomic.Pointer[func(*Usage)]
+	// collect runs a garbage collection (runtime.GC; tests count calls)
+	// after a usage answer of at least collectAfter bytes.
+	collect      func()
+	collectAfter int
 
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.
@@ -138,13 +143,15 @@ func (s *Store) start() {
 func newStore(opts Options) *Store {
 	opts.setDefaults()
 	s := &Store{
-		broker:    opts.Broker,
-		clock:     opts.Clock,
-		opts:      opts,
-		log:       opts.Logger,
-		entries:   newMirror(0),
-		frameSeen: make(chan struct{}, 1),
-		count:     newCounters(),
+		broker:       opts.Broker,
+		clock:        opts.Clock,
+		opts:         opts,
+		log:          opts.Logger,
+		entries:      newMirror(0),
+		frameSeen:    make(chan struct{}, 1),
+		count:        newCounters(),
+		collect:      runtime.GC,
+		collectAfter: collectAfterUsage,
 	}
 	if s.clock == nil {
 		s.clock = broker.WallClock{}

@@ -132,9 +132,23 @@ func (s *Store) fetchUsage() (any, error) {
 	if fn := s.onUsage.Load(); fn != nil {
 		(*fn)(next)
 	}
+	if err == nil && resp.Size >= s.collectAfter {
+		// The body, the answer before this one and what was derived from
+		// it are garbage now, and most of what the process allocates: it
+		// fetches every few seconds what scrapes allocate in minutes.
+		// Collect here, off the scrape path, rather than let the heap run
+		// to twice its live size and have the collection that follows
+		// start inside a scrape (bench/load counts scrapes overlapping a
+		// collection).
+		s.collect()
+	}
 	s.notify()
 	return next, nil
 }
+
+// collectAfterUsage is the size of a usage answer (about 3k reports)
+// after which the fetch runs a garbage collection.
+const collectAfterUsage = 4 << 20
 
 // OnUsage makes the store call fn with every usage answer it publishes,
 // on the fetching goroutine, so that a reader can derive what it needs

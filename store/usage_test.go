@@ -116,6 +116,27 @@ func TestUsageRefreshedInBackground(t *testing.T) {
 	}
 }
 
+// TestUsageCollectsAfterLargeAnswer: a usage answer of collectAfter bytes
+// or more is followed by one garbage collection on the fetching
+// goroutine, after the answer is published; a smaller one is not.
+func TestUsageCollectsAfterLargeAnswer(t *testing.T) {
+	h := startUsage(t)
+	var collected []*Usage
+	h.s.collect = func() { collected = append(collected, h.s.usage.Load()) }
+	h.s.collectAfter = 1 // every answer is "large"
+	first := h.usage()
+	if len(collected) != 1 || collected[0] != first {
+		t.Fatalf("%d collections after a large answer (want 1, after it is published)", len(collected))
+	}
+	h.s.collectAfter = 1 << 30
+	if _, err := h.s.fetchUsage(); err != nil { // the fetch, run here to its end
+		t.Fatal(err)
+	}
+	if len(collected) != 1 {
+		t.Fatalf("%d collections after a small answer", len(collected))
+	}
+}
+
 // TestUsageFailureKeepsLastGood: a failed fetch keeps the last good
 // reports (marked failing), is counted by reason, logged once, and retried
 // once the TTL has passed.

@@ -479,7 +479,12 @@ func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageR
 	}
 	c.usage.mu.Lock()
 	defer c.usage.mu.Unlock()
-	return decodeUsageWith(r.op(), resp.body, &c.usage.dec)
+	out, err := decodeUsageWith(r.op(), resp.body, &c.usage.dec)
+	if err != nil {
+		return nil, err
+	}
+	out.Size = len(resp.body)
+	return out, nil
 }
 
 // usageState is the client's usage decoder: the previous answer's

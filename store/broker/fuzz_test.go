@@ -316,6 +316,9 @@ func FuzzDecodeUsage(f *testing.F) {
 			checkProtoErr(t, err)
 			return
 		}
+		if resp.Size != len(body) {
+			t.Fatalf("Size %d for a %d-byte answer", resp.Size, len(body))
+		}
 		resp2, err2 := c.Usage(context.Background(), 1)
 		if err2 != nil || !reflect.DeepEqual(resp, resp2) {
 			t.Fatalf("not deterministic: %v", err2)

@@ -168,6 +168,7 @@ type wireAmount struct {
 type UsageResponse struct {
 	GeneratedAt time.Time
 	Reports     []UsageReport
+	Size        int // bytes of the answer's body (0 when not from the wire)
 }
 
 // metaString reads a metadata value the way the broker client does: only a
