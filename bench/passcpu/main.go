@@ -448,7 +448,10 @@ func report(o options, version string, ps []pass, floor quiet, eIdle, bIdle harn
 		rn := float64(ne) / float64(max(nb, 1))
 		// A bun thread that ended takes its schedstat along: a negative
 		// window is reported as 0%, never trusted.
-		rc := float64(p.exp.Sched) / float64(max(p.brk.Sched, p.exp.Sched*1e6, 1))
+		var rc float64
+		if p.brk.Sched > 0 {
+			rc = float64(p.exp.Sched) / float64(p.brk.Sched)
+		}
 		rStat, rNet, rSched = append(rStat, rs), append(rNet, rn), append(rSched, rc)
 		sum, sumB = sum.Add(p.exp), sumB.Add(p.brk)
 		netE, netB = netE+ne, netB+nb
