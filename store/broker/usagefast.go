@@ -26,30 +26,11 @@ import (
 // the answer d decoded last is taken from that answer instead of being
 // decoded again (see UsageDecoder).
 func decodeUsageFast(body []byte, d *UsageDecoder) (*UsageResponse, bool) {
-	if !json.Valid(body) {
+	gen, reports, ok := usageSkeleton(body)
+	if !ok || reports == nil {
 		return nil, false
 	}
-	body = body[skipWS(body, 0):]
-	if body[0] != '{' {
-		return nil, false
-	}
-	var gen, list []byte
-	var seen fieldSet
-	for it := newObjectIter(body); it.more(); {
-		key, val := it.next()
-		switch k, ok := seen.field(key, usageFields); {
-		case !ok:
-			return nil, false
-		case k == 0:
-			gen = val
-		case k == 1:
-			list = val
-		}
-	}
-	if len(list) == 0 || list[0] != '[' {
-		return nil, false
-	}
-	out := &UsageResponse{Reports: []UsageReport{}}
+	out := &UsageResponse{Reports: make([]UsageReport, 0, len(reports))}
 	if t, ok := numberOrNull(gen); !ok {
 		return nil, false
 	} else if t != nil {
@@ -57,21 +38,23 @@ func decodeUsageFast(body []byte, d *UsageDecoder) (*UsageResponse, bool) {
 	}
 	rd := &usageDecoder{}
 	var keys []reportKey
-	if d != nil && len(d.seen) > 0 {
-		// Sized like the previous answer, which this one usually repeats.
-		out.Reports = make([]UsageReport, 0, len(d.seen))
-		keys = make([]reportKey, 0, len(d.seen))
+	if d != nil {
+		keys = make([]reportKey, 0, len(reports))
 	}
-	for it := newArrayIter(list); it.more(); {
-		raw := it.next()
+	for _, raw := range reports {
 		var k reportKey
 		if d != nil {
 			k = reportKeyOf(raw)
 			keys = append(keys, k)
 			if prev, ok := d.seen[k]; ok {
+				// The same bytes as a report of the previous answer, which
+				// were valid: not even validated again.
 				out.Reports = append(out.Reports, *prev)
 				continue
 			}
+		}
+		if !json.Valid(raw) {
+			return nil, false
 		}
 		r, ok := rd.report(raw)
 		if !ok {
@@ -83,6 +66,113 @@ func decodeUsageFast(body []byte, d *UsageDecoder) (*UsageResponse, bool) {
 		d.remember(keys, out.Reports)
 	}
 	return out, true
+}
+
+// usageSkeleton walks the top level of a /v1/usage answer strictly:
+// punctuation, the two known keys (exact, once each), a valid generatedAt
+// value, and the reports array, whose elements it returns as raw objects
+// for the caller to validate (or to recognise as bytes it validated
+// before). A body it accepts whose every report is valid JSON is valid
+// JSON. reports is nil when the body has no reports array.
+func usageSkeleton(body []byte) (gen []byte, reports [][]byte, ok bool) {
+	var seen fieldSet
+	i := skipWS(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, nil, false
+	}
+	i = skipWS(body, i+1)
+	for first := true; ; first = false {
+		if first && i < len(body) && body[i] == '}' {
+			break
+		}
+		end := stringEnd(body, i)
+		if end < 0 || !json.Valid(body[i:end]) {
+			return nil, nil, false
+		}
+		k, ok := seen.field(body[i+1:end-1], usageFields)
+		if !ok {
+			return nil, nil, false
+		}
+		if i = skipWS(body, end); i >= len(body) || body[i] != ':' {
+			return nil, nil, false
+		}
+		i = skipWS(body, i+1)
+		if k == 1 {
+			if reports, i, ok = reportSpans(body, i); !ok {
+				return nil, nil, false
+			}
+		} else {
+			vend := skipValue(body, i)
+			if vend <= i || !json.Valid(body[i:vend]) {
+				return nil, nil, false
+			}
+			if k == 0 {
+				gen = body[i:vend]
+			}
+			i = vend
+		}
+		if i = skipWS(body, i); i < len(body) && body[i] == ',' {
+			i = skipWS(body, i+1)
+			continue
+		}
+		if i >= len(body) || body[i] != '}' {
+			return nil, nil, false
+		}
+		break
+	}
+	if skipWS(body, i+1) != len(body) {
+		return nil, nil, false
+	}
+	return gen, reports, true
+}
+
+// reportSpans reads the array at body[i] whose elements must be objects,
+// and returns them and the index past the array. It checks the array's
+// own punctuation; the objects are the caller's to validate.
+func reportSpans(body []byte, i int) (spans [][]byte, next int, ok bool) {
+	if i >= len(body) || body[i] != '[' {
+		return nil, 0, false
+	}
+	spans = [][]byte{}
+	i = skipWS(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return spans, i + 1, true
+	}
+	for {
+		if i >= len(body) || body[i] != '{' {
+			return nil, 0, false
+		}
+		vend := skipValue(body, i)
+		if vend > len(body) || body[vend-1] != '}' {
+			return nil, 0, false
+		}
+		spans = append(spans, body[i:vend])
+		switch i = skipWS(body, vend); {
+		case i < len(body) && body[i] == ',':
+			i = skipWS(body, i+1)
+		case i < len(body) && body[i] == ']':
+			return spans, i + 1, true
+		default:
+			return nil, 0, false
+		}
+	}
+}
+
+// stringEnd returns the index just past the string starting at data[i],
+// or -1 when there is no string there or it is not terminated.
+func stringEnd(data []byte, i int) int {
+	if i >= len(data) || data[i] != '"' {
+		return -1
+	}
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
 }
 
 // UsageDecoder decodes the successive /v1/usage answers of one broker.
