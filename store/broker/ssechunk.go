@@ -28,8 +28,8 @@ func newEventChunker(body io.ReadCloser) *eventChunker {
 
 var blankLine = []byte("\n\n")
 
-// maxChunkRead bounds one read from the body, and so what buf holds.
-const maxChunkRead = 64 << 10
+// maxKeptBuffer is the largest buf kept once its bytes are handed out.
+const maxKeptBuffer = 64 << 10
 
 func (c *eventChunker) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
@@ -39,6 +39,11 @@ func (c *eventChunker) Read(p []byte) (int, error) {
 		}
 		n := copy(p, chunk)
 		c.pending = c.pending[n:]
+		if len(c.pending) == 0 && cap(c.buf) > maxKeptBuffer {
+			// A burst (the first snapshot and a pass behind it) is handed
+			// out: do not keep its megabytes for the connection's life.
+			c.buf = nil
+		}
 		return n, nil
 	}
 	if c.err != nil {
@@ -46,12 +51,11 @@ func (c *eventChunker) Read(p []byte) (int, error) {
 		c.err = nil
 		return 0, err
 	}
-	// Read straight into p, at most maxChunkRead at a time: r3labs' buffer
-	// grows to the largest event (the first snapshot: megabytes at 10k
-	// credentials) and it then asks for reads as large, which would grow
-	// buf as much for the connection's life. Keep what follows the first
-	// blank line for later.
-	n, err := c.ReadCloser.Read(p[:min(len(p), maxChunkRead)])
+	// Read straight into p, so a large frame arrives in reads as large as
+	// r3labs asks for (its scanner looks for the end of an event in all it
+	// holds after every read: small reads of a large event would make that
+	// quadratic); keep what follows the first blank line for later.
+	n, err := c.ReadCloser.Read(p)
 	if i := bytes.Index(p[:n], blankLine); i >= 0 && i+len(blankLine) < n {
 		end := i + len(blankLine)
 		if cap(c.buf) < n-end {
