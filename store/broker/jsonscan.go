@@ -203,6 +203,30 @@ func skipString(data []byte, i int) int {
 	return len(data)
 }
 
+// stringEnd returns the index just past the string starting at data[i],
+// or -1 when there is no string there or the data cuts it off (which
+// skipString, on the hot path, does not tell apart from a string closed
+// by the last byte).
+func stringEnd(data []byte, i int) int {
+	if i >= len(data) || data[i] != '"' {
+		return -1
+	}
+	end := skipString(data, i)
+	if end < len(data) {
+		return end
+	}
+	// The last byte closes the string if it is a quote that no backslash
+	// escapes: one after an even run of them.
+	last, run := end-1, 0
+	for k := last - 1; k > i && data[k] == '\\'; k-- {
+		run++
+	}
+	if last > i && data[last] == '"' && run%2 == 0 {
+		return end
+	}
+	return -1
+}
+
 func skipValue(data []byte, i int) int {
 	if i >= len(data) {
 		return i

@@ -81,10 +81,7 @@ func usageSkeleton(body []byte) (gen []byte, reports [][]byte, ok bool) {
 		return nil, nil, false
 	}
 	i = skipWS(body, i+1)
-	for first := true; ; first = false {
-		if first && i < len(body) && body[i] == '}' {
-			break
-		}
+	for i >= len(body) || body[i] != '}' { // members, until the closing brace
 		end := stringEnd(body, i)
 		if end < 0 || !json.Valid(body[i:end]) {
 			return nil, nil, false
@@ -112,13 +109,12 @@ func usageSkeleton(body []byte) (gen []byte, reports [][]byte, ok bool) {
 			i = vend
 		}
 		if i = skipWS(body, i); i < len(body) && body[i] == ',' {
-			i = skipWS(body, i+1)
-			continue
-		}
-		if i >= len(body) || body[i] != '}' {
+			if i = skipWS(body, i+1); i < len(body) && body[i] == '}' {
+				return nil, nil, false // a trailing comma
+			}
+		} else if i >= len(body) || body[i] != '}' {
 			return nil, nil, false
 		}
-		break
 	}
 	if skipWS(body, i+1) != len(body) {
 		return nil, nil, false
@@ -156,23 +152,6 @@ func reportSpans(body []byte, i int) (spans [][]byte, next int, ok bool) {
 			return nil, 0, false
 		}
 	}
-}
-
-// stringEnd returns the index just past the string starting at data[i],
-// or -1 when there is no string there or it is not terminated.
-func stringEnd(data []byte, i int) int {
-	if i >= len(data) || data[i] != '"' {
-		return -1
-	}
-	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return -1
 }
 
 // UsageDecoder decodes the successive /v1/usage answers of one broker.

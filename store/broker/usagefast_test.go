@@ -164,3 +164,16 @@ func tally(variants [][]byte, check func([]byte) bool) (taken, left int) {
 	}
 	return taken, left
 }
+
+// TestStringEnd: a string closed by the data's last byte is told apart
+// from one the data cuts off, escaped quotes and backslashes included.
+func TestStringEnd(t *testing.T) {
+	for in, want := range map[string]int{
+		`"a"`: 3, `"a",`: 3, `""`: 2, `"a\"b"`: 6, `"a\\"`: 5, `"a\\\""`: 7,
+		`"`: -1, `"a`: -1, `"a\"`: -1, `"a\\\"`: -1, `x"a"`: -1, ``: -1,
+	} {
+		if got := stringEnd([]byte(in), 0); got != want {
+			t.Errorf("stringEnd(%s) = %d, want %d", in, got, want)
+		}
+	}
+}
