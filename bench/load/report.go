@@ -96,13 +96,7 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	lat, near := slices.Clone(res.latencies), slices.Clone(res.nearUsage)
 	ok, fail, failures, total, noUp, noUsage := res.ok, res.fail, res.failures, res.bytes, res.noUp, res.noUsage
 	res.mu.Unlock()
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Millisecond)
-	}
+	pct := func(p float64) time.Duration { return quantile(lat, p) }
 	first, last := samples[0], samples[len(samples)-1]
 	var maxHeap, maxG float64
 	for _, s := range samples {
@@ -118,10 +112,7 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	fmt.Printf("  (time to the last compressed byte; with this harness then decompressing and scanning each body on the same cores: p50 %v, p99 %v, max %v)\n",
 		quantile(withClient, 0.5), quantile(withClient, 0.99), quantile(withClient, 1))
 	if len(near) > 0 {
-		slices.Sort(near)
-		q := func(p float64) time.Duration {
-			return near[min(len(near)-1, int(p*float64(len(near))))].Round(time.Millisecond)
-		}
+		q := func(p float64) time.Duration { return quantile(near, p) }
 		fmt.Printf("of them %d ran within %v after a /v1/usage request (the exporter fetching and decoding usage): p50 %v, p90 %v, max %v\n",
 			len(near), usageNear, q(0.5), q(0.9), q(1))
 	}
