@@ -41,7 +41,7 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL 
 
 func (c *config) routes(metrics http.Handler, st *store.Store, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(c.metricsPath, metrics)
+	mux.Handle(c.metricsPath, reading(st, metrics))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprintln(w, "Healthy")
@@ -54,13 +54,22 @@ func (c *config) routes(metrics http.Handler, st *store.Store, source func(conte
 		fmt.Fprintln(w, "Ready")
 	})
 	if c.metricsPath != "/" {
-		mux.Handle("/", health.NewHandler(health.HandlerOptions{
+		mux.Handle("/", reading(st, health.NewHandler(health.HandlerOptions{
 			Source:      source,
 			Thresholds:  c.thresholds(),
 			Redactor:    ids,
 			Version:     exporterVersion(),
 			MetricsPath: c.metricsPath,
-		}))
+		})))
 	}
 	return mux
+}
+
+// reading tells the store a request that reads it is in progress, so a
+// usage refresh due meanwhile waits for it to be answered.
+func reading(st *store.Store, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer st.Reading()()
+		h.ServeHTTP(w, r)
+	})
 }

@@ -74,7 +74,9 @@ func newHarness(t *testing.T, cfg setup) *harness {
 // start creates the store; Cleanup closes it before the broker.
 func (h *harness) start(opts Options) *Store {
 	h.t.Helper()
-	opts.Broker = h.c
+	if opts.Broker == nil {
+		opts.Broker = h.c
+	}
 	opts.Clock = h.clk
 	if opts.ReconcileEvery == 0 {
 		opts.ReconcileEvery = -1 // on only where a test asks (reconcile_test.go)

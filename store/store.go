@@ -57,6 +57,10 @@ type Store struct {
 	usageOutwaited atomic.Bool
 	usageFlight    singleflight.Group
 	onUsage        atomic.Pointer[func(*Usage)]
+	// reads counts the reads in progress (see Reading); usageWanted: a
+	// refresh fell due during them and waits for the last one to end.
+	reads       atomic.Int64
+	usageWanted atomic.Bool
 	// collect runs a garbage collection (runtime.GC; tests count calls)
 	// after a usage answer of at least collectAfter bytes.
 	collect      func()

@@ -47,13 +47,22 @@ const usageKey = "usage"
 // Usage returns the current usage answer. With a good answer at hand it
 // never waits: an answer older than two thirds of UsageTTL (or one made
 // stale by a change of blocks) is refreshed in the background, one fetch
-// at a time. Without one, it waits for the fetch, bounded by ctx only for
-// this caller. A failure is retried once UsageTTL has passed, or as soon
-// as the mirror recovers from a broker outage.
+// at a time, once the reads in progress are done (see Reading). Without
+// one, it waits for the fetch, bounded by ctx only for this caller. A
+// failure is retried once UsageTTL has passed, or as soon as the mirror
+// recovers from a broker outage.
 func (s *Store) Usage(ctx context.Context) (*Usage, error) {
 	u := s.usage.Load()
 	if !s.usageDue(u) {
 		return u, nil
+	}
+	if u.HasData() && s.reads.Load() > 0 && s.clock.Now().Sub(u.AttemptedAt) < s.opts.UsageTTL {
+		s.usageWanted.Store(true)
+		// The last read may have ended before the flag was up; then
+		// nobody else will start the fetch.
+		if s.reads.Load() > 0 || !s.usageWanted.Swap(false) {
+			return u, nil
+		}
 	}
 	ch := s.usageFlight.DoChan(usageKey, s.fetchUsage)
 	if u.HasData() || s.usageOutwaited.Load() {
@@ -73,6 +82,24 @@ func (s *Store) Usage(ctx context.Context) (*Usage, error) {
 			level.Warn(s.log).Log("msg", "usage fetch slower than a scrape may wait; no usage until it answers")
 		}
 		return u, ctx.Err()
+	}
+}
+
+// Reading marks a read of the store in progress (a scrape, a status
+// page) until done is called, once. A usage refresh that falls due during
+// reads starts when the last of them is done: the fetch, its decode and
+// the collection after it then run between scrapes rather than beside
+// one, which on a small machine is what a scrape's tail is made of
+// (bench/load). An answer older than UsageTTL is refreshed at once, so
+// reads that never pause delay a refresh by a third of the TTL at most.
+func (s *Store) Reading() (done func()) {
+	s.reads.Add(1)
+	return s.readDone
+}
+
+func (s *Store) readDone() {
+	if s.reads.Add(-1) == 0 && s.usageWanted.Swap(false) && s.usageDue(s.usage.Load()) {
+		s.usageFlight.DoChan(usageKey, s.fetchUsage)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,75 @@ func TestUsageRefreshedInBackground(t *testing.T) {
 	next := h.waitUsage("background answer", first)
 	if !next.FetchedAt.Equal(h.clk.Now()) || next.Failing || h.b.Requests("/v1/usage") != 2 {
 		t.Fatalf("%+v, %d calls", next, h.b.Requests("/v1/usage"))
+	}
+}
+
+// readsAtUsage is the store's broker, recording how many reads were in
+// progress when each usage fetch began.
+type readsAtUsage struct {
+	Broker
+	s     **Store
+	mu    sync.Mutex
+	reads []int64
+}
+
+func (b *readsAtUsage) Usage(ctx context.Context, most int) (*broker.UsageResponse, error) {
+	b.mu.Lock()
+	b.reads = append(b.reads, (*b.s).reads.Load())
+	b.mu.Unlock()
+	return b.Broker.Usage(ctx, most)
+}
+
+func (b *readsAtUsage) seen() []int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.reads)
+}
+
+// TestUsageRefreshWaitsForReads: a refresh that falls due while reads are
+// in progress starts when the last of them is done, never beside one; an
+// answer past the TTL is refreshed at once, reads or not.
+func TestUsageRefreshWaitsForReads(t *testing.T) {
+	h := newHarness(t, setup{proxy: true})
+	h.b.SetUsage(usageReports(t))
+	rec := &readsAtUsage{Broker: h.c, s: &h.s}
+	h.start(Options{Stream: true, Broker: rec})
+	h.waitView("ready", func(v View) bool { return v.Ready })
+	first := h.usage()
+
+	// Due (two thirds of the TTL) during two overlapping reads.
+	h.clk.Advance(10 * time.Second)
+	doneA, doneB := h.s.Reading(), h.s.Reading()
+	for range 3 {
+		if u := h.usage(); u != first {
+			t.Fatal("a reader waited for the refresh")
+		}
+	}
+	if !h.s.usageWanted.Load() {
+		t.Fatal("the refresh began during the reads instead of waiting for them")
+	}
+	doneA()
+	doneB()
+	h.waitUsageCalls(2)
+	second := h.waitUsage("refresh after the reads", first)
+	if got := rec.seen(); !slices.Equal(got, []int64{0, 0}) {
+		t.Fatalf("reads in progress when each fetch began: %v, want none", got)
+	}
+
+	// Past the TTL, reads in progress do not hold the refresh back.
+	h.clk.Advance(15 * time.Second)
+	done := h.s.Reading()
+	if u := h.usage(); u != second {
+		t.Fatal("a reader waited for the refresh")
+	}
+	h.waitUsageCalls(3)
+	h.waitUsage("refresh past the TTL", second)
+	done()
+	if got := rec.seen(); !slices.Equal(got, []int64{0, 0, 1}) {
+		t.Fatalf("reads in progress when each fetch began: %v, want 0, 0, 1", got)
+	}
+	if n := h.b.Requests("/v1/usage"); n != 3 {
+		t.Fatalf("%d upstream calls, want 3", n)
 	}
 }
 
