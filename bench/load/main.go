@@ -62,6 +62,8 @@ type config struct {
 	sample      time.Duration
 	usageTTL    time.Duration
 	binary      string
+	spans       string
+	floor       int
 }
 
 func run() error {
@@ -75,6 +77,8 @@ func run() error {
 	flag.DurationVar(&c.sample, "sample", 5*time.Second, "how often to sample the exporter's heap and goroutines")
 	flag.DurationVar(&c.usageTTL, "usage-ttl", 15*time.Second, "the store's usage cache TTL (for the upstream call bound)")
 	flag.StringVar(&c.binary, "exporter", "", "exporter binary (default: go build the repository's)")
+	flag.StringVar(&c.spans, "spans", "", "write each good scrape's start (seconds into the run) and latency (ms) to this file, to look for a pattern in the tail")
+	flag.IntVar(&c.floor, "floor", 0, "first time this many runs of a fixed task, at the scrapes' cadence and alone, for the machine's own p99/p50 (see floor.go)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -92,6 +96,16 @@ func run() error {
 		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build (run from the repository root): %v\n%s", err, out)
 		}
+	}
+
+	if c.floor > 0 {
+		every := c.interval / time.Duration(max(c.scrapers, 1))
+		fmt.Printf("timing the machine's floor: %d runs of a fixed task, one every %v…\n", c.floor, every)
+		f, err := measureFloor(ctx, c.floor, every)
+		if err != nil {
+			return err
+		}
+		fmt.Println(f)
 	}
 
 	b, ids, err := seed(c)
@@ -362,6 +376,9 @@ type results struct {
 type span struct {
 	start time.Time
 	took  time.Duration
+	// sinceUsage: from the latest /v1/usage request to the scrape's start
+	// (negative before the first; to within watchUsage's 5 ms).
+	sinceUsage time.Duration
 }
 
 // usageNear is how long after a /v1/usage request a scrape counts as near
@@ -404,7 +421,11 @@ func (r *results) record(start time.Time, d time.Duration, got scraped, err erro
 	r.ok++
 	r.latencies = append(r.latencies, d)
 	r.withClient = append(r.withClient, got.withClient)
-	r.spans = append(r.spans, span{start, d})
+	sp := span{start: start, took: d, sinceUsage: -1}
+	if last := r.lastUsage.Load(); last != 0 {
+		sp.sinceUsage = start.Sub(time.Unix(0, last))
+	}
+	r.spans = append(r.spans, sp)
 	r.bytes += got.bytes
 	if !got.up {
 		r.noUp++

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,7 +122,13 @@ func report(c config, samples []sample, res *results, hr *healthResults, usageCa
 	e.logMu.Unlock()
 	res.mu.Lock()
 	during, clear := duringGC(res.spans, gcs)
+	spans := slices.Clone(res.spans)
 	res.mu.Unlock()
+	if c.spans != "" {
+		if err := writeSpans(c.spans, spans); err != nil {
+			return err
+		}
+	}
 	if len(during) > 0 {
 		var took []time.Duration
 		for _, g := range gcs {
@@ -217,6 +224,21 @@ func duringGC(spans []span, gcs []gcLine) (during, clear []time.Duration) {
 		}
 	}
 	return during, clear
+}
+
+// writeSpans writes one line per scrape: its start in seconds after the
+// first scrape, its latency in milliseconds, and the seconds since the
+// latest /v1/usage request when it started.
+func writeSpans(path string, spans []span) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.start.Compare(b.start) })
+	var b strings.Builder
+	for _, s := range spans {
+		fmt.Fprintf(&b, "%.3f %.1f %.3f\n", s.start.Sub(spans[0].start).Seconds(), float64(s.took.Microseconds())/1000, s.sinceUsage.Seconds())
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // quantile is the p-quantile of ds (sorted in place), to the millisecond.
