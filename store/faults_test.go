@@ -367,11 +367,6 @@ type faultRow struct {
 	check      func(t *testing.T, e *env)
 }
 
-func key(s string) [2]string {
-	m, r, _ := strings.Cut(s, "/")
-	return [2]string{m, r}
-}
-
 // runFault holds one row to the contract.
 func runFault(t *testing.T, row faultRow) {
 	if row.idle > 0 {

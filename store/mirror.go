@@ -42,5 +42,3 @@ func (m *mirror) del(id int64) {
 	m.list = m.list[:last]
 	delete(m.idx, id)
 }
-
-func (m *mirror) len() int { return len(m.list) }

@@ -23,8 +23,8 @@ func TestMirrorMatchesMap(t *testing.T) {
 			m.set(e)
 			model[id] = e
 		}
-		if m.len() != len(model) || len(m.idx) != len(model) {
-			t.Fatalf("step %d: %d/%d entries, model %d", step, m.len(), len(m.idx), len(model))
+		if len(m.list) != len(model) || len(m.idx) != len(model) {
+			t.Fatalf("step %d: %d/%d entries, model %d", step, len(m.list), len(m.idx), len(model))
 		}
 		for i, e := range m.list {
 			if model[e.ID] != e || m.idx[e.ID] != i || m.get(e.ID) != e {

@@ -191,19 +191,6 @@ func (s *Store) enterOwned() bool {
 	return true
 }
 
-// goOwned runs fn on a goroutine Close waits for; false once closed.
-func (s *Store) goOwned(fn func()) bool {
-	if !s.enterOwned() {
-		return false
-	}
-	go func() {
-		defer s.wg.Done()
-		defer s.notify()
-		fn()
-	}()
-	return true
-}
-
 // Close stops the background sync and every goroutine the store owns,
 // including a shared usage fetch in flight.
 func (s *Store) Close() {

@@ -385,12 +385,6 @@ func valueMap(triples ...any) Mapping {
 	return Mapping{Type: "value", Options: opts}
 }
 
-func nullMap(text string) Mapping {
-	return Mapping{Type: "special", Options: map[string]any{
-		"match": "null", "result": MappingResult{Text: text, Index: 0},
-	}}
-}
-
 func f64(v float64) *float64 { return &v }
 
 func prop(id string, v any) Property { return Property{ID: id, Value: v} }
