@@ -137,6 +137,11 @@ func (s *Store) fetchUsage() (any, error) {
 			next.Reports, next.FetchedAt, next.index = prev.Reports, prev.FetchedAt, prev.index
 		}
 	}
+	// A reader that finds this answer stale must start a new fetch, not
+	// join this one as it returns: forgotten before anything tells of
+	// this fetch, so whoever sees its count, its line or its answer and
+	// asks again gets a new fetch.
+	s.usageFlight.Forget(usageKey)
 	s.sm.Lock()
 	s.count.UsageFetches++
 	if err != nil {
@@ -151,9 +156,6 @@ func (s *Store) fetchUsage() (any, error) {
 	case err == nil && prev != nil && prev.Failing:
 		level.Info(s.log).Log("msg", "auth-broker usage fetch recovered")
 	}
-	// A reader that finds this answer stale must start a new fetch, not
-	// join this one as it returns.
-	s.usageFlight.Forget(usageKey)
 	s.usage.Store(next)
 	s.usageOutwaited.Store(false)
 	if fn := s.onUsage.Load(); fn != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -241,6 +242,54 @@ func TestUsageFailureKeepsLastGood(t *testing.T) {
 	if countMsg(h.log, "usage fetch failed") != 1 || countMsg(h.log, "usage fetch recovered") != 1 {
 		t.Fatalf("log: %v", h.log.Messages())
 	}
+}
+
+// holdingLogger holds the first line with msg until release is closed.
+type holdingLogger struct {
+	*logRecorder
+	msg     string
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (l *holdingLogger) Log(kv ...any) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if m, ok := kv[i+1].(string); ok && kv[i] == "msg" && strings.Contains(m, l.msg) {
+			l.once.Do(func() { close(l.held); <-l.release })
+		}
+	}
+	return l.logRecorder.Log(kv...)
+}
+
+// TestUsageFetchCountedAfterItEnds: a reader that has seen a fetch
+// counted, and asks again once the answer is due, gets a new fetch rather
+// than joining the one that is still finishing (a scrape that saw a failed
+// fetch counted once found no new fetch at all: CI under load).
+func TestUsageFetchCountedAfterItEnds(t *testing.T) {
+	h := newHarness(t, setup{proxy: true})
+	h.b.SetUsage(usageReports(t))
+	hold := &holdingLogger{logRecorder: h.log, msg: "usage fetch failed", held: make(chan struct{}), release: make(chan struct{})}
+	var release sync.Once
+	free := func() { release.Do(func() { close(hold.release) }) }
+	h.start(Options{Stream: true, Logger: hold})
+	t.Cleanup(free) // before the store's Close, which waits for the held fetch
+	h.waitView("ready", func(v View) bool { return v.Ready })
+	good := h.usage()
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "down"})
+	h.clk.Advance(15 * time.Second)
+	h.usage() // starts the fetch that fails; its log line is held
+	<-hold.held
+	if c := h.s.Counters(); c.UsageFetchErrors[broker.ReasonUpstream] != 1 {
+		t.Fatalf("the failed fetch is not counted before its line: %+v", c)
+	}
+	h.clk.Advance(15 * time.Second)
+	if u := h.usage(); u != good {
+		t.Fatal("a reader waited")
+	}
+	h.waitUsageCalls(3) // a new fetch, while the counted one is still held
+	free()
+	h.waitCounters("second failure", func(c Counters) bool { return c.UsageFetchErrors[broker.ReasonUpstream] == 2 })
 }
 
 // TestUsageFailureWithoutData: before any good answer a failure is no
