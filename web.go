@@ -39,7 +39,13 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL 
 	}
 }
 
-func (c *config) routes(metrics http.Handler, st *store.Store, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
+// mirror is what the routes ask of the store.
+type mirror interface {
+	Ready() bool
+	Reading() (done func())
+}
+
+func (c *config) routes(metrics http.Handler, st mirror, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, reading(st, metrics))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -67,7 +73,7 @@ func (c *config) routes(metrics http.Handler, st *store.Store, source func(conte
 
 // reading tells the store a request that reads it is in progress, so a
 // usage refresh due meanwhile waits for it to be answered.
-func reading(st *store.Store, h http.Handler) http.Handler {
+func reading(st mirror, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer st.Reading()()
 		h.ServeHTTP(w, r)
