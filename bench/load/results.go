@@ -23,8 +23,8 @@ type results struct {
 	// at most usageNear before the scrape started, or during it).
 	nearUsage []time.Duration
 	lastUsage atomic.Int64 // unix ns of the latest /v1/usage request seen
-	// spans are the good scrapes' start and latency, to set against the
-	// exporter's GC cycles in the report.
+	// spans are the good scrapes' start, latency and distance from a
+	// usage request, to set against the exporter's GC cycles in the report.
 	spans []span
 }
 
@@ -32,7 +32,8 @@ type span struct {
 	start time.Time
 	took  time.Duration
 	// sinceUsage: from the latest /v1/usage request to the scrape's start
-	// (negative before the first; to within watchUsage's 5 ms).
+	// (-1 before the first; negative when the request came during the
+	// scrape; to within watchUsage's 5 ms).
 	sinceUsage time.Duration
 }
 
@@ -60,11 +61,13 @@ func (r *results) watchUsage(ctx context.Context, b *brokertest.Broker) {
 }
 
 func (r *results) record(start time.Time, d time.Duration, got scraped, err error) {
+	sp := span{start: start, took: d, sinceUsage: -1}
+	last := r.lastUsage.Load()
+	if last != 0 {
+		sp.sinceUsage = start.Sub(time.Unix(0, last))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if last := r.lastUsage.Load(); err == nil && last != 0 && last > start.Add(-usageNear).UnixNano() {
-		r.nearUsage = append(r.nearUsage, d)
-	}
 	if err != nil {
 		r.fail++
 		if r.failures == nil {
@@ -76,9 +79,8 @@ func (r *results) record(start time.Time, d time.Duration, got scraped, err erro
 	r.ok++
 	r.latencies = append(r.latencies, d)
 	r.withClient = append(r.withClient, got.withClient)
-	sp := span{start: start, took: d, sinceUsage: -1}
-	if last := r.lastUsage.Load(); last != 0 {
-		sp.sinceUsage = start.Sub(time.Unix(0, last))
+	if last != 0 && sp.sinceUsage < usageNear {
+		r.nearUsage = append(r.nearUsage, d)
 	}
 	r.spans = append(r.spans, sp)
 	r.bytes += got.bytes
