@@ -94,7 +94,7 @@ func (ev *evaluation) credentials() {
 	slices.SortFunc(entries, func(a, b *store.Entry) int {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
 	})
-	rule := RotationRule{Refresher: ev.in.View.Refresher, Grace: ev.th.RotationGrace, MirrorLive: ev.in.Status.Live}
+	rule := ev.rotationRule()
 	claimed := map[*broker.UsageReport]struct{}{}
 	var matching []credState
 	for _, e := range entries {
@@ -103,6 +103,7 @@ func (ev *evaluation) credentials() {
 			claimed[c.rep] = struct{}{}
 		}
 		ev.count(e.Provider, c.state())
+		ev.caps.add(&c, ev.th, ev.now)
 		match := ev.q.matchesCredential(&c)
 		ev.credentialReasons(&c, match)
 		if match {

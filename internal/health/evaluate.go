@@ -39,6 +39,7 @@ func EvaluateQuery(in Input, th Thresholds, ids *identity.Redactor, q Query) Rep
 	ev.refresher()
 	ev.credentials()
 	ev.disabled()
+	ev.providers()
 	ev.verdict()
 	return ev.r
 }
@@ -52,6 +53,8 @@ type evaluation struct {
 	now time.Time
 	ids *identity.Redactor
 	r   Report
+	// caps adds the credentials up by provider for Report.Providers.
+	caps capacityTally
 }
 
 func newEvaluation(in Input, th Thresholds, ids *identity.Redactor, q Query) *evaluation {

@@ -190,6 +190,10 @@ type Report struct {
 	// Listing says which credentials, tombstones and reasons the lists
 	// above hold (the Query), and how many matched it.
 	Listing Listing `json:"listing"`
+
+	// Providers is each provider's capacity, worst first: every provider
+	// with active credentials or tombstones, whatever the Query lists.
+	Providers []ProviderCapacity `json:"providers"`
 }
 
 // Reason explains one contribution to the verdict.
