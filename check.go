@@ -12,13 +12,16 @@ import (
 )
 
 type checkCmd struct {
-	cmd    *kingpin.CmdClause
-	format string
+	cmd      *kingpin.CmdClause
+	format   string
+	provider string
 }
 
 func registerCheck(app *kingpin.Application) *checkCmd {
 	c := &checkCmd{cmd: app.Command("check", "Connect to the broker once, evaluate its health, print a summary and exit 0 ok, 1 warning, 2 critical, 3 unknown.")}
 	c.cmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&c.format, "text", "json")
+	c.cmd.Flag("provider", "Check one provider's capacity instead: exit 2 when none of its credentials is usable, 1 when at most one or under a quarter of them is, 0 otherwise.").
+		PlaceHolder("NAME").StringVar(&c.provider)
 	return c
 }
 
@@ -41,6 +44,7 @@ func (c *checkCmd) run(ctx context.Context, cfg *config, stdout io.Writer, logge
 		Thresholds: cfg.thresholds(),
 		Redactor:   redactor,
 		Format:     c.format,
+		Provider:   c.provider,
 		Version:    exporterVersion(),
 	}, stdout)
 }

@@ -51,7 +51,11 @@ type Options struct {
 	Format     string        // health.FormatText (default) or health.FormatJSON
 	Timeout    time.Duration // bounds the whole check; default 60s
 	Version    string        // exporter version, echoed in the JSON
-	Now        func() time.Time
+	// Provider makes the check about one provider's capacity: critical
+	// when none of its credentials is usable, warning when capacity is
+	// low (health.CapacityLevel), whatever the broker's overall verdict.
+	Provider string
+	Now      func() time.Time
 }
 
 // Check makes one round of requests to the broker (healthz, snapshot, then
@@ -94,6 +98,14 @@ func Check(ctx context.Context, opts Options, w io.Writer) int {
 	in.Now = now()
 	rep := health.Evaluate(in, opts.Thresholds, opts.Redactor)
 	rep.ExporterVersion = opts.Version
+	if opts.Provider != "" {
+		v, err := health.WriteProviderReport(w, opts.Format, rep, opts.Provider)
+		if err != nil {
+			fmt.Fprintf(w, "UNKNOWN: %v\n", err)
+			return ExitUnknown
+		}
+		return ExitCode(v)
+	}
 	return write(w, opts, rep)
 }
 

@@ -2,6 +2,8 @@ package health
 
 import (
 	"encoding/json"
+	"html"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +260,51 @@ func TestReportProviders(t *testing.T) {
 	}
 	if !strings.Contains(string(body), `"providers":[`) {
 		t.Errorf("no providers list in %s", body)
+	}
+}
+
+// TestHandlerCapacity: the page opens with the providers' headlines, worst
+// first, the same as the health API's providers.
+func TestHandlerCapacity(t *testing.T) {
+	h := handlerFor(t, showcase())
+	_, body := serve(t, h, "GET", APIPath)
+	var api struct {
+		Providers []map[string]any `json:"providers"`
+	}
+	if err := json.Unmarshal([]byte(body), &api); err != nil {
+		t.Fatal(err)
+	}
+	if len(api.Providers) == 0 {
+		t.Fatal("no providers in the health API")
+	}
+	var headlines []string
+	for _, p := range api.Providers {
+		if len(p) != 11 {
+			t.Errorf("provider has %d keys, documented 11: %v", len(p), p)
+		}
+		for _, k := range []string{"provider", "capacity", "active", "usable", "next_usable", "next_usable_in_seconds",
+			"next_usable_cause", "next_usable_window", "login_needed", "scoped_blocks", "headline"} {
+			if _, ok := p[k]; !ok {
+				t.Errorf("provider lacks %q: %v", k, p)
+			}
+		}
+		headlines = append(headlines, p["headline"].(string))
+	}
+
+	_, page := serve(t, h, "GET", "/")
+	capacity, why := strings.Index(page, `id="capacity"`), strings.Index(page, `id="reasons"`)
+	if capacity < 0 || why < 0 || capacity > why || strings.Index(page, "<section") < capacity-len(`<section class="card" `) {
+		t.Fatalf("the capacity section does not open the page (at %d, reasons at %d)", capacity, why)
+	}
+	re := regexp.MustCompile(`<span class="headline">([^<]*)</span>`)
+	var shown []string
+	for _, m := range re.FindAllStringSubmatch(page, -1) {
+		shown = append(shown, html.UnescapeString(m[1]))
+	}
+	if strings.Join(shown, "\n") != strings.Join(headlines, "\n") {
+		t.Errorf("page headlines\n%s\nAPI headlines\n%s", strings.Join(shown, "\n"), strings.Join(headlines, "\n"))
+	}
+	if !strings.Contains(page, `data-provider="anthropic" data-capacity="low"`) {
+		t.Error("page lacks anthropic's capacity level")
 	}
 }
