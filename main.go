@@ -115,6 +115,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		Usage:          cfg.usage,
 		UsageTimeout:   cfg.usageTimeout,
 		StreamDisabled: !cfg.stream,
+		Thresholds:     cfg.thresholds(),
 		Logger:         log.With(logger, "component", "collector"),
 	})
 	if err := cs.Register(reg); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
 	"github.com/authbroker/authbroker_exporter/store"
@@ -47,8 +48,11 @@ type Options struct {
 	// StreamDisabled says --no-broker.stream chose long-poll, so polling is
 	// not a degradation and stream_supported reads 0.
 	StreamDisabled bool
-	Now            func() time.Time
-	Logger         log.Logger
+	// Thresholds are the health rules' (--health.*): the provider
+	// capacity families count credentials by the status page's states.
+	Thresholds health.Thresholds
+	Now        func() time.Time
+	Logger     log.Logger
 }
 
 // Collectors is the exporter's metric set.
@@ -83,7 +87,7 @@ func New(o Options) *Collectors {
 		o.UsageTimeout = 2 * time.Second
 	}
 	c := &Collectors{
-		registered: []prometheus.Collector{&syncCollector{o}, &operationsCollector{o}},
+		registered: []prometheus.Collector{&syncCollector{o}, &operationsCollector{o}, &capacityCollector{o}},
 		direct:     []directCollector{&credentialCollector{o: o}},
 	}
 	if o.Usage {

@@ -234,6 +234,7 @@ func TestGolden(t *testing.T) {
 	t.Run("sync", func(t *testing.T) { golden(t, "sync", &syncCollector{o: o}) })
 	t.Run("credentials", func(t *testing.T) { golden(t, "credentials", &credentialCollector{o: o}) })
 	t.Run("usage", func(t *testing.T) { golden(t, "usage", &usageCollector{o: o}) })
+	t.Run("capacity", func(t *testing.T) { golden(t, "capacity", &capacityCollector{o: o}) })
 }
 
 func TestGoldenOperations(t *testing.T) {

@@ -61,6 +61,11 @@ var (
 	mRefreshErrors    = newFamily(counter, "refresh_errors_total", "Failed refresh calls by reason.", "provider", "reason")
 	mDisableRequests  = newFamily(counter, "disable_requests_total", "Credential disable calls made through the broker, by result (ok, error).", "provider", "result")
 	mDisableErrors    = newFamily(counter, "disable_errors_total", "Failed disable calls by reason.", "provider", "reason")
+
+	// Provider capacity: the "usable now" rule of docs/health.md.
+	mProviderCredentials = newFamily(gauge, "provider_credentials", "Active credentials by provider and health state (the status page's states); every state is present.", "provider", "state")
+	mProviderUsable      = newFamily(gauge, "provider_usable_credentials", "Credentials usable now: OAuth token not expired, no unscoped rate-limit block, no exhausted usage limit.", "provider")
+	mProviderNextUsable  = newFamily(gauge, "provider_next_usable_timestamp_seconds", "While the provider has active credentials and none is usable: when one becomes usable again (a block ends, a usage window resets; now when a saved reset can be redeemed); absent when unknown.", "provider")
 )
 
 var catalogue = []*family{
@@ -71,6 +76,7 @@ var catalogue = []*family{
 	mUsedFraction, mUsed, mMax, mRemaining, mResets, mStatus, mFetched, mMatch, mUnmatched,
 	mResetCredits, mResetCooldown, mResetNextExpiry, mLimitResets,
 	mUsageFetches, mUsageFetchErrors, mRefreshRequests, mRefreshErrors, mDisableRequests, mDisableErrors,
+	mProviderCredentials, mProviderUsable, mProviderNextUsable,
 }
 
 // Metric describes one family of the catalogue.
