@@ -167,6 +167,7 @@ func (c *capacityRun) blockBoth(t *testing.T) {
 			t.Errorf("%s headline %q, want %q… when a rate-limit block ends", what, line, wantPrefix)
 		}
 	}
+	t.Logf("page: %s\nhealth API: %s\ncheck (exit %d): %s", page, api.Headline, code, first)
 	if !strings.HasPrefix(first, "CRITICAL: ") {
 		t.Errorf("check's first line %q", first)
 	}

@@ -55,10 +55,12 @@ func main() {
 	flag.BoolVar(&o.skipLive, "skip-live", false, "skip the live runs")
 	flag.StringVar(&o.resultsDir, "results", "bench/results", "directory for raw benchmark output (benchstat input); empty = none")
 	flag.StringVar(&o.markdown, "markdown", "", "also write the table as Markdown to this file")
-	flag.StringVar(&o.only, "only", "", "run one row group only: health (status page and health API against a gzip scrape), or heap (the in-process live heap at -n; PERF_HEAP_PROFILE=file writes its profile)")
+	flag.StringVar(&o.only, "only", "", "run one row group only: health (status page and health API against a gzip scrape), or heap (the in-process live heap at -n; PERF_HEAP_PROFILE=file writes its profile), or scrape-ab (this checkout's /metrics against -against's at -n)")
 	sizes := flag.String("health-sizes", "1000,10000,30000", "credentials (with as many usage reports) for the health group")
 	flag.IntVar(&o.healthRounds, "health-rounds", 7, "interleaved rounds (scrape, page, API) per size in the health group, after one warm-up round")
 	skipHealth := flag.Bool("skip-health", false, "skip the health group")
+	against := flag.String("against", "", "with -only scrape-ab: the other exporter binary (e.g. built from the commit before a change)")
+	abRounds := flag.Int("ab-rounds", 21, "with -only scrape-ab: interleaved rounds")
 	flag.Parse()
 	if *quick {
 		o.count, o.idle, o.samples = 3, 20*time.Second, 40
@@ -86,8 +88,15 @@ func main() {
 		fmt.Printf("exporter live heap, %d credentials with usage (after scrapes and a GC): %.1f MiB (%.1f KiB/credential)\n",
 			o.n, float64(live)/(1<<20), float64(live)/float64(o.n)/1024)
 		return
+	case "scrape-ab":
+		// This checkout's exporter against -against, scrape for scrape.
+		if err := scrapeABBuild(*against, o.n, *abRounds); err != nil {
+			fmt.Fprintln(os.Stderr, "perf:", err)
+			os.Exit(1)
+		}
+		return
 	default:
-		fmt.Fprintf(os.Stderr, "perf: -only %q: want health or heap\n", o.only)
+		fmt.Fprintf(os.Stderr, "perf: -only %q: want health, heap or scrape-ab\n", o.only)
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
