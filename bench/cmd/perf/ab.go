@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/authbroker/authbroker_exporter/bench/internal/harness"
 )
 
 // scrapeAB puts two exporter binaries side by side (-only scrape-ab
@@ -78,14 +76,5 @@ func scrapeABBuild(other string, n, rounds int) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "authbroker-perf-ab-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bin, err := harness.BuildExporter(root, dir)
-	if err != nil {
-		return err
-	}
-	return scrapeAB(bin, other, n, rounds)
+	return withExporter(root, "authbroker-perf-ab-", func(bin, _ string) error { return scrapeAB(bin, other, n, rounds) })
 }

@@ -257,7 +257,15 @@ func benchRows(t *table, r results) {
 
 // healthGroup builds the exporter and runs the health group.
 func healthGroup(t *table, root string, o options, results string) error {
-	dir, err := os.MkdirTemp("", "authbroker-perf-health-")
+	return withExporter(root, "authbroker-perf-health-", func(bin, dir string) error {
+		return healthRows(t, bin, dir, o, results)
+	})
+}
+
+// withExporter builds the exporter of root into a scratch directory and
+// runs fn with the binary and the directory, which it then removes.
+func withExporter(root, prefix string, fn func(bin, dir string) error) error {
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return err
 	}
@@ -266,7 +274,7 @@ func healthGroup(t *table, root string, o options, results string) error {
 	if err != nil {
 		return err
 	}
-	return healthRows(t, bin, dir, o, results)
+	return fn(bin, dir)
 }
 
 func liveRows(t *table, root string, o options) error {
