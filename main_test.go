@@ -98,6 +98,9 @@ func seededBroker(t *testing.T) *brokertest.Broker {
 		`"resetCredits":{"availableCount":1,"redeemableCount":1,"cooldownUntil":"` + now.Add(time.Hour).UTC().Format(time.RFC3339) + `",` +
 		`"credits":[{"expiresAt":"` + now.Add(48*time.Hour).UTC().Format(time.RFC3339) + `","usable":true,"clears":["anthropic:5h"]}]}}`)})
 	b.SetRefreshError(a, 500, "OAuth token refresh timed out for provider: anthropic")
+	// A provider with none usable now, so the next-usable family has a sample.
+	m := b.AddAPIKey("mistral", canaryKey+"-mistral")
+	b.SetBlocks(m, []brokertest.Block{{ProviderKey: "mistral:api_key", BlockedUntil: now.Add(time.Hour)}})
 	return b
 }
 
