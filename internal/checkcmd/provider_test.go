@@ -13,6 +13,11 @@ import (
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
+// unscoped blocks every use of anthropic credential id for d.
+func unscoped(b *brokertest.Broker, id int64, d time.Duration) {
+	b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: "", BlockedUntil: time.Now().Add(d)}})
+}
+
 func runProviderCheck(t *testing.T, b *brokertest.Broker, provider, format string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
@@ -28,8 +33,13 @@ func runProviderCheck(t *testing.T, b *brokertest.Broker, provider, format strin
 // capacity, not the broker's verdict: critical with no usable credential,
 // warning when capacity is low, ok otherwise.
 func TestCheckProvider(t *testing.T) {
-	unscoped := func(b *brokertest.Broker, id int64, d time.Duration) {
-		b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: "", BlockedUntil: time.Now().Add(d)}})
+	twoUsableOf := func(b *brokertest.Broker, n int) {
+		for i := range n {
+			id := addOAuth(b, "anthropic", string(rune('a'+i))+"@example.com", 2*time.Hour)
+			if i >= 2 {
+				unscoped(b, id, time.Hour)
+			}
+		}
 	}
 	cases := []struct {
 		name     string
@@ -47,22 +57,10 @@ func TestCheckProvider(t *testing.T) {
 			addOAuth(b, "anthropic", "a@example.com", 2*time.Hour)
 			unscoped(b, addOAuth(b, "anthropic", "b@example.com", 2*time.Hour), time.Hour)
 		}, code: ExitWarning, first: "WARNING: anthropic: 1 of 2 usable, capacity low"},
-		{name: "two of nine usable", provider: "anthropic", setup: func(b *brokertest.Broker) {
-			for i := range 9 {
-				id := addOAuth(b, "anthropic", string(rune('a'+i))+"@example.com", 2*time.Hour)
-				if i >= 2 {
-					unscoped(b, id, time.Hour)
-				}
-			}
-		}, code: ExitWarning, first: "WARNING: anthropic: 2 of 9 usable, capacity low"},
-		{name: "two of eight usable", provider: "anthropic", setup: func(b *brokertest.Broker) {
-			for i := range 8 {
-				id := addOAuth(b, "anthropic", string(rune('a'+i))+"@example.com", 2*time.Hour)
-				if i >= 2 {
-					unscoped(b, id, time.Hour)
-				}
-			}
-		}, code: ExitOK, first: "OK: anthropic: 2 of 8 usable"},
+		{name: "two of nine usable", provider: "anthropic", setup: func(b *brokertest.Broker) { twoUsableOf(b, 9) },
+			code: ExitWarning, first: "WARNING: anthropic: 2 of 9 usable, capacity low"},
+		{name: "two of eight usable", provider: "anthropic", setup: func(b *brokertest.Broker) { twoUsableOf(b, 8) },
+			code: ExitOK, first: "OK: anthropic: 2 of 8 usable"},
 		{name: "scoped block leaves it usable", provider: "anthropic", setup: func(b *brokertest.Broker) {
 			addOAuth(b, "anthropic", "a@example.com", 2*time.Hour)
 			id := addOAuth(b, "anthropic", "b@example.com", 2*time.Hour)
