@@ -4,7 +4,6 @@
 package collector
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"time"
@@ -26,7 +25,7 @@ type Source interface {
 	Snapshot() store.View
 	Status() store.SyncStatus
 	Counters() store.Counters
-	Usage(ctx context.Context) (*store.Usage, error)
+	Usage() *store.Usage
 }
 
 // Broker is what the active monitor knows beyond the mirror.
@@ -40,10 +39,9 @@ type Options struct {
 	Source   Source
 	Broker   Broker
 	Identity *identity.Redactor
-	// Usage turns the usage collector on; a scrape waits at most
-	// UsageTimeout (default 2 s) for usage when the store has none yet.
-	Usage        bool
-	UsageTimeout time.Duration
+	// Usage turns the usage collector on. A scrape shows the store's last
+	// usage answer; it never waits for one.
+	Usage bool
 	// StreamDisabled says --no-broker.stream chose long-poll, so polling is
 	// not a degradation and stream_supported reads 0.
 	StreamDisabled bool
@@ -55,13 +53,6 @@ type Options struct {
 type Collectors struct {
 	registered []prometheus.Collector
 	direct     []directCollector
-}
-
-// usageAnnouncer is a Source that announces each usage answer as it
-// arrives (the store does), so the usage rows are built then and not by
-// the first scrape after it.
-type usageAnnouncer interface {
-	OnUsage(func(*store.Usage))
 }
 
 // directCollector is a collector whose families the /metrics handler
@@ -79,19 +70,12 @@ func New(o Options) *Collectors {
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()
 	}
-	if o.UsageTimeout <= 0 {
-		o.UsageTimeout = 2 * time.Second
-	}
 	c := &Collectors{
 		registered: []prometheus.Collector{&syncCollector{o}, &operationsCollector{o}},
 		direct:     []directCollector{&credentialCollector{o: o}},
 	}
 	if o.Usage {
-		uc := &usageCollector{o: o}
-		c.direct = append(c.direct, uc)
-		if l, ok := o.Source.(usageAnnouncer); ok {
-			l.OnUsage(uc.prepare)
-		}
+		c.direct = append(c.direct, &usageCollector{o: o})
 	}
 	return c
 }

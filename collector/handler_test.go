@@ -75,11 +75,11 @@ func TestHandlerMatchesRegistry(t *testing.T) {
 			for i, s := range nastyLabels {
 				tombs = append(tombs, broker.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
 			}
-			return Options{Source: nasty, Identity: raw, Usage: true, UsageTimeout: time.Second, Now: func() time.Time { return t0 },
+			return Options{Source: nasty, Identity: raw, Usage: true, Now: func() time.Time { return t0 },
 				Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, tombstones: tombs, ok: true}}
 		},
 		"bench": func(*testing.T) Options {
-			return Options{Source: bench, Broker: benchBroker{}, Identity: hashed, Usage: true, UsageTimeout: time.Second,
+			return Options{Source: bench, Broker: benchBroker{}, Identity: hashed, Usage: true,
 				Now: func() time.Time { return t0 }}
 		},
 		"no usage": func(*testing.T) Options {
@@ -163,7 +163,7 @@ func ptr(s string) *string { return &s }
 func smallCollectors() *Collectors {
 	src := newBenchSource(5, true)
 	ids, _ := identity.New(identity.Hashed, []byte("k"))
-	return New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
+	return New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true,
 		Now: func() time.Time { return t0 }})
 }
 

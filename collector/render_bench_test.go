@@ -3,7 +3,6 @@ package collector
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,8 +39,11 @@ var benchSizes = []int{1000, 10000, 50000}
 type benchSource struct {
 	view    store.View
 	reports []broker.UsageReport
-	mu      sync.Mutex
-	usage   *store.Usage
+	// claimants are the credentials the store matched reports against:
+	// the ones the source was built with.
+	claimants []*store.Entry
+	mu        sync.Mutex
+	usage     *store.Usage
 	// fresh hands out a new report slice on every call, as the store does
 	// once per usage fetch (every 15 s): no per-report-set cache survives.
 	fresh bool
@@ -55,16 +57,16 @@ func (s *benchSource) Counters() store.Counters { return store.Counters{} }
 
 // Usage answers one store.Usage per report set, as the store does per
 // fetch (a new one on every call when fresh).
-func (s *benchSource) Usage(context.Context) (*store.Usage, error) {
+func (s *benchSource) Usage() *store.Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fresh {
-		return store.NewUsage(slices.Clone(s.reports), t0), nil
+		return store.NewUsage(slices.Clone(s.reports), t0, s.claimants)
 	}
 	if s.usage == nil || len(s.usage.Reports) != len(s.reports) || len(s.reports) > 0 && &s.usage.Reports[0] != &s.reports[0] {
-		s.usage = store.NewUsage(s.reports, t0)
+		s.usage = store.NewUsage(s.reports, t0, s.claimants)
 	}
-	return s.usage, nil
+	return s.usage
 }
 
 type benchBroker struct{}
@@ -93,6 +95,7 @@ func newBenchSource(n int, usage bool) *benchSource {
 	if !usage {
 		return s
 	}
+	s.claimants = slices.Clone(s.view.Entries)
 	for i := n - 1; i >= 0; i-- {
 		e := &entries[i]
 		r := broker.UsageReport{Provider: e.Provider, FetchedAt: t0.Add(-time.Minute),
@@ -119,7 +122,7 @@ func benchOptions(b *testing.B, src *benchSource, mode identity.Mode) Options {
 	}
 	o := Options{Source: src, Broker: benchBroker{}, Identity: ids, Now: func() time.Time { return t0 }}
 	if src.reports != nil {
-		o.Usage, o.UsageTimeout = true, time.Second
+		o.Usage = true
 	}
 	return o
 }
@@ -275,7 +278,7 @@ func TestBenchFixtureRenders(t *testing.T) {
 	src := newBenchSource(n, true)
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true,
 		Now: func() time.Time { return t0 }}).All()...)
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -358,7 +361,7 @@ func TestSeriesCacheFollowsEntries(t *testing.T) {
 	src.fresh = true
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true,
 		Now: func() time.Time { return t0 }}).All()...)
 	first := gatherText(t, reg)
 	if again := gatherText(t, reg); again != first {
@@ -428,7 +431,7 @@ func TestConcurrentScrapes(t *testing.T) {
 	src := &mutableSource{benchSource: *newBenchSource(50, true)}
 	ids, _ := identity.New(identity.Hashed, []byte("k"))
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true,
 		Now: func() time.Time { return t0 }}).All()...)
 	all := src.Snapshot().Entries
 	var wg sync.WaitGroup

@@ -95,13 +95,9 @@ func (ev *evaluation) credentials() {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
 	})
 	rule := RotationRule{Refresher: ev.in.View.Refresher, Grace: ev.th.RotationGrace, MirrorLive: ev.in.Status.Live}
-	claimed := map[*broker.UsageReport]struct{}{}
 	var matching []credState
 	for _, e := range entries {
 		c := ev.classify(e, rule, usage)
-		if c.rep != nil {
-			claimed[c.rep] = struct{}{}
-		}
 		ev.count(e.Provider, c.state())
 		match := ev.q.matchesCredential(&c)
 		ev.credentialReasons(&c, match)
@@ -114,7 +110,7 @@ func (ev *evaluation) credentials() {
 		ev.add(ReasonNoCredentials, Degraded, nil, "the broker holds no active credentials")
 	}
 	if usage != nil {
-		ev.r.Usage.Unmatched = len(usage.Reports) - len(claimed)
+		ev.r.Usage.Unmatched = usage.Unmatched()
 	}
 	ev.r.Listing.Credentials.Matching = len(matching)
 	if ev.q.summary() {

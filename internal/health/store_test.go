@@ -89,7 +89,12 @@ func TestHandlerWithStoreHasNoSecrets(t *testing.T) {
 	<-snap // the first full snapshot has been applied
 
 	ctx := context.Background()
-	usage, _ := s.Usage(ctx)
+	for deadline := time.Now().Add(30 * time.Second); !s.Usage().HasData(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no usage answer")
+		}
+	}
+	usage := s.Usage()
 	tombs, terr := clientFor(t, b.URL, canaryToken).Disabled(ctx, "")
 	src := func(context.Context) Input {
 		return Input{
