@@ -19,6 +19,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -91,17 +92,6 @@ func (f *fakeBroker) Tombstones() ([]broker.Tombstone, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.tombstones, f.ok
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 type scenario struct {
@@ -189,8 +179,8 @@ func newScenario(t *testing.T) *scenario {
 	}
 	st := store.New(store.Options{Broker: cl, Stream: true, Clock: clock})
 	t.Cleanup(st.Close)
-	eventually(t, "first snapshot", st.Ready)
-	eventually(t, "first usage answer", func() bool { return st.Usage().HasData() })
+	testwait.Eventually(t, "first snapshot", st.Ready)
+	testwait.Eventually(t, "first usage answer", func() bool { return st.Usage().HasData() })
 	ts, err := cl.Disabled(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +302,7 @@ func TestUsageFailureKeepsLastGood(t *testing.T) {
 	}
 	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "upstream usage failed"})
 	s.clock.Advance(16 * time.Second) // past the store's usage TTL
-	eventually(t, "the failed fetch counted", func() bool {
+	testwait.Eventually(t, "the failed fetch counted", func() bool {
 		return strings.Contains(scrape(t, &operationsCollector{o: o}), `authbroker_usage_fetch_errors_total{reason="upstream"} 1`)
 	})
 	if out := scrape(t, &usageCollector{o: o}); out != first {
@@ -320,7 +310,7 @@ func TestUsageFailureKeepsLastGood(t *testing.T) {
 	}
 	s.broker.ClearFaults()
 	s.clock.Advance(16 * time.Second)
-	eventually(t, "usage fetched again", func() bool {
+	testwait.Eventually(t, "usage fetched again", func() bool {
 		return !s.store.Usage().Failing && s.store.Counters().UsageFetches == 3
 	})
 }
@@ -344,7 +334,7 @@ func TestStalledUsageServesLastGood(t *testing.T) {
 	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	defer s.broker.ClearFaults()
 	s.clock.Advance(16 * time.Second)
-	eventually(t, "the refresher's fetch held at the broker", func() bool { return s.broker.Requests("/v1/usage") == 2 })
+	testwait.Eventually(t, "the refresher's fetch held at the broker", func() bool { return s.broker.Requests("/v1/usage") == 2 })
 	for i := range 5 {
 		if out := scrape(t, &usageCollector{o: o}); out != first {
 			t.Fatalf("scrape %d during the stall differs:\n%s", i, out)

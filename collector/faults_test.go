@@ -19,6 +19,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -122,9 +123,9 @@ func newUsageEnv(t *testing.T, faults ...brokertest.Fault) *usageEnv {
 	t.Cleanup(cl.CloseIdleConnections)
 	e.store = store.New(store.Options{Broker: cl, Stream: true, Clock: e.clock, Logger: e.logs})
 	t.Cleanup(e.store.Close)
-	eventually(t, "first snapshot", e.store.Ready)
+	testwait.Eventually(t, "first snapshot", e.store.Ready)
 	if len(faults) == 0 {
-		eventually(t, "first usage answer", func() bool { return e.store.Usage().HasData() })
+		testwait.Eventually(t, "first usage answer", func() bool { return e.store.Usage().HasData() })
 	}
 	ids, _ := identity.New(identity.Raw, nil)
 	e.opts = Options{Source: e.store, Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, ok: true},
@@ -200,7 +201,7 @@ func TestUsageFaults(t *testing.T) {
 				if out := e.scrapeUsage(t); !strings.Contains(out, usageSeries) {
 					t.Fatalf("scrape %d: a failed fetch dropped the last good usage:\n%s", i, out)
 				}
-				eventually(t, "failed fetch counted", func() bool { return e.store.Counters().UsageFetchErrors[tc.reason] == uint64(i+1) })
+				testwait.Eventually(t, "failed fetch counted", func() bool { return e.store.Counters().UsageFetchErrors[tc.reason] == uint64(i+1) })
 			}
 			want := map[string]uint64{tc.reason: 3}
 			if got := e.fetchErrors(t); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -217,7 +218,7 @@ func TestUsageFaults(t *testing.T) {
 			e.front.set(nil)
 			e.broker.SetUsage([]json.RawMessage{json.RawMessage(goodUsage)})
 			e.clock.Advance(16 * time.Second)
-			eventually(t, "recovery", func() bool { return e.logs.count("usage fetch recovered") == 1 })
+			testwait.Eventually(t, "recovery", func() bool { return e.logs.count("usage fetch recovered") == 1 })
 			if n := e.logs.count("usage fetch recovered"); n != 1 {
 				t.Errorf("%d recovery lines:\n%s", n, e.logs)
 			}
@@ -249,7 +250,7 @@ func TestSlowUsageNeverHoldsScrapes(t *testing.T) {
 		wg.Wait()
 		return outs
 	}
-	eventually(t, "the stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 1 })
+	testwait.Eventually(t, "the stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 1 })
 	for i, out := range concurrent() {
 		if strings.Contains(out, "authbroker_usage_limit") {
 			t.Fatalf("scrape %d shows usage that was never fetched", i)
@@ -262,7 +263,7 @@ func TestSlowUsageNeverHoldsScrapes(t *testing.T) {
 		t.Fatalf("%d upstream calls for 20 scrapes during one stall", n)
 	}
 	e.broker.ClearFaults()
-	eventually(t, "usage after the stall", func() bool { return strings.Contains(e.scrapeUsage(t), usageSeries) })
+	testwait.Eventually(t, "usage after the stall", func() bool { return strings.Contains(e.scrapeUsage(t), usageSeries) })
 
 	// Stalled again after the TTL: the last good reports are served.
 	e.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
@@ -273,7 +274,7 @@ func TestSlowUsageNeverHoldsScrapes(t *testing.T) {
 			t.Fatalf("scrape %d during the second stall dropped the last good usage", i)
 		}
 	}
-	eventually(t, "the second stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 2 })
+	testwait.Eventually(t, "the second stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 2 })
 	if n := e.broker.Requests("/v1/usage"); n != 2 {
 		t.Fatalf("%d upstream calls, want 2", n)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
@@ -193,9 +194,7 @@ func TestHandlerSharesGzipRender(t *testing.T) {
 		wg.Add(1)
 		go scrape(i)
 	}
-	for started.Load() < scrapes {
-		runtime.Gosched()
-	}
+	testwait.Eventually(t, "every scrape started", func() bool { return started.Load() == scrapes })
 	for range 1000 { // let the late scrapes reach the shared render
 		runtime.Gosched()
 	}

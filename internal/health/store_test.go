@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -89,11 +90,7 @@ func TestHandlerWithStoreHasNoSecrets(t *testing.T) {
 	<-snap // the first full snapshot has been applied
 
 	ctx := context.Background()
-	for deadline := time.Now().Add(30 * time.Second); !s.Usage().HasData(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no usage answer")
-		}
-	}
+	testwait.Eventually(t, "the first usage answer", func() bool { return s.Usage().HasData() })
 	usage := s.Usage()
 	tombs, terr := clientFor(t, b.URL, canaryToken).Disabled(ctx, "")
 	src := func(context.Context) Input {
