@@ -6,7 +6,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -342,24 +341,5 @@ func TestStalledUsageServesLastGood(t *testing.T) {
 	}
 	if n := s.broker.Requests("/v1/usage"); n != 2 {
 		t.Fatalf("scrapes during a stall made upstream calls: %d, want the refresher's 2", n)
-	}
-}
-
-// TestLabelSetValuesRoundTrip: the registry sink reads a set's values back
-// from its text, escapes and empty values included.
-func TestLabelSetValuesRoundTrip(t *testing.T) {
-	s := newSchema("provider", "id", "limit", "window")
-	for _, vals := range [][]string{
-		{"anthropic", "12", "five_hour", "5h"},
-		{"", "", "", ""},
-		{`back\slash`, `"quoted"`, "new\nline", `\n literal, "both"\`},
-		{"ünïcödé", "=", ",", "}"},
-	} {
-		if got := s.values(s.set(vals...).text); !slices.Equal(got, vals) {
-			t.Errorf("values(set(%q)) = %q", vals, got)
-		}
-	}
-	if got := newSchema().values(newSchema().set().text); got != nil {
-		t.Errorf("no labels: %q", got)
 	}
 }
