@@ -102,8 +102,8 @@ func TestNoSecretAnywhere(t *testing.T) {
 		}
 	}
 	state := func(when string) {
-		ev.values(when+" store state", e.store.Snapshot(), e.store.Status(), e.store.Counters(), e.store, e.store.List(""))
-		for _, en := range e.store.List("") {
+		ev.values(when+" store state", e.store.Snapshot(), e.store.Status(), e.store.Counters(), e.store)
+		for _, en := range e.store.Snapshot().Entries {
 			ev.values(when+" entry", en, *en, en.Credential)
 		}
 		ev.values(when+" usage", e.store.Usage())
@@ -133,7 +133,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	b.UpdateOAuth(anth, brokertest.OAuth{Access: leakAccess2, Refresh: leakRefresh, Expires: now.Add(2 * time.Hour),
 		Email: "a@example.com", AccountID: "acct-A", Extra: map[string]any{"clientSecret": leakClient, "sessionCookie": leakCookie}})
 	testwait.Eventually(t, "rotation", func() bool {
-		for _, en := range e.store.List("anthropic") {
+		for _, en := range e.store.Snapshot().Entries {
 			if en.ID == anth && en.Rotations > 0 {
 				return true
 			}

@@ -4,7 +4,6 @@
 package collector
 
 import (
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -89,16 +88,6 @@ func (c *Collectors) Register(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
-}
-
-// All returns every collector, for a registry that gathers them all: the
-// same series Handler serves, through client_golang alone.
-func (c *Collectors) All() []prometheus.Collector {
-	all := slices.Clone(c.registered)
-	for _, d := range c.direct {
-		all = append(all, d)
-	}
-	return all
 }
 
 // label makes a broker-supplied string safe as a label value: the client

@@ -90,7 +90,6 @@ func TestHandlerMatchesRegistry(t *testing.T) {
 	for name, opts := range fixtures {
 		t.Run(name, func(t *testing.T) {
 			o := opts(t)
-			scrape(t, New(o).All()...) // the first scrape fetches usage, which the second counts
 			want := scrape(t, New(o).All()...)
 
 			cs := New(o)
