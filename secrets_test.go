@@ -170,7 +170,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	pages("5xx")
 	check("5xx")
 	state("5xx")
-	// A second exporter, started into the faults, with a cold usage cache.
+	// A second exporter, started into the faults, with no usage answer yet.
 	logs2 := &syncBuffer{}
 	e2, addr2 := startExporter(t, parseConfig(t, args...), logs2)
 	testwait.Eventually(t, "second exporter failing", func() bool {
