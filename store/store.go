@@ -54,11 +54,12 @@ type Store struct {
 	// its one writer, and every fetch goes through usageFlight.
 	usage       atomic.Pointer[Usage]
 	usageFlight singleflight.Group
-	// usageKicked: a fetch is wanted now (kickUsage); usageWake ends the
-	// refresher's current wait.
-	usageKicked atomic.Bool
-	usageWakeMu sync.Mutex
-	usageWake   context.CancelFunc
+	// usageKicked: a fetch is wanted now (kickUsage); usageBlocksMoved:
+	// soon (blocksMovedUsage). usageWake ends the refresher's current wait.
+	usageKicked      atomic.Bool
+	usageBlocksMoved atomic.Bool
+	usageWakeMu      sync.Mutex
+	usageWake        context.CancelFunc
 	// usageUnready: the sync loop failed before a first snapshot, which
 	// releases the refresher without one (once).
 	usageUnready sync.Once
@@ -326,7 +327,10 @@ func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 	s.entries = next
 	s.ready = true
 	s.generatedAt = snap.GeneratedAt
-	s.applied(snap.Generation, snap.ServerNow, snap.ReceivedAt, snap.Refresher, blocksMoved || first, reset)
+	s.applied(snap.Generation, snap.ServerNow, snap.ReceivedAt, snap.Refresher, blocksMoved, reset)
+	if first {
+		s.kickUsage() // the refresher waits for the first snapshot
+	}
 	if s.opts.OnSnapshot != nil {
 		s.opts.OnSnapshot(s.Snapshot())
 	}
@@ -358,14 +362,14 @@ func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 
 // applied finishes applying a frame or snapshot, called with s.mu held
 // (it releases it): the frame's header becomes the mirror's, and the sync
-// status notes the frame. usageStale calls for a usage fetch now: the first snapshot, which the
-// refresher waits for, or a change of blocks (a new block usually means a
-// limit was hit; the 18.2.3 client drops its cached usage then too).
-func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher, usageStale, reset bool) {
+// status notes the frame. A change of blocks calls for a usage fetch (a
+// new block usually means a limit was hit; the 18.2.3 client drops its
+// cached usage then too).
+func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher, blocksMoved, reset bool) {
 	s.gen, s.serverNow, s.receivedAt, s.refresher = gen, serverNow, recv, r
 	s.mu.Unlock()
-	if usageStale {
-		s.kickUsage()
+	if blocksMoved {
+		s.blocksMovedUsage()
 	}
 	s.sm.Lock()
 	if reset {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -93,57 +94,93 @@ const usageKey = "usage"
 // It waits for the mirror's first snapshot (the request asks for as many
 // accounts per provider as the mirror holds, and the answer counts the
 // reports no credential claimed), or for the sync loop's first failure
-// without one. Then it fetches every UsageTTL,
-// keeping the last good reports through a failure and retrying a failure
-// with backoff from BackoffInitial, doubling up to UsageTTL. A change of
-// blocks, the first snapshot and a recovery of the mirror after a failed
-// fetch call for a fetch at once (kickUsage).
+// without one. Then it fetches every UsageTTL, keeping the last good
+// reports through a failure and retrying a failure with backoff from
+// BackoffInitial, doubling up to UsageTTL. The first snapshot and a
+// recovery of the mirror after a failed fetch call for a fetch at once
+// (kickUsage); a change of blocks for one within a third of the TTL of
+// the last (blocksMovedUsage), so that a broker whose blocks keep
+// changing is not asked back to back.
 func (s *Store) refreshUsage() {
 	retry := newRetryDelay(min(s.opts.BackoffInitial, s.opts.UsageTTL), s.opts.UsageTTL)
-	var due time.Time // zero: when kicked
-	for s.waitUsage(due) {
+	var last *Usage
+	var wait time.Duration
+	for s.waitUsage(last, wait) {
 		v, err, _ := s.usageFlight.Do(usageKey, s.fetchUsage)
 		if err != nil {
 			return // closed
 		}
-		u := v.(*Usage)
-		if u.Failing {
-			due = u.AttemptedAt.Add(retry.Next())
+		last = v.(*Usage)
+		if last.Failing {
+			wait = retry.Next()
 		} else {
 			retry.Reset()
-			due = u.AttemptedAt.Add(s.opts.UsageTTL)
+			wait = s.opts.UsageTTL
 		}
 	}
 }
 
-// waitUsage waits on the store's clock until due (forever for a zero due)
-// or until kickUsage; false once the store is closed. The time is read
-// again after every sleep, so a clock whose sleep returns early only makes
-// it look again.
-func (s *Store) waitUsage(due time.Time) bool {
-	ctx, wake := context.WithCancel(s.ctx)
-	defer wake()
-	s.usageWakeMu.Lock()
-	s.usageWake = wake
-	s.usageWakeMu.Unlock()
-	for !s.usageKicked.Load() && ctx.Err() == nil {
-		if due.IsZero() {
-			<-ctx.Done()
-			break
+// waitUsage waits on the store's clock until the next fetch is due, wait
+// after the last answer or sooner when called for; false once the store
+// is closed. The time is read again after every sleep and every call for
+// a fetch, so a clock whose sleep returns early only makes it look again.
+func (s *Store) waitUsage(last *Usage, wait time.Duration) bool {
+	for {
+		ctx, wake := context.WithCancel(s.ctx)
+		s.usageWakeMu.Lock()
+		s.usageWake = wake // installed before the flags are read: no call is missed
+		s.usageWakeMu.Unlock()
+		at, due := s.nextUsageFetch(last, wait)
+		now := s.clock.Now()
+		switch {
+		case s.ctx.Err() != nil:
+			wake()
+			return false
+		case due && !now.Before(at):
+			wake()
+			return true
+		case due:
+			_ = s.clock.Sleep(ctx, at.Sub(now))
+		default:
+			<-ctx.Done() // nothing is due until a call for a fetch
 		}
-		d := due.Sub(s.clock.Now())
-		if d <= 0 {
-			break
-		}
-		_ = s.clock.Sleep(ctx, d)
+		wake()
 	}
-	return s.ctx.Err() == nil
+}
+
+// nextUsageFetch is when the next fetch is due; false when none is until
+// a call for one (before the first).
+func (s *Store) nextUsageFetch(last *Usage, wait time.Duration) (at time.Time, due bool) {
+	if s.usageKicked.Load() {
+		return time.Time{}, true
+	}
+	if last == nil {
+		return time.Time{}, false
+	}
+	at = last.AttemptedAt.Add(wait)
+	if s.usageBlocksMoved.Load() {
+		at = minTime(at, last.AttemptedAt.Add(s.opts.UsageTTL/3))
+	}
+	return at, true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // kickUsage makes the refresher fetch now, whatever the age of the last
-// answer; a kick during a fetch makes another one after it.
-func (s *Store) kickUsage() {
-	s.usageKicked.Store(true)
+// answer; a call during a fetch makes another one after it.
+func (s *Store) kickUsage() { s.callForUsage(&s.usageKicked) }
+
+// blocksMovedUsage makes the refresher fetch within a third of the TTL of
+// its last fetch: a new block usually means a limit was hit.
+func (s *Store) blocksMovedUsage() { s.callForUsage(&s.usageBlocksMoved) }
+
+func (s *Store) callForUsage(flag *atomic.Bool) {
+	flag.Store(true)
 	s.usageWakeMu.Lock()
 	if s.usageWake != nil {
 		s.usageWake()
@@ -156,6 +193,7 @@ func (s *Store) kickUsage() {
 // good, and publishes the answer.
 func (s *Store) fetchUsage() (any, error) {
 	s.usageKicked.Store(false)
+	s.usageBlocksMoved.Store(false)
 	resp, err := s.broker.Usage(s.ctx, s.maxAccountsPerProvider())
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
