@@ -336,7 +336,10 @@ func testUsageBlockChange(t *testing.T, stream bool) {
 	until := h.clk.Now().Add(time.Hour)
 	for _, scope := range []string{"tier:x", "tier:y"} { // two changes, one fetch
 		h.b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: scope, BlockedUntil: until}})
-		h.waitView("block mirrored", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 1 && e.Blocks[0].Scope == scope })
+		h.waitView("block mirrored", func(View) bool {
+			e := h.s.entry(id)
+			return e != nil && len(e.Blocks) == 1 && e.Blocks[0].Scope == scope
+		})
 	}
 	if d := h.clk.WaitSleep(t, usageTTL/3); d != usageTTL/3 || calls() != 1 {
 		t.Fatalf("after new blocks the next fetch is in %v (%d calls), want %v", d, calls(), usageTTL/3)
