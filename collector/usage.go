@@ -113,7 +113,7 @@ func eachLimit(s sink, rows []*usageRow, f *family, v func(l *limitRow) (*labelS
 var statusValue = map[string]float64{"ok": 0, "warning": 1, "exhausted": 2}
 
 // usageRow is the label material of one OAuth entry version against one
-// report set (idx): its match and the series of its report's limits.
+// usage answer (usage): its match and the series of its report's limits.
 type usageRow struct {
 	usage              *store.Usage
 	report             *broker.UsageReport // nil = unmatched
