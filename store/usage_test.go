@@ -307,6 +307,7 @@ func TestUsageFailureForgottenOnRecovery(t *testing.T) {
 	if h.s.usageKicked.Load() {
 		t.Fatal("a recovery called for a fetch although the last one was good")
 	}
+	h.refresherSleeps()
 	if at, _ := h.clk.NextWake(usageTTL); !at.Equal(u.AttemptedAt.Add(usageTTL)) || h.s.Usage() != u || h.b.Requests("/v1/usage") != 5 {
 		t.Fatalf("good reports refetched on recovery (%d calls, next at %v)", h.b.Requests("/v1/usage"), at)
 	}
