@@ -42,7 +42,8 @@ type config struct {
 	identityMode    string
 	identityKeyFile string
 	usage           bool
-	usageTimeout    time.Duration
+	// usageTimeoutSet: the deprecated --collector.usage.timeout was given.
+	usageTimeoutSet bool
 
 	probeInterval       time.Duration
 	disabledInterval    time.Duration
@@ -80,8 +81,11 @@ func registerFlags(app *kingpin.Application) *config {
 	app.Flag("collector.identity.hash-key-file", "Key for --collector.identity=hashed. Default: derived from the broker token, so hashes are stable until the token changes.").
 		Envar("AUTHBROKER_IDENTITY_HASH_KEY_FILE").StringVar(&c.identityKeyFile)
 	app.Flag("collector.usage", "Publish usage limits from the broker's /v1/usage.").Default("true").BoolVar(&c.usage)
-	app.Flag("collector.usage.timeout", "How long a scrape waits for /v1/usage; the shared fetch goes on and the last good reports are served meanwhile.").
-		Default("2s").DurationVar(&c.usageTimeout)
+	// Deprecated: scrapes no longer wait for /v1/usage (the store's
+	// refresher fetches it in the background). Accepted, hidden, and
+	// logged once, so existing command lines keep working.
+	app.Flag("collector.usage.timeout", "Deprecated, no effect: scrapes never wait for /v1/usage.").
+		Hidden().IsSetByUser(&c.usageTimeoutSet).Duration()
 	app.Flag("collector.disabled.interval", "How often the disabled-credential tombstones are polled.").
 		Default("60s").DurationVar(&c.disabledInterval)
 
@@ -115,6 +119,13 @@ func registerFlags(app *kingpin.Application) *config {
 }
 
 func (c *config) thresholds() health.Thresholds { return c.health }
+
+// warnDeprecated logs once for each deprecated flag given.
+func (c *config) warnDeprecated(logger log.Logger) {
+	if c.usageTimeoutSet {
+		level.Warn(logger).Log("msg", "--collector.usage.timeout is deprecated and has no effect: scrapes serve the last usage answer and never wait for /v1/usage; each fetch is bounded by --broker.timeout times (accounts of the largest provider + 1)")
+	}
+}
 
 // logger returns the exporter's logger. The level filter is applied once,
 // here; the slog bridge for exporter-toolkit gets the logger without the

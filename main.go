@@ -55,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", program, err)
 		return 2
 	}
+	cfg.warnDeprecated(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	switch cmd {
@@ -86,11 +87,15 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 	if err != nil {
 		return nil, err
 	}
-	st := store.New(store.Options{
+	opts := store.Options{
 		Broker: client,
 		Stream: cfg.stream,
 		Logger: log.With(logger, "component", "store"),
-	})
+	}
+	if !cfg.usage {
+		opts.UsageTTL = -1 // no usage refresher
+	}
+	st := store.New(opts)
 	mon := monitor.New(monitor.Options{
 		Broker:              client,
 		Mirror:              st,
@@ -113,7 +118,6 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		Broker:         mon,
 		Identity:       redactor,
 		Usage:          cfg.usage,
-		UsageTimeout:   cfg.usageTimeout,
 		StreamDisabled: !cfg.stream,
 		Thresholds:     cfg.thresholds(),
 		Logger:         log.With(logger, "component", "collector"),
@@ -129,7 +133,7 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		MaxRequestsInFlight: 64,
 		Instrument:          reg,
 	})
-	handler := cfg.routes(metrics, st, healthSource(cfg, st, mon, target.URL), redactor)
+	handler := cfg.routes(metrics, st.Ready, healthSource(cfg, st, mon, target.URL), redactor)
 	monCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); mon.Run(monCtx) }()

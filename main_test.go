@@ -35,6 +35,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/authbroker/authbroker_exporter/collector"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -65,17 +66,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // seededBroker holds one of everything the exporter publishes.
@@ -176,7 +166,7 @@ func TestServeMetrics(t *testing.T) {
 		"--collector.identity=raw", "--log.level=debug")
 	e, addr := startExporter(t, cfg, logs)
 	base := "http://" + addr
-	eventually(t, "ready", e.store.Ready)
+	testwait.Eventually(t, "ready", e.store.Ready)
 	if code, _ := get(t, http.DefaultClient, base+"/-/ready"); code != 200 {
 		t.Fatalf("/-/ready = %d", code)
 	}
@@ -186,7 +176,7 @@ func TestServeMetrics(t *testing.T) {
 	var body string
 	// The healthz probe, the disabled poll and the usage fetch run
 	// independently: wait for all three.
-	eventually(t, "probe, tombstones and usage in /metrics", func() bool {
+	testwait.Eventually(t, "probe, tombstones and usage in /metrics", func() bool {
 		_, body = get(t, http.DefaultClient, base+"/metrics")
 		return strings.Contains(body, `authbroker_broker_info{version="18.2.3"} 1`) &&
 			strings.Contains(body, `authbroker_credentials_disabled{cause="refresh_failed",provider="anthropic"} 1`) &&
@@ -267,7 +257,7 @@ func TestMetricsAreTheCatalogue(t *testing.T) {
 	b := seededBroker(t)
 	cfg := parseConfig(t, "--broker.url="+b.URL, "--broker.token-file="+tokenFile(t, canaryBearer, 0o600))
 	e, addr := startExporter(t, cfg, io.Discard)
-	eventually(t, "ready", e.store.Ready)
+	testwait.Eventually(t, "ready", e.store.Ready)
 	// A rotation, so the last-rotation family has a sample.
 	b.UpdateOAuth(3, brokertest.OAuth{Access: canaryAccess + "rotated", Refresh: "r", Expires: time.Now().Add(time.Hour),
 		Email: "b@example.com", OrgID: "org-1"})
@@ -285,7 +275,7 @@ func TestMetricsAreTheCatalogue(t *testing.T) {
 			}
 		}
 	}()
-	eventually(t, "every documented family", func() bool {
+	testwait.Eventually(t, "every documented family", func() bool {
 		_, body := get(t, http.DefaultClient, "http://"+addr+"/metrics")
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		mfs, err := p.TextToMetricFamilies(strings.NewReader(body))
@@ -370,7 +360,7 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	os.WriteFile(webCfg, []byte("tls_server_config:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+"\nbasic_auth_users:\n  prom: "+string(hash)+"\n"), 0o600)
 	cfg := parseConfig(t, "--broker.url="+b.URL, "--broker.token-file="+tokenFile(t, canaryBearer, 0o600), "--web.config.file="+webCfg)
 	e, addr := startExporter(t, cfg, io.Discard)
-	eventually(t, "ready", e.store.Ready)
+	testwait.Eventually(t, "ready", e.store.Ready)
 
 	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	if code, _ := get(t, tlsClient, "https://"+addr+"/metrics"); code != http.StatusUnauthorized {

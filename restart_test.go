@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -224,16 +225,18 @@ func waitMirrored(t *testing.T, p *process, b *brokertest.Broker, what string) {
 	t.Helper()
 	var got mirrorView
 	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		want := brokerView(t, b)
-		if got, err = metricsView(p.addr); err == nil && got.String() == want.String() {
-			return
+	matched := false
+	defer func() { // on the way out of a failed wait: what differed
+		if !matched {
+			t.Logf("%s: last error %v\n/metrics:\n%s\nbroker:\n%s\nexporter log:\n%s", what, err, got, brokerView(t, b), p.stderr)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: /metrics never matched the broker (last error %v)\n/metrics:\n%s\nbroker:\n%s\nexporter log:\n%s",
-		what, err, got, brokerView(t, b), p.stderr)
+	}()
+	testwait.Eventually(t, what+": /metrics equal to the broker", func() bool {
+		want := brokerView(t, b)
+		got, err = metricsView(p.addr)
+		return err == nil && got.String() == want.String()
+	})
+	matched = true
 }
 
 // churn changes the broker continuously, as a busy broker does, until
@@ -298,17 +301,15 @@ func TestCrashOnlyRestart(t *testing.T) {
 	if err := b.WaitForStreams(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	for g := b.Generation(); b.Generation() < g+20; {
-		time.Sleep(time.Millisecond)
+	twentyChanges := func(what string) {
+		g := b.Generation()
+		testwait.Eventually(t, what, func() bool { return b.Generation() >= g+20 })
 	}
+	twentyChanges("changes streamed to the first exporter")
 	first.kill(t)
-	for g := b.Generation(); b.Generation() < g+20; { // changes nobody watched
-		time.Sleep(time.Millisecond)
-	}
+	twentyChanges("changes nobody watched")
 	second := startBinary(t, bin, args...)
-	for g := b.Generation(); b.Generation() < g+20; {
-		time.Sleep(time.Millisecond)
-	}
+	twentyChanges("changes while the second exporter starts")
 	close(stop)
 	wg.Wait()
 	waitMirrored(t, second, b, "after SIGKILL and restart")

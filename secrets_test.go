@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/internal/health"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -84,7 +85,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	ev.values("config", cfg)
 	e, addr := startExporter(t, cfg, logs)
 	base := "http://" + addr
-	eventually(t, "ready", e.store.Ready)
+	testwait.Eventually(t, "ready", e.store.Ready)
 	ctx := context.Background()
 
 	pages := func(when string) {
@@ -101,14 +102,13 @@ func TestNoSecretAnywhere(t *testing.T) {
 		}
 	}
 	state := func(when string) {
-		ev.values(when+" store state", e.store.Snapshot(), e.store.Status(), e.store.Counters(), e.store, e.store.List(""))
-		for _, en := range e.store.List("") {
+		ev.values(when+" store state", e.store.Snapshot(), e.store.Status(), e.store.Counters(), e.store)
+		for _, en := range e.store.Snapshot().Entries {
 			ev.values(when+" entry", en, *en, en.Credential)
 		}
-		u, err := e.store.Usage(ctx)
-		ev.values(when+" usage", u, err)
+		ev.values(when+" usage", e.store.Usage())
 	}
-	eventually(t, "usage and tombstones in /metrics", func() bool {
+	testwait.Eventually(t, "usage and tombstones in /metrics", func() bool {
 		_, body := get(t, http.DefaultClient, base+"/metrics")
 		return strings.Contains(body, "authbroker_usage_limit_used_fraction{")
 	})
@@ -132,8 +132,8 @@ func TestNoSecretAnywhere(t *testing.T) {
 	// A rotation: the new access token must not show either.
 	b.UpdateOAuth(anth, brokertest.OAuth{Access: leakAccess2, Refresh: leakRefresh, Expires: now.Add(2 * time.Hour),
 		Email: "a@example.com", AccountID: "acct-A", Extra: map[string]any{"clientSecret": leakClient, "sessionCookie": leakCookie}})
-	eventually(t, "rotation", func() bool {
-		for _, en := range e.store.List("anthropic") {
+	testwait.Eventually(t, "rotation", func() bool {
+		for _, en := range e.store.Snapshot().Entries {
 			if en.ID == anth && en.Rotations > 0 {
 				return true
 			}
@@ -146,16 +146,16 @@ func TestNoSecretAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.SendRaw([]byte(`event: entry` + "\n" + `data: {"kind":"entry","generation":1e400,"entry":{"id":1,"provider":"anthropic","credential":{"type":"oauth","access":"` + leakAccess + `","clientSecret":"` + leakClient + `"}}}` + "\n\n"))
-	eventually(t, "protocol error", func() bool {
+	testwait.Eventually(t, "protocol error", func() bool {
 		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReasonProtocol}] > 0
 	})
 	ev.values("after a bad frame", e.store.Status())
-	eventually(t, "reconnected", func() bool { return e.store.Status().StreamConnected })
+	testwait.Eventually(t, "reconnected", func() bool { return e.store.Status().StreamConnected })
 	if err := b.WaitForStreams(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	b.SendRaw([]byte("event: entry\ndata: " + leakAccess + " " + leakKey + " \xff\n\n"))
-	eventually(t, "second protocol error", func() bool {
+	testwait.Eventually(t, "second protocol error", func() bool {
 		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReasonProtocol}] > 1
 	})
 
@@ -163,17 +163,17 @@ func TestNoSecretAnywhere(t *testing.T) {
 	b.AddFault(brokertest.Fault{Path: "/v1/snapshot/stream", Status: 500, Message: "internal error near Bearer " + leakBearer})
 	b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "usage upstream failed for " + leakBearer})
 	b.CutStreams()
-	eventually(t, "5xx", func() bool {
+	testwait.Eventually(t, "5xx", func() bool {
 		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReason5xx}] > 0
 	})
 	ev.values("during 5xx", e.store.Status())
 	pages("5xx")
 	check("5xx")
 	state("5xx")
-	// A second exporter, started into the faults, with a cold usage cache.
+	// A second exporter, started into the faults, with no usage answer yet.
 	logs2 := &syncBuffer{}
 	e2, addr2 := startExporter(t, parseConfig(t, args...), logs2)
-	eventually(t, "second exporter failing", func() bool {
+	testwait.Eventually(t, "second exporter failing", func() bool {
 		_, body := get(t, http.DefaultClient, "http://"+addr2+"/metrics")
 		ev.add("second exporter /metrics", body)
 		return strings.Contains(body, `authbroker_usage_fetch_errors_total{reason="upstream"} 1`) &&
@@ -189,7 +189,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	b.ClearFaults()
 	b.SetToken("some-other-token-entirely")
 	b.CutStreams()
-	eventually(t, "401", func() bool {
+	testwait.Eventually(t, "401", func() bool {
 		return e.store.Counters().SyncErrors[store.SyncFailure{Mode: "stream", Reason: broker.SyncReasonUnauthorized}] > 0
 	})
 	pages("401")

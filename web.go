@@ -13,7 +13,7 @@ import (
 )
 
 // healthSource gathers the health evaluation's input from cached state
-// only; the usage read is bounded like a scrape's.
+// only: it never waits for the broker.
 func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL string) func(context.Context) health.Input {
 	return func(ctx context.Context) health.Input {
 		now := time.Now()
@@ -30,52 +30,37 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL 
 			in.Broker.Checked = p.At
 		}
 		if cfg.usage {
-			ctx, cancel := context.WithTimeout(ctx, cfg.usageTimeout)
-			in.Usage, _ = st.Usage(ctx)
-			cancel()
+			in.Usage = st.Usage()
 		}
 		in.Tombstones, in.TombstonesOK = mon.Tombstones()
 		return in
 	}
 }
 
-// mirror is what the routes ask of the store.
-type mirror interface {
-	Ready() bool
-	Reading() (done func())
-}
-
-func (c *config) routes(metrics http.Handler, st mirror, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
+// routes serves metrics, the probes and the status page; ready is the
+// store's Ready.
+func (c *config) routes(metrics http.Handler, ready func() bool, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(c.metricsPath, reading(st, metrics))
+	mux.Handle(c.metricsPath, metrics)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !st.Ready() {
+		if !ready() {
 			http.Error(w, "Not ready: no snapshot from the broker yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "Ready")
 	})
 	if c.metricsPath != "/" {
-		mux.Handle("/", reading(st, health.NewHandler(health.HandlerOptions{
+		mux.Handle("/", health.NewHandler(health.HandlerOptions{
 			Source:      source,
 			Thresholds:  c.thresholds(),
 			Redactor:    ids,
 			Version:     exporterVersion(),
 			MetricsPath: c.metricsPath,
-		})))
+		}))
 	}
 	return mux
-}
-
-// reading tells the store a request that reads it is in progress, so a
-// usage refresh due meanwhile waits for it to be answered.
-func reading(st mirror, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer st.Reading()()
-		h.ServeHTTP(w, r)
-	})
 }

@@ -9,52 +9,72 @@ import (
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/internal/health"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
+	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
-// readCounter is a mirror that counts the reads in progress.
-type readCounter struct{ reads, started atomic.Int64 }
-
-func (r *readCounter) Ready() bool { return true }
-
-func (r *readCounter) Reading() func() {
-	r.reads.Add(1)
-	r.started.Add(1)
-	return func() { r.reads.Add(-1) }
-}
-
-// TestRoutesMarkReads: /metrics and the status page are reads of the
-// store while they are served (a usage refresh due meanwhile waits for
-// them); the probes are not.
-func TestRoutesMarkReads(t *testing.T) {
-	rc := &readCounter{}
-	inMetrics := int64(-1)
-	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { inMetrics = rc.reads.Load() })
-	var inPage atomic.Int64
-	inPage.Store(-1)
+// TestRoutes: the telemetry path is the metrics handler, / the status
+// page, /-/healthy always answers and /-/ready follows the store's Ready.
+func TestRoutes(t *testing.T) {
+	var ready, metricsServed, pageServed atomic.Bool
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { metricsServed.Store(true) })
 	source := func(context.Context) health.Input {
-		inPage.Store(rc.reads.Load())
+		pageServed.Store(true)
 		return health.Input{Now: time.Now(), BrokerURL: "http://127.0.0.1:1"}
 	}
 	cfg := &config{metricsPath: "/metrics"}
-	h := cfg.routes(metrics, rc, source, nil)
-	get := func(path string) {
+	h := cfg.routes(metrics, ready.Load, source, nil)
+	get := func(path string, want int) {
+		t.Helper()
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-		if rec.Code != http.StatusOK {
-			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+		if rec.Code != want {
+			t.Fatalf("%s: %d %s, want %d", path, rec.Code, rec.Body, want)
 		}
 	}
-	get("/metrics")
-	if inMetrics != 1 || rc.reads.Load() != 0 {
-		t.Fatalf("/metrics served with %d reads in progress (want 1), %d left after", inMetrics, rc.reads.Load())
+	get("/metrics", http.StatusOK)
+	if !metricsServed.Load() || pageServed.Load() {
+		t.Fatal("/metrics not served by the metrics handler")
 	}
-	get("/")
-	if inPage.Load() != 1 || rc.reads.Load() != 0 {
-		t.Fatalf("/ served with %d reads in progress (want 1), %d left after", inPage.Load(), rc.reads.Load())
+	get("/", http.StatusOK)
+	if !pageServed.Load() {
+		t.Fatal("/ is not the status page")
 	}
-	get("/-/healthy")
-	get("/-/ready")
-	if n := rc.started.Load(); n != 2 {
-		t.Fatalf("%d reads marked, want 2 (the probes are not reads)", n)
+	get("/-/healthy", http.StatusOK)
+	get("/-/ready", http.StatusServiceUnavailable)
+	ready.Store(true)
+	get("/-/ready", http.StatusOK)
+}
+
+// TestStalledUsageHoldsNoRequest: with the usage fetch held at the broker,
+// /metrics, the status page and the health API all answer: they read the
+// store's last answer (none yet) and never wait for the fetch. Nothing is
+// timed: a handler that waited would not return while the fetch is held.
+func TestStalledUsageHoldsNoRequest(t *testing.T) {
+	b := seededBroker(t)
+	b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
+	cfg := parseConfig(t, "--broker.url="+b.URL, "--broker.token-file="+tokenFile(t, canaryBearer, 0o600))
+	e, addr := startExporter(t, cfg, &syncBuffer{})
+	testwait.Eventually(t, "the usage fetch held at the broker", func() bool { return b.Requests("/v1/usage") == 1 })
+	for _, path := range []string{"/metrics", "/", health.APIPath} {
+		var code atomic.Int64
+		go func() {
+			resp, err := http.Get("http://" + addr + path)
+			if err != nil {
+				code.Store(-1)
+				return
+			}
+			resp.Body.Close()
+			code.Store(int64(resp.StatusCode))
+		}()
+		testwait.Eventually(t, path+" answered during the stall", func() bool { return code.Load() != 0 })
+		if c := code.Load(); c != http.StatusOK && c != http.StatusServiceUnavailable {
+			t.Fatalf("%s: %d", path, c)
+		}
 	}
+	if n := b.Requests("/v1/usage"); n != 1 || e.store.Usage() != nil {
+		t.Fatalf("%d /v1/usage requests during the stall, want the refresher's one", n)
+	}
+	b.ClearFaults()
+	testwait.Eventually(t, "usage after the stall", func() bool { return e.store.Usage().HasData() })
 }

@@ -243,9 +243,9 @@ func contractFromREADME(t *testing.T) map[string][]string {
 	return out
 }
 
-// newFamilies are families of the metric contract (docs/design.md) that the
-// rules read and that README.md's table may not list yet; once it does, the
-// labels must agree.
+// newFamilies are families the rules read that README.md's table
+// (generated from collector/metrics.go) may not list yet; once it does,
+// the labels must agree.
 var newFamilies = map[string][]string{
 	"authbroker_usage_limit_reset_credits": {"id", "provider", "limit"},
 }

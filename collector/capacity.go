@@ -1,8 +1,6 @@
 package collector
 
 import (
-	"context"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authbroker/authbroker_exporter/internal/health"
@@ -23,9 +21,7 @@ func (c *capacityCollector) Collect(ch chan<- prometheus.Metric) { c.write(regis
 func (c *capacityCollector) write(s sink) {
 	in := health.Input{Now: c.o.Now(), View: c.o.Source.Snapshot(), Status: c.o.Source.Status()}
 	if c.o.Usage {
-		ctx, cancel := context.WithTimeout(context.Background(), c.o.UsageTimeout)
-		in.Usage, _ = c.o.Source.Usage(ctx) // the store counts and logs failures
-		cancel()
+		in.Usage = c.o.Source.Usage() // the store's last answer; it counts and logs failures
 	}
 	states := health.CredentialStates()
 	for _, p := range mergeByLabel(health.Capacity(in, c.o.Thresholds)) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/health"
 	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
 )
 
@@ -29,7 +30,7 @@ func TestCapacityNextUsable(t *testing.T) {
 		{ProviderKey: "anthropic:oauth", BlockedUntil: first},
 		{ProviderKey: "anthropic:oauth", Scope: "tier:x", BlockedUntil: second},
 	})
-	eventually(t, "both blocks mirrored", func() bool {
+	testwait.Eventually(t, "both blocks mirrored", func() bool {
 		n := 0
 		for _, e := range s.store.Snapshot().Entries {
 			if e.Provider == "anthropic" && len(e.Blocks) > 0 {

@@ -4,8 +4,6 @@
 package collector
 
 import (
-	"context"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,7 +25,7 @@ type Source interface {
 	Snapshot() store.View
 	Status() store.SyncStatus
 	Counters() store.Counters
-	Usage(ctx context.Context) (*store.Usage, error)
+	Usage() *store.Usage
 }
 
 // Broker is what the active monitor knows beyond the mirror.
@@ -41,10 +39,9 @@ type Options struct {
 	Source   Source
 	Broker   Broker
 	Identity *identity.Redactor
-	// Usage turns the usage collector on; a scrape waits at most
-	// UsageTimeout (default 2 s) for usage when the store has none yet.
-	Usage        bool
-	UsageTimeout time.Duration
+	// Usage turns the usage collector on. A scrape shows the store's last
+	// usage answer; it never waits for one.
+	Usage bool
 	// StreamDisabled says --no-broker.stream chose long-poll, so polling is
 	// not a degradation and stream_supported reads 0.
 	StreamDisabled bool
@@ -59,13 +56,6 @@ type Options struct {
 type Collectors struct {
 	registered []prometheus.Collector
 	direct     []directCollector
-}
-
-// usageAnnouncer is a Source that announces each usage answer as it
-// arrives (the store does), so the usage rows are built then and not by
-// the first scrape after it.
-type usageAnnouncer interface {
-	OnUsage(func(*store.Usage))
 }
 
 // directCollector is a collector whose families the /metrics handler
@@ -83,19 +73,12 @@ func New(o Options) *Collectors {
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()
 	}
-	if o.UsageTimeout <= 0 {
-		o.UsageTimeout = 2 * time.Second
-	}
 	c := &Collectors{
 		registered: []prometheus.Collector{&syncCollector{o}, &operationsCollector{o}, &capacityCollector{o}},
 		direct:     []directCollector{&credentialCollector{o: o}},
 	}
 	if o.Usage {
-		uc := &usageCollector{o: o}
-		c.direct = append(c.direct, uc)
-		if l, ok := o.Source.(usageAnnouncer); ok {
-			l.OnUsage(uc.prepare)
-		}
+		c.direct = append(c.direct, &usageCollector{o: o})
 	}
 	return c
 }
@@ -109,16 +92,6 @@ func (c *Collectors) Register(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
-}
-
-// All returns every collector, for a registry that gathers them all: the
-// same series Handler serves, through client_golang alone.
-func (c *Collectors) All() []prometheus.Collector {
-	all := slices.Clone(c.registered)
-	for _, d := range c.direct {
-		all = append(all, d)
-	}
-	return all
 }
 
 // label makes a broker-supplied string safe as a label value: the client

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -91,17 +91,6 @@ func (f *fakeBroker) Tombstones() ([]broker.Tombstone, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.tombstones, f.ok
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 type scenario struct {
@@ -189,7 +178,8 @@ func newScenario(t *testing.T) *scenario {
 	}
 	st := store.New(store.Options{Broker: cl, Stream: true, Clock: clock})
 	t.Cleanup(st.Close)
-	eventually(t, "first snapshot", st.Ready)
+	testwait.Eventually(t, "first snapshot", st.Ready)
+	testwait.Eventually(t, "first usage answer", func() bool { return st.Usage().HasData() })
 	ts, err := cl.Disabled(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +194,7 @@ func (s *scenario) options(t *testing.T, mode identity.Mode) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{Source: s.store, Broker: s.mon, Identity: ids, Usage: true, UsageTimeout: 5 * time.Second, Now: func() time.Time { return t0 }}
+	return Options{Source: s.store, Broker: s.mon, Identity: ids, Usage: true, Now: func() time.Time { return t0 }}
 }
 
 func golden(t *testing.T, name string, c prometheus.Collector) {
@@ -248,9 +238,6 @@ func TestGoldenOperations(t *testing.T) {
 		t.Fatal("refresh of an unknown id should fail")
 	}
 	if err := s.store.RefreshOAuthCredential(ctx, s.ids["anthropic"]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.store.Usage(ctx); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "operations", &operationsCollector{o: s.options(t, identity.Raw)})
@@ -315,10 +302,7 @@ func TestUsageFailureKeepsLastGood(t *testing.T) {
 	}
 	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "upstream usage failed"})
 	s.clock.Advance(16 * time.Second) // past the store's usage TTL
-	if out := scrape(t, &usageCollector{o: o}); out != first {
-		t.Fatalf("the scrape that started the failing fetch changed usage:\n%s", out)
-	}
-	eventually(t, "the failed fetch counted", func() bool {
+	testwait.Eventually(t, "the failed fetch counted", func() bool {
 		return strings.Contains(scrape(t, &operationsCollector{o: o}), `authbroker_usage_fetch_errors_total{reason="upstream"} 1`)
 	})
 	if out := scrape(t, &usageCollector{o: o}); out != first {
@@ -326,116 +310,37 @@ func TestUsageFailureKeepsLastGood(t *testing.T) {
 	}
 	s.broker.ClearFaults()
 	s.clock.Advance(16 * time.Second)
-	scrape(t, &usageCollector{o: o})
-	eventually(t, "usage fetched again", func() bool {
-		u, _ := s.store.Usage(context.Background())
-		return !u.Failing && s.store.Counters().UsageFetches == 3
+	testwait.Eventually(t, "usage fetched again", func() bool {
+		return !s.store.Usage().Failing && s.store.Counters().UsageFetches == 3
 	})
 }
 
-func TestSlowUsageServesLastGood(t *testing.T) {
+// TestStalledUsageServesLastGood: while the refresher's fetch hangs at
+// the broker, scrapes return the last good answer, and no scrape adds an
+// upstream call, before the stall or during it.
+func TestStalledUsageServesLastGood(t *testing.T) {
 	s := newScenario(t)
 	o := s.options(t, identity.Raw)
-	o.Usage, o.UsageTimeout = true, 50*time.Millisecond
 	first := scrape(t, &usageCollector{o: o})
 	if !strings.Contains(first, "authbroker_usage_limit_used_fraction") {
 		t.Fatal("no usage series before the stall")
 	}
+	for range 5 {
+		scrape(t, New(o).All()...)
+	}
+	if n := s.broker.Requests("/v1/usage"); n != 1 {
+		t.Fatalf("scrapes started fetches: %d upstream calls", n)
+	}
 	s.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
 	defer s.broker.ClearFaults()
 	s.clock.Advance(16 * time.Second)
-	// The scrape returns at once with the last good reports; the fetch
-	// goes on in the background.
-	if out := scrape(t, &usageCollector{o: o}); out != first {
-		t.Fatalf("a stalled fetch changed the usage series:\n%s", out)
-	}
-	eventually(t, "one more upstream call", func() bool { return s.broker.Requests("/v1/usage") == 2 })
-	if out := scrape(t, &usageCollector{o: o}); out != first {
-		t.Fatal("second scrape during the stall differs")
+	testwait.Eventually(t, "the refresher's fetch held at the broker", func() bool { return s.broker.Requests("/v1/usage") == 2 })
+	for i := range 5 {
+		if out := scrape(t, &usageCollector{o: o}); out != first {
+			t.Fatalf("scrape %d during the stall differs:\n%s", i, out)
+		}
 	}
 	if n := s.broker.Requests("/v1/usage"); n != 2 {
-		t.Fatalf("scrapes during a stall must share the one fetch, got %d calls", n)
-	}
-}
-
-// TestUsageRowsPreparedOnFetch: the usage rows of a new answer are built
-// when the store publishes it, so the first scrape after a fetch finds
-// them ready instead of building 10k of them itself.
-func TestUsageRowsPreparedOnFetch(t *testing.T) {
-	s := newScenario(t)
-	cs := New(s.options(t, identity.Raw))
-	uc := cs.direct[len(cs.direct)-1].(*usageCollector)
-	oauth := 0
-	for _, e := range s.store.Snapshot().Entries {
-		if e.Credential.Type == broker.TypeOAuth {
-			oauth++
-		}
-	}
-	// readyFor: the cache holds a row against x for every OAuth entry.
-	readyFor := func(x *store.Usage) bool {
-		uc.cache.mu.Lock()
-		defer uc.cache.mu.Unlock()
-		n := 0
-		for _, r := range uc.cache.m {
-			if r.usage == x {
-				n++
-			}
-		}
-		return n == oauth
-	}
-	first, err := s.store.Usage(context.Background()) // no answer yet: waits for the fetch
-	if err != nil || !first.HasData() {
-		t.Fatalf("first fetch: %v", err)
-	}
-	if !readyFor(first) {
-		t.Fatal("the first answer's rows were not built when it was published")
-	}
-	firstLimits := map[*store.Entry]*limitRow{}
-	uc.cache.mu.Lock()
-	for e, r := range uc.cache.m {
-		if len(r.limits) > 0 {
-			firstLimits[e] = &r.limits[0]
-		}
-	}
-	uc.cache.mu.Unlock()
-	if len(firstLimits) == 0 {
-		t.Fatal("no row with limits")
-	}
-	s.clock.Advance(16 * time.Second) // past the usage TTL: the next read refreshes in the background
-	if u, _ := s.store.Usage(context.Background()); u != first {
-		t.Fatal("a reader with a good answer waited for the refresh")
-	}
-	var second *store.Usage
-	eventually(t, "the refreshed answer's rows", func() bool {
-		second, _ = s.store.Usage(context.Background())
-		return second != first && readyFor(second)
-	})
-	// The broker sent the same reports again: the broker client handed
-	// them over as before, and the rows kept their limit rows.
-	uc.cache.mu.Lock()
-	defer uc.cache.mu.Unlock()
-	for e, l := range firstLimits {
-		if r := uc.cache.m[e]; r == nil || len(r.limits) == 0 || &r.limits[0] != l {
-			t.Fatalf("credential %d: limit rows rebuilt for an unchanged report", e.ID)
-		}
-	}
-}
-
-// TestLabelSetValuesRoundTrip: the registry sink reads a set's values back
-// from its text, escapes and empty values included.
-func TestLabelSetValuesRoundTrip(t *testing.T) {
-	s := newSchema("provider", "id", "limit", "window")
-	for _, vals := range [][]string{
-		{"anthropic", "12", "five_hour", "5h"},
-		{"", "", "", ""},
-		{`back\slash`, `"quoted"`, "new\nline", `\n literal, "both"\`},
-		{"ünïcödé", "=", ",", "}"},
-	} {
-		if got := s.values(s.set(vals...).text); !slices.Equal(got, vals) {
-			t.Errorf("values(set(%q)) = %q", vals, got)
-		}
-	}
-	if got := newSchema().values(newSchema().set().text); got != nil {
-		t.Errorf("no labels: %q", got)
+		t.Fatalf("scrapes during a stall made upstream calls: %d, want the refresher's 2", n)
 	}
 }

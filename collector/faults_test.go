@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -90,11 +90,16 @@ const goodUsage = `{"provider":"anthropic","fetchedAt":1795751800000,"metadata":
 	`{"id":"anthropic:5h","label":"5h","scope":{"provider":"anthropic"},"window":{"id":"5h","label":"5 Hour","resetsAt":1795760000000},` +
 	`"amount":{"used":42,"limit":100,"unit":"percent"},"status":"ok"}]}`
 
-func newUsageEnv(t *testing.T, readerTimeout time.Duration) *usageEnv {
+// newUsageEnv starts a store whose broker has the faults given from the
+// start, and without faults waits for its first usage answer.
+func newUsageEnv(t *testing.T, faults ...brokertest.Fault) *usageEnv {
 	t.Helper()
 	e := &usageEnv{clock: &testClock{now: t0}, logs: &logSink{}}
 	e.broker = brokertest.New(brokertest.Options{Token: "CANARY-bearer-usage-4a1f", Now: e.clock.Now})
 	t.Cleanup(e.broker.Close)
+	for _, f := range faults {
+		e.broker.AddFault(f)
+	}
 	e.broker.AddOAuth("anthropic", brokertest.OAuth{Access: canaryAccess, Refresh: canaryRefresh, Expires: t0.Add(time.Hour), Email: "a@example.com"})
 	e.broker.SetUsage([]json.RawMessage{json.RawMessage(goodUsage)})
 	e.front = &usageFront{}
@@ -118,10 +123,13 @@ func newUsageEnv(t *testing.T, readerTimeout time.Duration) *usageEnv {
 	t.Cleanup(cl.CloseIdleConnections)
 	e.store = store.New(store.Options{Broker: cl, Stream: true, Clock: e.clock, Logger: e.logs})
 	t.Cleanup(e.store.Close)
-	eventually(t, "first snapshot", e.store.Ready)
+	testwait.Eventually(t, "first snapshot", e.store.Ready)
+	if len(faults) == 0 {
+		testwait.Eventually(t, "first usage answer", func() bool { return e.store.Usage().HasData() })
+	}
 	ids, _ := identity.New(identity.Raw, nil)
 	e.opts = Options{Source: e.store, Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, ok: true},
-		Identity: ids, Usage: true, UsageTimeout: readerTimeout, Now: func() time.Time { return t0 }}
+		Identity: ids, Usage: true, Now: func() time.Time { return t0 }}
 	return e
 }
 
@@ -151,7 +159,7 @@ func (e *usageEnv) fetchErrors(t *testing.T) map[string]uint64 {
 const usageSeries = `authbroker_usage_limit_used_fraction{id="1",limit="anthropic:5h",provider="anthropic",window="5h"} 0.42`
 
 // TestUsageFaults: every way /v1/usage can fail, through the store's
-// single-flight cache and the UsageReader to the usage collector. Each
+// usage refresher to the usage collector. Each
 // fault: the scrape still answers, usage series go (no numbers the broker
 // no longer vouches for), the failure is counted by reason in both the
 // store and authbroker_usage_fetch_errors_total, one log line however many
@@ -182,18 +190,18 @@ func TestUsageFaults(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newUsageEnv(t, 5*time.Second)
+			e := newUsageEnv(t)
 			if out := e.scrapeUsage(t); !strings.Contains(out, usageSeries) {
 				t.Fatalf("no usage before the fault:\n%s", out)
 			}
 			tc.inject(e)
 			for i := range 3 {
-				e.clock.Advance(16 * time.Second) // past the store's usage TTL
+				e.clock.Advance(16 * time.Second) // past the store's usage TTL and any retry backoff
 				// The last good reports stay while fetches fail.
 				if out := e.scrapeUsage(t); !strings.Contains(out, usageSeries) {
 					t.Fatalf("scrape %d: a failed fetch dropped the last good usage:\n%s", i, out)
 				}
-				eventually(t, "failed fetch counted", func() bool { return e.store.Counters().UsageFetchErrors[tc.reason] == uint64(i+1) })
+				testwait.Eventually(t, "failed fetch counted", func() bool { return e.store.Counters().UsageFetchErrors[tc.reason] == uint64(i+1) })
 			}
 			want := map[string]uint64{tc.reason: 3}
 			if got := e.fetchErrors(t); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -210,13 +218,12 @@ func TestUsageFaults(t *testing.T) {
 			e.front.set(nil)
 			e.broker.SetUsage([]json.RawMessage{json.RawMessage(goodUsage)})
 			e.clock.Advance(16 * time.Second)
-			e.scrapeUsage(t)
-			eventually(t, "recovery", func() bool { return e.logs.count("usage fetch recovered") == 1 })
+			testwait.Eventually(t, "recovery", func() bool { return e.logs.count("usage fetch recovered") == 1 })
 			if n := e.logs.count("usage fetch recovered"); n != 1 {
 				t.Errorf("%d recovery lines:\n%s", n, e.logs)
 			}
 			if c := e.store.Counters(); c.UsageFetches != 5 {
-				t.Errorf("%d upstream fetches, want 5 (one per TTL)", c.UsageFetches)
+				t.Errorf("%d upstream fetches, want 5 (one per clock step)", c.UsageFetches)
 			}
 			for _, c := range []string{canaryAccess, e.broker.Token()} {
 				if strings.Contains(e.logs.String(), c) {
@@ -227,15 +234,13 @@ func TestUsageFaults(t *testing.T) {
 	}
 }
 
-// TestSlowUsageKeepsScrapesBounded: while /v1/usage hangs, scrapes still
-// answer, bounded by the reader's wait and not by the fetch: many at once,
-// before any usage was ever fetched and after. They share one upstream
-// call, and usage shows up once the fetch completes. Nothing here is
-// timed: a scrape that waited for the fetch would never return while the
-// fetch is held.
-func TestSlowUsageKeepsScrapesBounded(t *testing.T) {
-	e := newUsageEnv(t, 20*time.Millisecond)
-	e.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
+// TestSlowUsageNeverHoldsScrapes: while /v1/usage hangs, scrapes answer
+// with what the store has: many at once, before any usage was ever
+// fetched and after, and no scrape starts a fetch of its own. Usage shows
+// up once the refresher's fetch completes. Nothing here is timed: a
+// scrape that waited for the fetch would never return while it is held.
+func TestSlowUsageNeverHoldsScrapes(t *testing.T) {
+	e := newUsageEnv(t, brokertest.Fault{Path: "/v1/usage", Stall: true})
 	concurrent := func() []string {
 		outs := make([]string, 20)
 		var wg sync.WaitGroup
@@ -245,6 +250,7 @@ func TestSlowUsageKeepsScrapesBounded(t *testing.T) {
 		wg.Wait()
 		return outs
 	}
+	testwait.Eventually(t, "the stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 1 })
 	for i, out := range concurrent() {
 		if strings.Contains(out, "authbroker_usage_limit") {
 			t.Fatalf("scrape %d shows usage that was never fetched", i)
@@ -253,17 +259,11 @@ func TestSlowUsageKeepsScrapesBounded(t *testing.T) {
 			t.Fatalf("scrape %d lost the credential series while usage hangs", i)
 		}
 	}
-	// The one fetch may reach the broker after the scrapes gave up on it
-	// (20 ms each on a busy machine); once there, no second one follows.
-	eventually(t, "the stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 1 })
 	if n := e.broker.Requests("/v1/usage"); n != 1 {
 		t.Fatalf("%d upstream calls for 20 scrapes during one stall", n)
 	}
-	if n := e.logs.count("usage fetch slower"); n != 1 {
-		t.Errorf("%d slow-usage log lines for 20 slow scrapes:\n%s", n, e.logs)
-	}
 	e.broker.ClearFaults()
-	eventually(t, "usage after the stall", func() bool { return strings.Contains(e.scrapeUsage(t), usageSeries) })
+	testwait.Eventually(t, "usage after the stall", func() bool { return strings.Contains(e.scrapeUsage(t), usageSeries) })
 
 	// Stalled again after the TTL: the last good reports are served.
 	e.broker.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
@@ -274,7 +274,7 @@ func TestSlowUsageKeepsScrapesBounded(t *testing.T) {
 			t.Fatalf("scrape %d during the second stall dropped the last good usage", i)
 		}
 	}
-	eventually(t, "the second stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 2 })
+	testwait.Eventually(t, "the second stalled fetch at the broker", func() bool { return e.broker.Requests("/v1/usage") >= 2 })
 	if n := e.broker.Requests("/v1/usage"); n != 2 {
 		t.Fatalf("%d upstream calls, want 2", n)
 	}
@@ -328,8 +328,8 @@ func (nastySource) Counters() store.Counters {
 	return c
 }
 
-func (nastySource) Usage(context.Context) (*store.Usage, error) {
-	return store.NewUsage(nastyReports(), t0), nil
+func (n nastySource) Usage() *store.Usage {
+	return store.NewUsage(nastyReports(), t0, n.Snapshot().Entries)
 }
 
 func nastyReports() []broker.UsageReport {
@@ -359,7 +359,7 @@ func TestNastyLabelValues(t *testing.T) {
 	for i, s := range nastyLabels {
 		tombs = append(tombs, broker.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
 	}
-	o := Options{Source: src, Identity: ids, Usage: true, UsageTimeout: time.Second, Now: func() time.Time { return t0 },
+	o := Options{Source: src, Identity: ids, Usage: true, Now: func() time.Time { return t0 },
 		Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: nastyLabels[8]}, tombstones: tombs, ok: true}}
 	cs := New(o).All()
 	reg := prometheus.NewPedanticRegistry()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
 	"github.com/authbroker/authbroker_exporter/internal/monitor"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 )
 
@@ -75,11 +76,11 @@ func TestHandlerMatchesRegistry(t *testing.T) {
 			for i, s := range nastyLabels {
 				tombs = append(tombs, broker.Tombstone{ID: int64(100 + i), Provider: s, Cause: s})
 			}
-			return Options{Source: nasty, Identity: raw, Usage: true, UsageTimeout: time.Second, Now: func() time.Time { return t0 },
+			return Options{Source: nasty, Identity: raw, Usage: true, Now: func() time.Time { return t0 },
 				Broker: &fakeBroker{probe: monitor.Probe{Checked: true, Up: true, Version: "18.2.3"}, tombstones: tombs, ok: true}}
 		},
 		"bench": func(*testing.T) Options {
-			return Options{Source: bench, Broker: benchBroker{}, Identity: hashed, Usage: true, UsageTimeout: time.Second,
+			return Options{Source: bench, Broker: benchBroker{}, Identity: hashed, Usage: true,
 				Now: func() time.Time { return t0 }}
 		},
 		"no usage": func(*testing.T) Options {
@@ -89,7 +90,6 @@ func TestHandlerMatchesRegistry(t *testing.T) {
 	for name, opts := range fixtures {
 		t.Run(name, func(t *testing.T) {
 			o := opts(t)
-			scrape(t, New(o).All()...) // the first scrape fetches usage, which the second counts
 			want := scrape(t, New(o).All()...)
 
 			cs := New(o)
@@ -163,7 +163,7 @@ func ptr(s string) *string { return &s }
 func smallCollectors() *Collectors {
 	src := newBenchSource(5, true)
 	ids, _ := identity.New(identity.Hashed, []byte("k"))
-	return New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
+	return New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true,
 		Now: func() time.Time { return t0 }})
 }
 
@@ -193,9 +193,7 @@ func TestHandlerSharesGzipRender(t *testing.T) {
 		wg.Add(1)
 		go scrape(i)
 	}
-	for started.Load() < scrapes {
-		runtime.Gosched()
-	}
+	testwait.Eventually(t, "every scrape started", func() bool { return started.Load() == scrapes })
 	for range 1000 { // let the late scrapes reach the shared render
 		runtime.Gosched()
 	}

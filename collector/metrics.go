@@ -5,7 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // The exporter's one metric catalogue: every family it writes, declared
 // once, in the order README's metric table lists them. Describe, the
 // collectors, the README table test and the dashboard and alert tests all
-// read it; docs/design.md explains the families.
+// read it; its help texts are what README's table says of each family.
 var (
 	gauge   = prometheus.GaugeValue
 	counter = prometheus.CounterValue

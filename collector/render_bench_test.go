@@ -3,14 +3,12 @@ package collector
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,8 +38,11 @@ var benchSizes = []int{1000, 10000, 50000}
 type benchSource struct {
 	view    store.View
 	reports []broker.UsageReport
-	mu      sync.Mutex
-	usage   *store.Usage
+	// claimants are the credentials the store matched reports against:
+	// the ones the source was built with.
+	claimants []*store.Entry
+	mu        sync.Mutex
+	usage     *store.Usage
 	// fresh hands out a new report slice on every call, as the store does
 	// once per usage fetch (every 15 s): no per-report-set cache survives.
 	fresh bool
@@ -55,16 +56,16 @@ func (s *benchSource) Counters() store.Counters { return store.Counters{} }
 
 // Usage answers one store.Usage per report set, as the store does per
 // fetch (a new one on every call when fresh).
-func (s *benchSource) Usage(context.Context) (*store.Usage, error) {
+func (s *benchSource) Usage() *store.Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fresh {
-		return store.NewUsage(slices.Clone(s.reports), t0), nil
+		return store.NewUsage(slices.Clone(s.reports), t0, s.claimants)
 	}
 	if s.usage == nil || len(s.usage.Reports) != len(s.reports) || len(s.reports) > 0 && &s.usage.Reports[0] != &s.reports[0] {
-		s.usage = store.NewUsage(s.reports, t0)
+		s.usage = store.NewUsage(s.reports, t0, s.claimants)
 	}
-	return s.usage, nil
+	return s.usage
 }
 
 type benchBroker struct{}
@@ -93,6 +94,7 @@ func newBenchSource(n int, usage bool) *benchSource {
 	if !usage {
 		return s
 	}
+	s.claimants = slices.Clone(s.view.Entries)
 	for i := n - 1; i >= 0; i-- {
 		e := &entries[i]
 		r := broker.UsageReport{Provider: e.Provider, FetchedAt: t0.Add(-time.Minute),
@@ -119,7 +121,7 @@ func benchOptions(b *testing.B, src *benchSource, mode identity.Mode) Options {
 	}
 	o := Options{Source: src, Broker: benchBroker{}, Identity: ids, Now: func() time.Time { return t0 }}
 	if src.reports != nil {
-		o.Usage, o.UsageTimeout = true, time.Second
+		o.Usage = true
 	}
 	return o
 }
@@ -275,7 +277,7 @@ func TestBenchFixtureRenders(t *testing.T) {
 	src := newBenchSource(n, true)
 	ids, _ := identity.New(identity.Raw, nil)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
+	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true,
 		Now: func() time.Time { return t0 }}).All()...)
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -328,126 +330,6 @@ func gatherText(t *testing.T, g prometheus.Gatherer) string {
 		}
 	}
 	return buf.String()
-}
-
-// mutableSource lets a test swap the view between scrapes.
-type mutableSource struct {
-	benchSource
-	mu sync.Mutex
-}
-
-func (s *mutableSource) Snapshot() store.View {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.view
-	v.Entries = slices.Clone(v.Entries)
-	return v
-}
-
-func (s *mutableSource) setEntries(es []*store.Entry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.view.Entries = es
-}
-
-// TestSeriesCacheFollowsEntries: the label pairs cached per entry version
-// must follow a replaced entry, drop a removed one, and give the same text
-// on a cache hit as on a miss.
-func TestSeriesCacheFollowsEntries(t *testing.T) {
-	src := &mutableSource{benchSource: *newBenchSource(6, true)}
-	src.fresh = true
-	ids, _ := identity.New(identity.Raw, nil)
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
-		Now: func() time.Time { return t0 }}).All()...)
-	first := gatherText(t, reg)
-	if again := gatherText(t, reg); again != first {
-		t.Fatalf("a scrape served from the cache differs:\n%s\n---\n%s", first, again)
-	}
-	src.fresh = false
-	if again := gatherText(t, reg); again != first {
-		t.Fatal("a scrape with an unchanged report set differs")
-	}
-	// A new report set with new numbers replaces the cached usage rows.
-	reports := slices.Clone(src.reports)
-	for i := range reports {
-		reports[i].Limits = slices.Clone(reports[i].Limits)
-		reports[i].Limits[0].Amount.UsedFraction = bf(0.875)
-	}
-	src.reports = reports
-	if out := gatherText(t, reg); strings.Count(out, "} 0.875\n") != 6 {
-		t.Fatalf("new usage numbers not shown:\n%s", out)
-	}
-	// A limit whose unit changes gets new unit labels; its other series
-	// keep theirs.
-	reports = slices.Clone(reports)
-	for i := range reports {
-		reports[i].Limits = slices.Clone(reports[i].Limits)
-		reports[i].Limits[1].Amount.Unit = "tokens"
-	}
-	src.reports = reports
-	out := gatherText(t, reg)
-	if n := strings.Count(out, `unit="tokens"`); n != 3*6 {
-		t.Fatalf("%d series with the new unit, want 18:\n%s", n, out)
-	}
-	if n := strings.Count(out, `unit="percent"`); n != 3*3*6 {
-		t.Fatalf("%d series with the old unit, want 54", n)
-	}
-
-	es := slices.Clone(src.Snapshot().Entries)
-	var gone *store.Entry
-	for i, e := range es {
-		switch e.ID {
-		case 1:
-			cp := *e
-			cp.Credential.Email = "rotated@example.com"
-			cp.Rotations = 4
-			es[i] = &cp
-		case 2:
-			gone = e
-		}
-	}
-	es = slices.DeleteFunc(es, func(e *store.Entry) bool { return e == gone })
-	src.setEntries(es)
-	out = gatherText(t, reg)
-	for _, want := range []string{`email="rotated@example.com"`, `authbroker_credential_rotations_total{id="1",provider="anthropic"} 4`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("replaced entry: %s missing", want)
-		}
-	}
-	for _, stale := range []string{`email="user0@example.com"`, `id="2"`} {
-		if strings.Contains(out, stale) {
-			t.Errorf("stale series %s survived", stale)
-		}
-	}
-}
-
-// TestConcurrentScrapes shares the per-entry caches between overlapping
-// scrapes while the mirror changes (run with -race).
-func TestConcurrentScrapes(t *testing.T) {
-	src := &mutableSource{benchSource: *newBenchSource(50, true)}
-	ids, _ := identity.New(identity.Hashed, []byte("k"))
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(New(Options{Source: src, Broker: benchBroker{}, Identity: ids, Usage: true, UsageTimeout: time.Second,
-		Now: func() time.Time { return t0 }}).All()...)
-	all := src.Snapshot().Entries
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 20 {
-				if g == 0 {
-					src.setEntries(all[:len(all)-i])
-				}
-				if _, err := reg.Gather(); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // BenchmarkRuntimeCollectors is the Go and process collectors main

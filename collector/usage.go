@@ -2,12 +2,10 @@ package collector
 
 import (
 	"cmp"
-	"context"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,22 +30,15 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) { c.write(registry
 
 // write emits one family at a time, each in label order.
 func (c *usageCollector) write(s sink) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.UsageTimeout)
-	x, _ := c.o.Source.Usage(ctx) // the store counts and logs failures
-	cancel()
+	x := c.o.Source.Usage() // the store's last answer; it counts and logs failures
 	if !x.HasData() {
 		return
 	}
-	reports, rows := x.Reports, c.rows(x)
-	claimed := claimedPool.Get().(map[*broker.UsageReport]struct{})
-	defer func() { clear(claimed); claimedPool.Put(claimed) }()
+	rows := c.rows(x)
 	for _, r := range rows {
 		found := r.report != nil
 		s.add(mMatch, &r.matched, boolf(found))
 		s.add(mMatch, &r.unmatched, boolf(!found))
-		if found {
-			claimed[r.report] = struct{}{}
-		}
 	}
 	for _, r := range rows {
 		if r.report != nil {
@@ -78,16 +69,8 @@ func (c *usageCollector) write(s sink) {
 	eachLimit(s, rows, mStatus, func(l *limitRow) (*labelSet, float64, bool) { return &l.labels, l.status, true })
 	writeSavedResets(s, rows)
 
-	unmatched := map[string]int{}
-	for i := range reports {
-		n := unmatched[reports[i].Provider]
-		if _, ok := claimed[&reports[i]]; !ok {
-			n++
-		}
-		unmatched[reports[i].Provider] = n
-	}
 	byLabel := map[string]int{}
-	for p, n := range unmatched {
+	for p, n := range x.UnmatchedByProvider {
 		byLabel[label(p)] += n
 	}
 	for _, p := range slices.Sorted(maps.Keys(byLabel)) {
@@ -116,14 +99,6 @@ func (c *usageCollector) rows(x *store.Usage) []*usageRow {
 	return rows
 }
 
-// prepare builds the rows of a new usage answer as it arrives, off the
-// scrape path: at 10k credentials that is a quarter of a scrape's time.
-func (c *usageCollector) prepare(x *store.Usage) {
-	if x.HasData() {
-		c.rows(x)
-	}
-}
-
 // eachLimit writes family f: v's series of every limit of every row.
 func eachLimit(s sink, rows []*usageRow, f *family, v func(l *limitRow) (*labelSet, float64, bool)) {
 	for _, r := range rows {
@@ -135,14 +110,10 @@ func eachLimit(s sink, rows []*usageRow, f *family, v func(l *limitRow) (*labelS
 	}
 }
 
-// claimedPool keeps write's sets of matched reports: a 10k-report set
-// would otherwise be allocated on every scrape.
-var claimedPool = sync.Pool{New: func() any { return map[*broker.UsageReport]struct{}{} }}
-
 var statusValue = map[string]float64{"ok": 0, "warning": 1, "exhausted": 2}
 
 // usageRow is the label material of one OAuth entry version against one
-// report set (idx): its match and the series of its report's limits.
+// usage answer (usage): its match and the series of its report's limits.
 type usageRow struct {
 	usage              *store.Usage
 	report             *broker.UsageReport // nil = unmatched
@@ -181,12 +152,6 @@ func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now
 	}
 	r.report = rep
 	r.resets = newResetRow(r.id, r.provider, rep.Resets, now)
-	if prev != nil && prev.report != nil && sameLimits(prev.report.Limits, rep.Limits) {
-		// The same limits as before (the broker client hands an unchanged
-		// report over as the one before): so are the rows built from them.
-		r.limits = prev.limits
-		return r
-	}
 	r.limits = make([]limitRow, 0, len(rep.Limits))
 	for i := range rep.Limits {
 		l := &rep.Limits[i]
@@ -222,12 +187,6 @@ func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now
 		return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
 	})
 	return r
-}
-
-// sameLimits reports whether a and b are the same limits array, which
-// they are when the broker client reused an unchanged report.
-func sameLimits(a, b []broker.UsageLimit) bool {
-	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // limit finds the row's limit of that id and window (nil-safe).

@@ -80,8 +80,8 @@ func (b *brokerAPI) do(ctx context.Context, method, path string, body any, out a
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode/100 != 2 {
-		// The broker's error messages carry no token material (docs/broker-protocol.md
-		// §12), but redact anyway: this text may reach the test output.
+		// The broker's error messages should carry no token material, but
+		// redact anyway: this text may reach the test output.
 		var e struct{ Error string }
 		_ = json.Unmarshal(raw, &e)
 		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, canaries.redact(e.Error))

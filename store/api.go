@@ -3,7 +3,7 @@
 // RemoteAuthCredentialStore, ported to Go. One goroutine follows the
 // broker (SSE stream, long-poll after a 404, reconciling GETs) and writes
 // the mirror; readers get immutable Views. The store also tracks observed
-// rotations, owns the usage reports (one cache, one fetch at a time) and
+// rotations, owns the usage reports (a background refresher keeps the last good answer) and
 // asks the broker to refresh or disable credentials, counting each outcome.
 //
 // It reaches the broker through the small Broker interface, implemented
@@ -145,10 +145,12 @@ type Options struct {
 	// Logger receives one line per state change (connected, degraded,
 	// recovered); never one per retry. nil = silent.
 	Logger Logger
-	// UsageTTL defaults to 15 s; PollWait to 30 s; BackoffInitial/Max to
-	// 500 ms / 30 s; ReconcileEvery (the least time between two
-	// reconciling GETs in stream mode) to 5 s, and a negative one turns
-	// reconciling off.
+	// UsageTTL (how often the usage refresher fetches /v1/usage) defaults
+	// to 15 s, and a negative one turns the refresher off; PollWait to
+	// 30 s; BackoffInitial/Max to 500 ms / 30 s (a failed usage fetch is
+	// retried from BackoffInitial, doubling up to UsageTTL);
+	// ReconcileEvery (the least time between two reconciling GETs in
+	// stream mode) to 5 s, and a negative one turns reconciling off.
 	UsageTTL       time.Duration
 	PollWait       time.Duration
 	BackoffInitial time.Duration

@@ -152,24 +152,3 @@ func TestDisableOutcomes(t *testing.T) {
 		})
 	}
 }
-
-// TestLiveInPollMode: live while the last long-poll answered within its
-// window (max(10 s, wait + 1 s)).
-func TestLiveInPollMode(t *testing.T) {
-	h := newHarness(t, setup{})
-	h.b.AddAPIKey("openai", "k")
-	s := h.start(Options{Stream: false})
-	h.waitStatus("live", func(st SyncStatus) bool { return st.Live })
-	// The long-poll is parked at the broker (30 s of real time); on the
-	// mirror's clock 31 s pass without an answer.
-	h.clk.Advance(31 * time.Second)
-	if !s.Status().Live {
-		t.Fatal("not live at the edge of the window")
-	}
-	h.clk.Advance(time.Millisecond)
-	if s.Status().Live {
-		t.Fatal("live after the window")
-	}
-	h.b.Bump()
-	h.waitStatus("live again", func(st SyncStatus) bool { return st.Live })
-}

@@ -81,6 +81,9 @@ func (h *harness) start(opts Options) *Store {
 	if opts.ReconcileEvery == 0 {
 		opts.ReconcileEvery = -1 // on only where a test asks (reconcile_test.go)
 	}
+	if opts.UsageTTL == 0 {
+		opts.UsageTTL = -1 // on only where a test asks (usage_test.go)
+	}
 	if opts.Logger == nil {
 		opts.Logger = h.log
 	}

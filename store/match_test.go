@@ -144,7 +144,7 @@ func TestMatchUsageReport(t *testing.T) {
 			if tc.apiKey {
 				e.Credential.Type = broker.TypeAPIKey
 			}
-			got, ok := NewUsage(tc.reports, epoch).Match(e)
+			got, ok := NewUsage(tc.reports, epoch, nil).Match(e)
 			if tc.want < 0 {
 				if ok || got != nil {
 					t.Fatalf("want no match, got %+v", got)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,20 +50,19 @@ type Store struct {
 	status syncState
 	count  Counters
 
-	usage      atomic.Pointer[Usage]
-	usageStale atomic.Bool // a reader must refresh usage whatever its age
-	// usageOutwaited: the fetch in flight outlasted a caller's wait.
-	usageOutwaited atomic.Bool
-	usageFlight    singleflight.Group
-	onUsage        atomic.Pointer[func(*Usage)]
-	// reads counts the reads in progress (see Reading); usageWanted: a
-	// refresh fell due during them and waits for the last one to end.
-	reads       atomic.Int64
-	usageWanted atomic.Bool
-	// collect runs a garbage collection (runtime.GC; tests count calls)
-	// after a usage answer of at least collectAfter bytes.
-	collect      func()
-	collectAfter int
+	// usage is the latest usage answer; the refresher (refreshUsage) is
+	// its one writer, and every fetch goes through usageFlight.
+	usage       atomic.Pointer[Usage]
+	usageFlight singleflight.Group
+	// usageKicked: a fetch is wanted now (kickUsage); usageBlocksMoved:
+	// soon (blocksMovedUsage). usageWake ends the refresher's current wait.
+	usageKicked      atomic.Bool
+	usageBlocksMoved atomic.Bool
+	usageWakeMu      sync.Mutex
+	usageWake        context.CancelFunc
+	// usageUnready: the sync loop failed before a first snapshot, which
+	// releases the refresher without one (once).
+	usageUnready sync.Once
 
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.
@@ -103,7 +101,7 @@ const (
 )
 
 func (o *Options) setDefaults() {
-	if o.UsageTTL <= 0 {
+	if o.UsageTTL == 0 {
 		o.UsageTTL = 15 * time.Second
 	}
 	if o.PollWait <= 0 {
@@ -124,7 +122,7 @@ func (o *Options) setDefaults() {
 }
 
 // New starts the background sync (stream first, long-poll after a 404)
-// and returns at once; the store is not Ready until the first snapshot.
+// and the usage refresher, and returns at once; the store is not Ready until the first snapshot.
 // Close stops every goroutine the store started. opts.Broker is required.
 func New(opts Options) *Store {
 	if opts.Broker == nil {
@@ -141,21 +139,26 @@ func (s *Store) start() {
 		defer s.wg.Done()
 		s.run()
 	}()
+	if s.opts.UsageTTL > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.refreshUsage()
+		}()
+	}
 }
 
 // newStore builds a Store without starting its sync loop.
 func newStore(opts Options) *Store {
 	opts.setDefaults()
 	s := &Store{
-		broker:       opts.Broker,
-		clock:        opts.Clock,
-		opts:         opts,
-		log:          opts.Logger,
-		entries:      newMirror(0),
-		frameSeen:    make(chan struct{}, 1),
-		count:        newCounters(),
-		collect:      runtime.GC,
-		collectAfter: collectAfterUsage,
+		broker:    opts.Broker,
+		clock:     opts.Clock,
+		opts:      opts,
+		log:       opts.Logger,
+		entries:   newMirror(0),
+		frameSeen: make(chan struct{}, 1),
+		count:     newCounters(),
 	}
 	if s.clock == nil {
 		s.clock = broker.WallClock{}
@@ -258,30 +261,6 @@ func (s *Store) Ready() bool {
 	return s.ready
 }
 
-// List returns the active credentials, optionally of one provider ("" = all),
-// sorted by id.
-func (s *Store) List(provider string) []*Entry {
-	v := s.Snapshot()
-	out := v.Entries[:0]
-	for _, e := range v.Entries {
-		if provider == "" || e.Provider == provider {
-			out = append(out, e)
-		}
-	}
-	slices.SortFunc(out, func(a, b *Entry) int { return compareInt64(a.ID, b.ID) })
-	return out
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func (s *Store) entry(id int64) *Entry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -317,8 +296,7 @@ func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
 }
 
 // blocksChanged: a mirrored credential's rate-limit blocks differ in its
-// new version. A new block usually means a limit was hit, so the usage
-// answer cached before it is stale (the 18.2.3 client drops it too).
+// new version.
 func blocksChanged(prev, next *Entry) bool {
 	return prev != nil && !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b broker.Block) bool {
 		return a.ProviderKey == b.ProviderKey && a.Scope == b.Scope && a.BlockedUntil.Equal(b.BlockedUntil) && a.UpdatedAt.Equal(b.UpdatedAt)
@@ -336,6 +314,7 @@ func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 		s.mu.Unlock()
 		return false
 	}
+	first := !s.ready
 	reset := s.ready && snap.Generation < s.gen
 	next := newMirror(len(snap.Entries))
 	blocksMoved := false
@@ -349,6 +328,9 @@ func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 	s.ready = true
 	s.generatedAt = snap.GeneratedAt
 	s.applied(snap.Generation, snap.ServerNow, snap.ReceivedAt, snap.Refresher, blocksMoved, reset)
+	if first {
+		s.kickUsage() // the refresher waits for the first snapshot
+	}
 	if s.opts.OnSnapshot != nil {
 		s.opts.OnSnapshot(s.Snapshot())
 	}
@@ -380,12 +362,14 @@ func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 
 // applied finishes applying a frame or snapshot, called with s.mu held
 // (it releases it): the frame's header becomes the mirror's, and the sync
-// status notes the frame.
+// status notes the frame. A change of blocks calls for a usage fetch (a
+// new block usually means a limit was hit; the 18.2.3 client drops its
+// cached usage then too).
 func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher, blocksMoved, reset bool) {
 	s.gen, s.serverNow, s.receivedAt, s.refresher = gen, serverNow, recv, r
 	s.mu.Unlock()
 	if blocksMoved {
-		s.invalidateUsage()
+		s.blocksMovedUsage()
 	}
 	s.sm.Lock()
 	if reset {

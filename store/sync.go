@@ -258,6 +258,11 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 	s.status.failures++
 	s.sm.Unlock()
 	defer s.notify()
+	if !s.Ready() {
+		// No snapshot to wait for: usage is fetched without one, and again
+		// with the first snapshot.
+		s.usageUnready.Do(s.kickUsage)
+	}
 	if prev != healthDown {
 		level.Warn(s.log).Log("msg", "auth-broker mirror degraded; retrying with backoff", "mode", mode.String(), "reason", reason, "err", err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -11,13 +12,18 @@ import (
 
 // Usage is the store's one answer to "what are the usage reports": the
 // last good reports of GET /v1/usage with their match index, and the state
-// of the latest fetch. Values are immutable; the store publishes a new one
-// after every fetch. Metrics, the status page, the health API and the
-// check command all read this value.
+// of the latest fetch. Values are immutable; the store's usage refresher
+// publishes a new one after every fetch. Metrics, the status page and the
+// health API read the latest one; the check command builds its own with
+// NewUsage.
 type Usage struct {
 	// Reports are the last good reports (nil until a fetch succeeded; a
 	// failed fetch keeps the ones before it). Do not modify.
 	Reports []broker.UsageReport
+	// UnmatchedByProvider counts, for every provider with a report, the
+	// reports that no credential of the mirror claimed when Reports were
+	// fetched. Do not modify.
+	UnmatchedByProvider map[string]int
 	// FetchedAt is when Reports were fetched; zero until a fetch succeeded.
 	FetchedAt time.Time
 	// AttemptedAt is when the latest fetch finished, successful or not.
@@ -41,107 +47,168 @@ func (u *Usage) Match(e *Entry) (*broker.UsageReport, bool) {
 	return u.index.match(e)
 }
 
+// Unmatched is the number of reports no credential claimed, all providers
+// together.
+func (u *Usage) Unmatched() int {
+	if !u.HasData() {
+		return 0
+	}
+	n := 0
+	for _, c := range u.UnmatchedByProvider {
+		n += c
+	}
+	return n
+}
+
+// NewUsage is the usage answer of reports fetched at fetchedAt, matched by
+// the store's rules against entries. The store builds its answers with it,
+// and so does the one-shot check command with what it fetched.
+func NewUsage(reports []broker.UsageReport, fetchedAt time.Time, entries []*Entry) *Usage {
+	u := &Usage{Reports: reports, FetchedAt: fetchedAt, AttemptedAt: fetchedAt, index: newUsageIndex(reports),
+		UnmatchedByProvider: make(map[string]int)}
+	claimed := make(map[*broker.UsageReport]bool)
+	for _, e := range entries {
+		if r, ok := u.index.match(e); ok {
+			claimed[r] = true
+		}
+	}
+	for i := range reports {
+		n := u.UnmatchedByProvider[reports[i].Provider]
+		if !claimed[&reports[i]] {
+			n++
+		}
+		u.UnmatchedByProvider[reports[i].Provider] = n
+	}
+	return u
+}
+
+// Usage returns the latest usage answer: nil (no data) until the first
+// fetch ended. It never starts a fetch and never waits for one; the
+// store's usage refresher keeps the answer current.
+func (s *Store) Usage() *Usage { return s.usage.Load() }
+
 // usageKey is the single-flight key of the one usage fetch.
 const usageKey = "usage"
 
-// Usage returns the current usage answer. With a good answer at hand it
-// never waits: an answer older than two thirds of UsageTTL (or one made
-// stale by a change of blocks) is refreshed in the background, one fetch
-// at a time, once the reads in progress are done (see Reading). Without
-// one, it waits for the fetch, bounded by ctx only for this caller. A
-// failure is retried once UsageTTL has passed, or as soon as the mirror
-// recovers from a broker outage.
-func (s *Store) Usage(ctx context.Context) (*Usage, error) {
-	u := s.usage.Load()
-	if !s.usageDue(u) {
-		return u, nil
-	}
-	if u.HasData() && s.reads.Load() > 0 && s.clock.Now().Sub(u.AttemptedAt) < s.opts.UsageTTL {
-		s.usageWanted.Store(true)
-		// The last read may have ended before the flag was up; then
-		// nobody else will start the fetch.
-		if s.reads.Load() > 0 || !s.usageWanted.Swap(false) {
-			return u, nil
+// refreshUsage is the usage refresher, one goroutine that Close stops.
+// It waits for the mirror's first snapshot (the request asks for as many
+// accounts per provider as the mirror holds, and the answer counts the
+// reports no credential claimed), or for the sync loop's first failure
+// without one. Then it fetches every UsageTTL, keeping the last good
+// reports through a failure and retrying a failure with backoff from
+// BackoffInitial, doubling up to UsageTTL. The first snapshot and a
+// recovery of the mirror after a failed fetch call for a fetch at once
+// (kickUsage); a change of blocks for one within a third of the TTL of
+// the last (blocksMovedUsage), so that a broker whose blocks keep
+// changing is not asked back to back.
+func (s *Store) refreshUsage() {
+	retry := newRetryDelay(min(s.opts.BackoffInitial, s.opts.UsageTTL), s.opts.UsageTTL)
+	var last *Usage
+	var wait time.Duration
+	for s.waitUsage(last, wait) {
+		v, err, _ := s.usageFlight.Do(usageKey, s.fetchUsage)
+		if err != nil {
+			return // closed
+		}
+		last = v.(*Usage)
+		if last.Failing {
+			wait = retry.Next()
+		} else {
+			retry.Reset()
+			wait = s.opts.UsageTTL
 		}
 	}
-	ch := s.usageFlight.DoChan(usageKey, s.fetchUsage)
-	if u.HasData() || s.usageOutwaited.Load() {
-		// The fetch goes on without this caller: it has a good answer, or
-		// the fetch already outlasted an earlier caller's wait (so a stalled
-		// broker costs one scrape its timeout, not every scrape).
-		return u, nil
-	}
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return u, r.Err
+}
+
+// waitUsage waits on the store's clock until the next fetch is due, wait
+// after the last answer or sooner when called for; false once the store
+// is closed. The time is read again after every sleep and every call for
+// a fetch, so a clock whose sleep returns early only makes it look again.
+func (s *Store) waitUsage(last *Usage, wait time.Duration) bool {
+	for {
+		ctx, wake := context.WithCancel(s.ctx)
+		s.usageWakeMu.Lock()
+		s.usageWake = wake // installed before the flags are read: no call is missed
+		s.usageWakeMu.Unlock()
+		at, due := s.nextUsageFetch(last, wait)
+		now := s.clock.Now()
+		switch {
+		case s.ctx.Err() != nil:
+			wake()
+			return false
+		case due && !now.Before(at):
+			wake()
+			return true
+		case due:
+			_ = s.clock.Sleep(ctx, at.Sub(now))
+		default:
+			<-ctx.Done() // nothing is due until a call for a fetch
 		}
-		return r.Val.(*Usage), nil
-	case <-ctx.Done():
-		if !s.usageOutwaited.Swap(true) {
-			level.Warn(s.log).Log("msg", "usage fetch slower than a scrape may wait; no usage until it answers")
-		}
-		return u, ctx.Err()
+		wake()
 	}
 }
 
-// Reading marks a read of the store in progress (a scrape, a status
-// page) until done is called, once. A usage refresh that falls due during
-// reads starts when the last of them is done: the fetch, its decode and
-// the collection after it then run between scrapes rather than beside
-// one, which on a small machine is what a scrape's tail is made of
-// (bench/load). An answer older than UsageTTL is refreshed at once, so
-// reads that never pause delay a refresh by a third of the TTL at most.
-func (s *Store) Reading() (done func()) {
-	s.reads.Add(1)
-	return s.readDone
+// nextUsageFetch is when the next fetch is due; false when none is until
+// a call for one (before the first).
+func (s *Store) nextUsageFetch(last *Usage, wait time.Duration) (at time.Time, due bool) {
+	if s.usageKicked.Load() {
+		return time.Time{}, true
+	}
+	if last == nil {
+		return time.Time{}, false
+	}
+	at = last.AttemptedAt.Add(wait)
+	if s.usageBlocksMoved.Load() {
+		at = minTime(at, last.AttemptedAt.Add(s.opts.UsageTTL/3))
+	}
+	return at, true
 }
 
-func (s *Store) readDone() {
-	if s.reads.Add(-1) == 0 && s.usageWanted.Swap(false) && s.usageDue(s.usage.Load()) {
-		s.usageFlight.DoChan(usageKey, s.fetchUsage)
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
 	}
+	return a
 }
 
-// usageDue: u should be replaced by a new fetch.
-func (s *Store) usageDue(u *Usage) bool {
-	if u == nil || s.usageStale.Load() {
-		return true
+// kickUsage makes the refresher fetch now, whatever the age of the last
+// answer; a call during a fetch makes another one after it.
+func (s *Store) kickUsage() { s.callForUsage(&s.usageKicked) }
+
+// blocksMovedUsage makes the refresher fetch within a third of the TTL of
+// its last fetch: a new block usually means a limit was hit.
+func (s *Store) blocksMovedUsage() { s.callForUsage(&s.usageBlocksMoved) }
+
+func (s *Store) callForUsage(flag *atomic.Bool) {
+	flag.Store(true)
+	s.usageWakeMu.Lock()
+	if s.usageWake != nil {
+		s.usageWake()
 	}
-	age := s.clock.Now().Sub(u.AttemptedAt)
-	if u.Failing {
-		return age >= s.opts.UsageTTL
-	}
-	return age >= s.opts.UsageTTL*2/3
+	s.usageWakeMu.Unlock()
 }
 
-// fetchUsage is the one fetch; it belongs to the store (its context ends
-// with Close), never to a caller.
+// fetchUsage is the one fetch, on the refresher's goroutine; its context
+// is the store's. It counts the call, logs a change between failing and
+// good, and publishes the answer.
 func (s *Store) fetchUsage() (any, error) {
-	if !s.enterOwned() {
-		return nil, ErrClosed
-	}
-	defer s.wg.Done()
-	s.usageStale.Store(false)
+	s.usageKicked.Store(false)
+	s.usageBlocksMoved.Store(false)
 	resp, err := s.broker.Usage(s.ctx, s.maxAccountsPerProvider())
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
 	prev := s.usage.Load()
-	next := &Usage{AttemptedAt: s.clock.Now()}
+	now := s.clock.Now()
+	var next *Usage
 	if err == nil {
-		next.Reports, next.FetchedAt, next.index = resp.Reports, next.AttemptedAt, newUsageIndex(resp.Reports)
+		next = NewUsage(resp.Reports, now, s.Snapshot().Entries)
 	} else {
-		next.Failing, next.Reason, next.Error = true, broker.CallReason(err), err.Error()
+		next = &Usage{AttemptedAt: now, Failing: true, Reason: broker.CallReason(err), Error: err.Error()}
 		if prev != nil {
-			next.Reports, next.FetchedAt, next.index = prev.Reports, prev.FetchedAt, prev.index
+			next.Reports, next.UnmatchedByProvider, next.FetchedAt, next.index = prev.Reports, prev.UnmatchedByProvider, prev.FetchedAt, prev.index
 		}
 	}
-	// A reader that finds this answer stale must start a new fetch, not
-	// join this one as it returns: forgotten before anything tells of
-	// this fetch, so whoever sees its count, its line or its answer and
-	// asks again gets a new fetch.
-	s.usageFlight.Forget(usageKey)
 	s.sm.Lock()
 	s.count.UsageFetches++
 	if err != nil {
@@ -157,44 +224,15 @@ func (s *Store) fetchUsage() (any, error) {
 		level.Info(s.log).Log("msg", "auth-broker usage fetch recovered")
 	}
 	s.usage.Store(next)
-	s.usageOutwaited.Store(false)
-	if fn := s.onUsage.Load(); fn != nil {
-		(*fn)(next)
-	}
-	if err == nil && resp.Size >= s.collectAfter {
-		// The body, the answer before this one and what was derived from
-		// it are garbage now, and most of what the process allocates: it
-		// fetches every few seconds what scrapes allocate in minutes.
-		// Collect here, off the scrape path, rather than let the heap run
-		// to twice its live size and have the collection that follows
-		// start inside a scrape (bench/load counts scrapes overlapping a
-		// collection).
-		s.collect()
-	}
 	s.notify()
 	return next, nil
 }
 
-// collectAfterUsage is the size of a usage answer (about 3k reports)
-// after which the fetch runs a garbage collection.
-const collectAfterUsage = 4 << 20
-
-// OnUsage makes the store call fn with every usage answer it publishes,
-// on the fetching goroutine, so that a reader can derive what it needs
-// from a new answer there instead of on its own path (the collector builds
-// its usage rows before the next scrape asks for them). One function; a
-// later call replaces it.
-func (s *Store) OnUsage(fn func(*Usage)) { s.onUsage.Store(&fn) }
-
-// invalidateUsage makes the next reader refresh usage, whatever its age:
-// a changed block usually means a limit was hit.
-func (s *Store) invalidateUsage() { s.usageStale.Store(true) }
-
-// retryFailedUsage makes the next reader retry a failed fetch at once
-// (the broker is back), keeping a good answer as it is.
+// retryFailedUsage retries a failed fetch at once (the broker is back),
+// leaving a good answer as it is.
 func (s *Store) retryFailedUsage() {
 	if u := s.usage.Load(); u != nil && u.Failing {
-		s.usageStale.Store(true)
+		s.kickUsage()
 	}
 }
 
@@ -208,10 +246,4 @@ func (s *Store) maxAccountsPerProvider() int {
 		best = max(best, per[e.Provider])
 	}
 	return best
-}
-
-// NewUsage is a usage answer fetched by someone else (the one-shot check
-// command), matched by the same rules.
-func NewUsage(reports []broker.UsageReport, fetchedAt time.Time) *Usage {
-	return &Usage{Reports: reports, FetchedAt: fetchedAt, AttemptedAt: fetchedAt, index: newUsageIndex(reports)}
 }

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
+	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,12 +23,17 @@ func usageReports(t *testing.T) []json.RawMessage {
 	}
 }
 
-// startUsage starts a store behind a recording proxy.
+// usageTTL is the usage tests' refresh interval (the default).
+const usageTTL = 15 * time.Second
+
+// startUsage starts a store with its usage refresher behind a recording
+// proxy, and waits for the refresher's first answer.
 func startUsage(t *testing.T) *harness {
 	h := newHarness(t, setup{proxy: true})
 	h.b.SetUsage(usageReports(t))
-	h.start(Options{Stream: true})
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
 	h.waitView("ready", func(v View) bool { return v.Ready })
+	h.waitUsage("first usage answer", nil)
 	return h
 }
 
@@ -41,202 +44,78 @@ func (h *harness) waitUsageCalls(n int) {
 	h.sig.WaitFor(h.t, "upstream usage call", func() bool { return len(h.proxy.requests("/v1/usage")) >= n })
 }
 
-// usage reads the store's usage answer without a deadline.
-func (h *harness) usage() *Usage {
-	h.t.Helper()
-	u, err := h.s.Usage(context.Background())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return u
-}
-
 // waitUsage waits until the store has published an answer newer than old.
 func (h *harness) waitUsage(what string, old *Usage) *Usage {
 	h.t.Helper()
 	var u *Usage
-	h.sig.WaitFor(h.t, what, func() bool { u = h.s.usage.Load(); return u != old })
+	h.sig.WaitFor(h.t, what, func() bool { u = h.s.Usage(); return u != old })
 	return u
 }
 
-// TestUsageSingleFlight: 50 concurrent callers without an answer wait for
-// one upstream call and share its answer.
-func TestUsageSingleFlight(t *testing.T) {
-	h := startUsage(t)
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
-	var wg sync.WaitGroup
-	results := make([]*Usage, 50)
-	errs := make([]error, 50)
-	for i := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = h.s.Usage(context.Background())
-		}()
-	}
-	h.waitUsageCalls(1)
-	h.b.ClearFaults()
-	wg.Wait()
-	for i := range 50 {
-		if errs[i] != nil || results[i] != results[0] || len(results[i].Reports) != 2 || results[i].Failing {
-			t.Fatalf("caller %d: %v (%+v)", i, errs[i], results[i])
-		}
-	}
-	if n := h.b.Requests("/v1/usage"); n != 1 {
-		t.Fatalf("%d upstream calls", n)
-	}
-	if c := h.s.Counters(); c.UsageFetches != 1 || len(c.UsageFetchErrors) != 0 {
-		t.Fatalf("%+v", c)
-	}
+// refresherSleeps waits until the usage refresher is asleep on the clock
+// and returns how long it sleeps: the time to its next fetch.
+func (h *harness) refresherSleeps() time.Duration {
+	h.t.Helper()
+	return h.clk.WaitSleep(h.t, usageTTL)
 }
 
-// TestUsageRefreshedInBackground: a good answer is served as it is for
-// two thirds of the TTL; after that a reader still gets it at once, while
-// one fetch replaces it in the background. No reader waits.
-func TestUsageRefreshedInBackground(t *testing.T) {
+// TestUsageRefreshedOnTTL: the refresher fetches once the first snapshot
+// is in, and again every TTL, with nobody reading; until the TTL has
+// passed the answer stays as it is.
+func TestUsageRefreshedOnTTL(t *testing.T) {
 	h := startUsage(t)
-	first := h.usage()
-	if !first.HasData() || !first.FetchedAt.Equal(h.clk.Now()) {
+	first := h.s.Usage()
+	if !first.HasData() || first.Failing || len(first.Reports) != 2 || !first.FetchedAt.Equal(h.clk.Now()) {
 		t.Fatalf("%+v", first)
 	}
-	h.clk.Advance(10*time.Second - time.Millisecond)
-	if u := h.usage(); u != first || h.b.Requests("/v1/usage") != 1 {
-		t.Fatal("refetched before two thirds of the TTL")
+	if d := h.refresherSleeps(); d != usageTTL {
+		t.Fatalf("next fetch in %v, want %v", d, usageTTL)
 	}
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
+	h.clk.Advance(usageTTL - time.Millisecond)
+	if d := h.refresherSleeps(); d != usageTTL || h.b.Requests("/v1/usage") != 1 || h.s.Usage() != first {
+		t.Fatalf("refetched before the TTL (sleep %v, %d calls)", d, h.b.Requests("/v1/usage"))
+	}
 	h.clk.Advance(time.Millisecond)
-	for range 5 {
-		if u := h.usage(); u != first {
-			t.Fatal("a reader waited for the background fetch")
-		}
-	}
-	h.waitUsageCalls(2)
-	h.b.ClearFaults()
-	next := h.waitUsage("background answer", first)
-	if !next.FetchedAt.Equal(h.clk.Now()) || next.Failing || h.b.Requests("/v1/usage") != 2 {
+	next := h.waitUsage("refresh after the TTL", first)
+	if next.Failing || !next.FetchedAt.Equal(h.clk.Now()) || h.b.Requests("/v1/usage") != 2 {
 		t.Fatalf("%+v, %d calls", next, h.b.Requests("/v1/usage"))
 	}
+	if d := h.refresherSleeps(); d != usageTTL {
+		t.Fatalf("next fetch in %v, want %v", d, usageTTL)
+	}
 }
 
-// readsAtUsage is the store's broker, recording how many reads were in
-// progress when each usage fetch began.
-type readsAtUsage struct {
-	Broker
-	s     **Store
-	mu    sync.Mutex
-	reads []int64
-}
-
-func (b *readsAtUsage) Usage(ctx context.Context, most int) (*broker.UsageResponse, error) {
-	b.mu.Lock()
-	b.reads = append(b.reads, (*b.s).reads.Load())
-	b.mu.Unlock()
-	return b.Broker.Usage(ctx, most)
-}
-
-func (b *readsAtUsage) seen() []int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.reads)
-}
-
-// TestUsageRefreshWaitsForReads: a refresh that falls due while reads are
-// in progress starts when the last of them is done, never beside one; an
-// answer past the TTL is refreshed at once, reads or not.
-func TestUsageRefreshWaitsForReads(t *testing.T) {
-	h := newHarness(t, setup{proxy: true})
-	h.b.SetUsage(usageReports(t))
-	rec := &readsAtUsage{Broker: h.c, s: &h.s}
-	h.start(Options{Stream: true, Broker: rec})
-	h.waitView("ready", func(v View) bool { return v.Ready })
-	first := h.usage()
-
-	// Due (two thirds of the TTL) during two overlapping reads.
-	h.clk.Advance(10 * time.Second)
-	doneA, doneB := h.s.Reading(), h.s.Reading()
-	for range 3 {
-		if u := h.usage(); u != first {
-			t.Fatal("a reader waited for the refresh")
+// TestUsageRetriedWithBackoff: a failed fetch keeps the last good reports
+// (marked failing), is counted by reason and logged once, and is retried
+// after 500 ms, 1 s, 2 s, ... until one succeeds; then the TTL applies
+// again.
+func TestUsageRetriedWithBackoff(t *testing.T) {
+	h := startUsage(t)
+	good := h.s.Usage()
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "usage aggregate failed", Times: 3})
+	h.refresherSleeps()
+	h.clk.Advance(usageTTL)
+	u := h.waitUsage("failed fetch", good)
+	if !u.Failing || u.Reason != broker.ReasonUpstream || len(u.Reports) != 2 || !u.FetchedAt.Equal(good.FetchedAt) ||
+		u.UnmatchedByProvider["anthropic"] != good.UnmatchedByProvider["anthropic"] {
+		t.Fatalf("last good reports not kept: %+v", u)
+	}
+	assertNoCanary(t, "usage error", u.Error)
+	for i, want := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second} {
+		if d := h.refresherSleeps(); d != want {
+			t.Fatalf("retry %d after %v, want %v", i+1, d, want)
 		}
+		h.clk.Advance(want)
+		u = h.waitUsage("retry", u)
 	}
-	if !h.s.usageWanted.Load() {
-		t.Fatal("the refresh began during the reads instead of waiting for them")
+	if u.Failing || !u.FetchedAt.Equal(h.clk.Now()) {
+		t.Fatalf("not recovered: %+v", u)
 	}
-	doneA()
-	doneB()
-	h.waitUsageCalls(2)
-	second := h.waitUsage("refresh after the reads", first)
-	if got := rec.seen(); !slices.Equal(got, []int64{0, 0}) {
-		t.Fatalf("reads in progress when each fetch began: %v, want none", got)
-	}
-
-	// Past the TTL, reads in progress do not hold the refresh back.
-	h.clk.Advance(15 * time.Second)
-	done := h.s.Reading()
-	if u := h.usage(); u != second {
-		t.Fatal("a reader waited for the refresh")
-	}
-	h.waitUsageCalls(3)
-	h.waitUsage("refresh past the TTL", second)
-	done()
-	if got := rec.seen(); !slices.Equal(got, []int64{0, 0, 1}) {
-		t.Fatalf("reads in progress when each fetch began: %v, want 0, 0, 1", got)
-	}
-	if n := h.b.Requests("/v1/usage"); n != 3 {
-		t.Fatalf("%d upstream calls, want 3", n)
-	}
-}
-
-// TestUsageCollectsAfterLargeAnswer: a usage answer of collectAfter bytes
-// or more is followed by one garbage collection on the fetching
-// goroutine, after the answer is published; a smaller one is not.
-func TestUsageCollectsAfterLargeAnswer(t *testing.T) {
-	h := startUsage(t)
-	var collected []*Usage
-	h.s.collect = func() { collected = append(collected, h.s.usage.Load()) }
-	h.s.collectAfter = 1 // every answer is "large"
-	first := h.usage()
-	if len(collected) != 1 || collected[0] != first {
-		t.Fatalf("%d collections after a large answer (want 1, after it is published)", len(collected))
-	}
-	h.s.collectAfter = 1 << 30
-	if _, err := h.s.fetchUsage(); err != nil { // the fetch, run here to its end
-		t.Fatal(err)
-	}
-	if len(collected) != 1 {
-		t.Fatalf("%d collections after a small answer", len(collected))
-	}
-}
-
-// TestUsageFailureKeepsLastGood: a failed fetch keeps the last good
-// reports (marked failing), is counted by reason, logged once, and retried
-// once the TTL has passed.
-func TestUsageFailureKeepsLastGood(t *testing.T) {
-	h := startUsage(t)
-	good := h.usage()
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "usage aggregate failed", Times: 2})
-	h.clk.Advance(10 * time.Second)
-	h.usage()
-	failed := h.waitUsage("failed fetch", good)
-	if !failed.Failing || failed.Reason != broker.ReasonUpstream || len(failed.Reports) != 2 || !failed.FetchedAt.Equal(good.FetchedAt) {
-		t.Fatalf("%+v", failed)
-	}
-	assertNoCanary(t, "usage error", failed.Error)
-	h.clk.Advance(15*time.Second - time.Millisecond)
-	if u := h.usage(); u != failed || h.b.Requests("/v1/usage") != 2 {
-		t.Fatal("a failure was retried within the TTL")
-	}
-	h.clk.Advance(time.Millisecond)
-	h.usage()
-	again := h.waitUsage("second failure", failed)
-	h.clk.Advance(15 * time.Second)
-	h.usage()
-	ok := h.waitUsage("recovery", again)
-	if ok.Failing || !ok.FetchedAt.Equal(h.clk.Now()) {
-		t.Fatalf("%+v", ok)
+	if d := h.refresherSleeps(); d != usageTTL {
+		t.Fatalf("after recovery the next fetch is in %v, want the TTL", d)
 	}
 	c := h.s.Counters()
-	if c.UsageFetches != 4 || c.UsageFetchErrors[broker.ReasonUpstream] != 2 {
+	if c.UsageFetches != 5 || c.UsageFetchErrors[broker.ReasonUpstream] != 3 {
 		t.Fatalf("%+v", c)
 	}
 	if countMsg(h.log, "usage fetch failed") != 1 || countMsg(h.log, "usage fetch recovered") != 1 {
@@ -244,88 +123,144 @@ func TestUsageFailureKeepsLastGood(t *testing.T) {
 	}
 }
 
-// holdingLogger holds the first line with msg until release is closed.
-type holdingLogger struct {
-	*logRecorder
-	msg     string
-	held    chan struct{}
-	release chan struct{}
-	once    sync.Once
+// TestUsageBackoffCappedAtTTL: a broker that keeps failing is asked no
+// more often than every TTL once the backoff has grown that far.
+func TestUsageBackoffCappedAtTTL(t *testing.T) {
+	h := startUsage(t)
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "down"})
+	h.refresherSleeps()
+	h.clk.Advance(usageTTL)
+	u := h.waitUsage("failed fetch", h.s.Usage())
+	var got []time.Duration
+	for range 7 {
+		d := h.refresherSleeps()
+		got = append(got, d)
+		h.clk.Advance(d)
+		u = h.waitUsage("retry", u)
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, usageTTL, usageTTL}
+	if !slices.Equal(got, want) {
+		t.Fatalf("retries after %v, want %v", got, want)
+	}
 }
 
-func (l *holdingLogger) Log(kv ...any) error {
-	for i := 0; i+1 < len(kv); i += 2 {
-		if m, ok := kv[i+1].(string); ok && kv[i] == "msg" && strings.Contains(m, l.msg) {
-			l.once.Do(func() { close(l.held); <-l.release })
+// TestUsageReadersNeverFetch: readers get the last answer at once while a
+// fetch is stalled at the broker, and reading never starts a fetch: the
+// refresher alone calls the broker.
+func TestUsageReadersNeverFetch(t *testing.T) {
+	h := startUsage(t)
+	good := h.s.Usage()
+	for range 100 {
+		if h.s.Usage() != good {
+			t.Fatal("the answer changed without a fetch")
 		}
 	}
-	return l.logRecorder.Log(kv...)
+	if n := h.b.Requests("/v1/usage"); n != 1 {
+		t.Fatalf("reads started fetches: %d upstream calls", n)
+	}
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
+	h.refresherSleeps()
+	h.clk.Advance(usageTTL)
+	h.waitUsageCalls(2) // the refresher's fetch, held by the broker
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if u := h.s.Usage(); u != good {
+				t.Errorf("a reader got %+v during the stall, want the last answer", u)
+			}
+		})
+	}
+	wg.Wait() // returns although the fetch is still held
+	if n := h.b.Requests("/v1/usage"); n != 2 {
+		t.Fatalf("%d upstream calls during the stall, want the refresher's one", n)
+	}
+	h.b.ClearFaults()
+	if u := h.waitUsage("the stalled fetch's answer", good); u.Failing || len(u.Reports) != 2 {
+		t.Fatalf("%+v", u)
+	}
 }
 
-// TestUsageFetchCountedAfterItEnds: a reader that has seen a fetch
-// counted, and asks again once the answer is due, gets a new fetch rather
-// than joining the one that is still finishing (a scrape that saw a failed
-// fetch counted once found no new fetch at all: CI under load).
-func TestUsageFetchCountedAfterItEnds(t *testing.T) {
-	h := newHarness(t, setup{proxy: true})
-	h.b.SetUsage(usageReports(t))
-	hold := &holdingLogger{logRecorder: h.log, msg: "usage fetch failed", held: make(chan struct{}), release: make(chan struct{})}
-	var release sync.Once
-	free := func() { release.Do(func() { close(hold.release) }) }
-	h.start(Options{Stream: true, Logger: hold})
-	t.Cleanup(free) // before the store's Close, which waits for the held fetch
-	h.waitView("ready", func(v View) bool { return v.Ready })
-	good := h.usage()
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "down"})
-	h.clk.Advance(15 * time.Second)
-	h.usage() // starts the fetch that fails; its log line is held
-	<-hold.held
-	if c := h.s.Counters(); c.UsageFetchErrors[broker.ReasonUpstream] != 1 {
-		t.Fatalf("the failed fetch is not counted before its line: %+v", c)
+// TestUsageFirstFetch: the refresher's first fetch waits for the mirror's
+// first snapshot (TestUsageMatchesCredentials: one fetch, every report
+// claimed). A broker that fails the first sync releases it without one;
+// the first snapshot then calls for a fetch at once, which counts the
+// reports the mirror's credentials claim.
+func TestUsageFirstFetch(t *testing.T) {
+	h := newUsageHarness(t, broker.ClientOptions{})
+	h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "x", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@example.com"})
+	h.b.AddFault(brokertest.Fault{Path: "/v1/snapshot/stream", Status: 503, Message: "starting", Times: 1})
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
+	cold := h.waitUsage("a fetch without a snapshot", nil)
+	if h.s.Ready() || cold.Unmatched() != 2 {
+		t.Fatalf("ready %v, unmatched %d", h.s.Ready(), cold.Unmatched())
 	}
-	h.clk.Advance(15 * time.Second)
-	if u := h.usage(); u != good {
-		t.Fatal("a reader waited")
+	if d := h.clk.WaitSleep(t, time.Second); d != 500*time.Millisecond {
+		t.Fatalf("sync backoff %v", d)
 	}
-	h.waitUsageCalls(3) // a new fetch, while the counted one is still held
-	free()
-	h.waitCounters("second failure", func(c Counters) bool { return c.UsageFetchErrors[broker.ReasonUpstream] == 2 })
+	h.clk.Advance(500 * time.Millisecond)
+	warm := h.waitUsage("a fetch with the first snapshot", cold)
+	if !h.s.Ready() || warm.Unmatched() != 1 || warm.UnmatchedByProvider["anthropic"] != 1 {
+		t.Fatalf("ready %v, unmatched %v", h.s.Ready(), warm.UnmatchedByProvider)
+	}
+	if n := h.b.Requests("/v1/usage"); n != 2 {
+		t.Fatalf("%d usage requests, want 2", n)
+	}
+}
+
+// TestUsageCloseStopsRefresher: Close ends the refresher and a fetch it has
+// in flight (goleak in TestMain proves nothing is left).
+func TestUsageCloseStopsRefresher(t *testing.T) {
+	h := startUsage(t)
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
+	h.refresherSleeps()
+	h.clk.Advance(usageTTL)
+	h.waitUsageCalls(2)
+	h.s.Close()
+	if c := h.s.Counters(); c.UsageFetches != 1 {
+		t.Fatalf("the fetch Close ended was counted: %+v", c)
+	}
 }
 
 // TestUsageFailureWithoutData: before any good answer a failure is no
-// data, cached for the TTL like any answer.
+// data, and matches nothing.
 func TestUsageFailureWithoutData(t *testing.T) {
-	h := startUsage(t)
+	h := newUsageHarness(t, broker.ClientOptions{})
 	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "down", Times: 1})
-	u := h.usage()
-	if u.HasData() || !u.Failing || u.Reports != nil {
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
+	u := h.waitUsage("failed first fetch", nil)
+	if u.HasData() || !u.Failing || u.Reports != nil || u.Unmatched() != 0 {
 		t.Fatalf("%+v", u)
 	}
 	e := &Entry{Entry: broker.Entry{ID: 1, Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth, Email: "a@example.com"}}}
 	if m, ok := u.Match(e); ok || m != nil {
 		t.Fatal("a failed answer matched")
 	}
-	if h.usage() != u || h.b.Requests("/v1/usage") != 1 {
-		t.Fatal("failure not cached")
-	}
+}
+
+// newUsageHarness is a harness for a store with usage, not started: its
+// stream never goes idle, so the only sleeps on the clock up to usageTTL
+// are the refresher's and the sync loop's backoff.
+func newUsageHarness(t *testing.T, co broker.ClientOptions) *harness {
+	co.StreamIdleTimeout = 24 * time.Hour
+	h := newHarness(t, setup{proxy: true, client: co})
+	h.b.SetUsage(usageReports(t))
+	return h
 }
 
 // TestUsageTooLarge: an answer over the usage limit is counted as
 // too_large and the last good reports stay.
 func TestUsageTooLarge(t *testing.T) {
-	h := newHarness(t, setup{proxy: true, client: broker.ClientOptions{MaxUsageBytes: 4096}})
-	h.b.SetUsage(usageReports(t))
+	h := newUsageHarness(t, broker.ClientOptions{MaxUsageBytes: 4096})
 	h.b.AddAPIKey("openai", "k")
-	h.start(Options{Stream: true})
-	h.waitView("ready", func(v View) bool { return v.Ready })
-	good := h.usage()
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
+	good := h.waitUsage("first answer", nil)
 	big := usageReports(t)
 	for range 20 {
 		big = append(big, usageReports(t)[0])
 	}
 	h.b.SetUsage(big)
-	h.clk.Advance(15 * time.Second)
-	h.usage()
+	h.refresherSleeps()
+	h.clk.Advance(usageTTL)
 	u := h.waitUsage("too large", good)
 	if !u.Failing || u.Reason != broker.ReasonTooLarge || len(u.Reports) != 2 {
 		t.Fatalf("%+v", u)
@@ -336,40 +271,52 @@ func TestUsageTooLarge(t *testing.T) {
 }
 
 // TestUsageFailureForgottenOnRecovery: a fetch that failed while the
-// broker was away is retried as soon as the mirror recovers; a good answer
-// is not refetched by a recovery.
+// broker was away is retried as soon as the mirror recovers, not when its
+// backoff ends; a good answer is not refetched by a recovery.
 func TestUsageFailureForgottenOnRecovery(t *testing.T) {
-	h := startUsage(t)
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "broker going away", Times: 1})
-	if u := h.usage(); !u.Failing {
+	h := newUsageHarness(t, broker.ClientOptions{})
+	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Status: 502, Message: "broker going away", Times: 4})
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
+	u := h.waitUsage("failed fetch", nil)
+	for _, d := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second} {
+		if got := h.refresherSleeps(); got != d {
+			t.Fatalf("retry after %v, want %v", got, d)
+		}
+		h.clk.Advance(d)
+		u = h.waitUsage("failed retry", u)
+	}
+	if !u.Failing || h.refresherSleeps() != 4*time.Second {
 		t.Fatalf("%+v", u)
 	}
 	h.cutStreams()
 	h.waitStatus("disconnected", func(st SyncStatus) bool { return !st.StreamConnected && st.LastError != "" })
-	if u := h.usage(); !u.Failing || h.b.Requests("/v1/usage") != 1 {
-		t.Fatal("failure not cached while the mirror is down")
-	}
-	h.sleepAndAdvance(500 * time.Millisecond)
+	h.sig.WaitFor(t, "the sync loop's backoff", func() bool { _, ok := h.clk.Sleeping(time.Second); return ok })
+	h.clk.Advance(500 * time.Millisecond) // the sync loop's backoff; the refresher has 3.5 s to go
 	h.sig.WaitFor(t, "recovered", func() bool { return countMsg(h.log, "mirror recovered") == 1 })
-	if u := h.usage(); u.Failing || len(u.Reports) != 2 {
-		t.Fatalf("usage not refetched after recovery: %+v", u)
-	}
-	if n := h.b.Requests("/v1/usage"); n != 2 {
-		t.Fatalf("%d upstream calls, want 2", n)
+	if u = h.waitUsage("refetch on recovery", u); u.Failing || len(u.Reports) != 2 || h.b.Requests("/v1/usage") != 5 {
+		t.Fatalf("usage not refetched after recovery: %+v (%d calls)", u, h.b.Requests("/v1/usage"))
 	}
 
 	h.cutStreams()
 	h.waitStatus("disconnected again", func(st SyncStatus) bool { return !st.StreamConnected && st.LastError != "" })
-	h.sleepAndAdvance(500 * time.Millisecond)
+	h.sig.WaitFor(t, "the sync loop's backoff", func() bool { _, ok := h.clk.Sleeping(time.Second); return ok })
+	h.clk.Advance(500 * time.Millisecond)
 	h.sig.WaitFor(t, "recovered again", func() bool { return countMsg(h.log, "mirror recovered") == 2 })
-	if u := h.usage(); u.Failing || h.b.Requests("/v1/usage") != 2 {
-		t.Fatalf("good reports refetched on recovery (%d calls)", h.b.Requests("/v1/usage"))
+	h.b.AddAPIKey("openai", "k") // a frame after the recovery: whatever it did to usage is done
+	h.waitView("the frame after the recovery", func(v View) bool { return len(v.Entries) == 1 })
+	if h.s.usageKicked.Load() {
+		t.Fatal("a recovery called for a fetch although the last one was good")
+	}
+	h.refresherSleeps()
+	if at, _ := h.clk.NextWake(usageTTL); !at.Equal(u.AttemptedAt.Add(usageTTL)) || h.s.Usage() != u || h.b.Requests("/v1/usage") != 5 {
+		t.Fatalf("good reports refetched on recovery (%d calls, next at %v)", h.b.Requests("/v1/usage"), at)
 	}
 }
 
 // TestUsageInvalidatedByBlockChange: a credential's blocks changing makes
-// the next reader refresh usage (a new block means a limit was hit); a
-// pass that re-sends the same blocks does not.
+// the refresher fetch a third of the TTL after its last fetch instead of a
+// whole TTL (a new block means a limit was hit), however many changes come
+// meanwhile; a pass that re-sends the same blocks does not.
 func TestUsageInvalidatedByBlockChange(t *testing.T) {
 	for _, stream := range []bool{true, false} {
 		t.Run(map[bool]string{true: "stream", false: "poll"}[stream], func(t *testing.T) { testUsageBlockChange(t, stream) })
@@ -380,34 +327,50 @@ func testUsageBlockChange(t *testing.T, stream bool) {
 	h := newHarness(t, setup{})
 	h.b.SetUsage(usageReports(t))
 	id := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "a", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@example.com"})
-	h.start(Options{Stream: stream})
-	h.waitView("ready", func(v View) bool { return v.Ready })
+	h.start(Options{Stream: stream, UsageTTL: usageTTL})
 	calls := func() int { return h.b.Requests("/v1/usage") }
-	u := h.usage()
+	u := h.waitUsage("first answer", nil)
 	if calls() != 1 {
 		t.Fatalf("first fetch: %d calls", calls())
 	}
 
 	until := h.clk.Now().Add(time.Hour)
-	h.b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: "tier:x", BlockedUntil: until}})
-	h.waitView("block mirrored", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 1 })
-	h.usage()
+	for _, scope := range []string{"tier:x", "tier:y"} { // two changes, one fetch
+		h.b.SetBlocks(id, []brokertest.Block{{ProviderKey: "anthropic:oauth", Scope: scope, BlockedUntil: until}})
+		h.waitView("block mirrored", func(View) bool {
+			e := h.s.entry(id)
+			return e != nil && len(e.Blocks) == 1 && e.Blocks[0].Scope == scope
+		})
+	}
+	if d := h.clk.WaitSleep(t, usageTTL/3); d != usageTTL/3 || calls() != 1 {
+		t.Fatalf("after new blocks the next fetch is in %v (%d calls), want %v", d, calls(), usageTTL/3)
+	}
+	h.clk.Advance(usageTTL / 3)
 	u = h.waitUsage("refetch after a new block", u)
 	if calls() != 2 {
 		t.Fatalf("after a new block: %d calls, want a refetch", calls())
 	}
 
-	before := h.s.entry(id)
+	// The count of applied frames or polls moves after the store has done
+	// all it does about one, its call for usage included.
+	applied := func(c Counters) uint64 {
+		return c.StreamEvents[FrameOutcome{broker.FrameEntry, FrameApplied}] + c.SyncRequests[SyncOutcome{"poll", SyncResultOK}]
+	}
+	before := applied(h.s.Counters())
 	h.clk.Advance(time.Second) // rotatesInMs moves, so the pass re-sends the entry, blocks unchanged
 	h.b.Bump()
-	h.waitView("pass applied", func(View) bool { return h.s.entry(id) != before })
-	if h.usage() != u || calls() != 2 {
-		t.Fatalf("a pass with unchanged blocks refetched usage: %d calls", calls())
+	h.waitCounters("pass applied", func(c Counters) bool { return applied(c) > before })
+	if h.s.usageBlocksMoved.Load() || h.s.Usage() != u || calls() != 2 {
+		t.Fatalf("a pass with unchanged blocks called for usage (%d calls)", calls())
 	}
 
 	h.b.SetBlocks(id, nil)
 	h.waitView("block lifted", func(View) bool { e := h.s.entry(id); return e != nil && len(e.Blocks) == 0 })
-	h.usage()
+	h.sig.WaitFor(t, "the refresher asleep until a third of the TTL", func() bool {
+		at, ok := h.clk.NextWake(usageTTL)
+		return ok && at.Equal(u.AttemptedAt.Add(usageTTL/3))
+	})
+	h.clk.Advance(usageTTL/3 - time.Second)
 	h.waitUsage("refetch after a lifted block", u)
 	if calls() != 3 {
 		t.Fatalf("after a lifted block: %d calls, want a refetch", calls())
@@ -426,69 +389,21 @@ func TestUsageFetchErrorReasons(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := startUsage(t)
+			h := newUsageHarness(t, broker.ClientOptions{})
 			if tc.fault.Path != "" {
 				h.b.AddFault(tc.fault)
 			}
 			if tc.usage != nil {
 				h.b.SetUsage(tc.usage)
 			}
-			if u := h.usage(); u.HasData() || u.Reason != tc.reason {
+			h.start(Options{Stream: true, UsageTTL: usageTTL})
+			if u := h.waitUsage("failed fetch", nil); u.HasData() || u.Reason != tc.reason {
 				t.Fatalf("%+v", u)
 			}
 			if c := h.s.Counters(); c.UsageFetchErrors[tc.reason] != 1 {
 				t.Fatalf("%+v", c.UsageFetchErrors)
 			}
 		})
-	}
-}
-
-// TestUsageCallerCancel: a caller giving up does not cancel the shared
-// fetch, and callers after it do not wait for a fetch that already
-// outlasted a wait (a stalled broker costs one scrape its timeout).
-func TestUsageCallerCancel(t *testing.T) {
-	h := startUsage(t)
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
-	ctxA, cancelA := context.WithCancel(context.Background())
-	doneA := make(chan error, 1)
-	go func() {
-		_, err := h.s.Usage(ctxA)
-		doneA <- err
-	}()
-	h.waitUsageCalls(1)
-	cancelA()
-	if err := <-doneA; !errors.Is(err, context.Canceled) {
-		t.Fatalf("caller A: %v", err)
-	}
-	if u, err := h.s.Usage(context.Background()); err != nil || u.HasData() {
-		t.Fatalf("caller B waited or got data: %+v %v", u, err)
-	}
-	h.b.ClearFaults()
-	if u := h.waitUsage("the shared fetch's answer", nil); len(u.Reports) != 2 {
-		t.Fatalf("%+v", u)
-	}
-	if n := h.b.Requests("/v1/usage"); n != 1 || h.s.usageOutwaited.Load() {
-		t.Fatalf("%d upstream calls; outwaited mark kept: %v", n, h.s.usageOutwaited.Load())
-	}
-}
-
-// TestUsageCloseCancelsSharedFetch: the store owns the fetch; Close ends it
-// and the waiting callers get ErrClosed (goleak proves nothing is left).
-func TestUsageCloseCancelsSharedFetch(t *testing.T) {
-	h := startUsage(t)
-	h.b.AddFault(brokertest.Fault{Path: "/v1/usage", Stall: true})
-	done := make(chan error, 1)
-	go func() {
-		_, err := h.s.Usage(context.Background())
-		done <- err
-	}()
-	h.waitUsageCalls(1)
-	h.s.Close()
-	if err := <-done; !errors.Is(err, ErrClosed) {
-		t.Fatalf("got %v", err)
-	}
-	if _, err := h.s.Usage(context.Background()); !errors.Is(err, ErrClosed) {
-		t.Fatalf("after close: %v", err)
 	}
 }
 
@@ -499,9 +414,8 @@ func TestUsageMatchesCredentials(t *testing.T) {
 	b := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "y", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "b@example.com"})
 	c := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "z", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "c@example.com"})
 	k := h.b.AddAPIKey("anthropic", "key")
-	h.start(Options{Stream: true})
-	h.waitView("ready", func(v View) bool { return len(v.Entries) == 4 })
-	u := h.usage()
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
+	u := h.waitUsage("first answer", nil)
 	ra, ok := u.Match(h.s.entry(a))
 	if !ok || ra.Metadata.AccountID != "acct-A" {
 		t.Fatalf("a: %+v", ra)
@@ -520,6 +434,10 @@ func TestUsageMatchesCredentials(t *testing.T) {
 	if n := h.b.Requests("/v1/usage"); n != 1 {
 		t.Fatalf("%d upstream calls", n)
 	}
+	// a@ and b@ claim both reports, in the answer and in the rules.
+	if u.Unmatched() != 0 || !maps.Equal(u.UnmatchedByProvider, map[string]int{"anthropic": 0}) {
+		t.Fatalf("unmatched %v", u.UnmatchedByProvider)
+	}
 }
 
 // TestUsageMatchesResetsOnlyReport: an 18.2.9 report with limits: [] that
@@ -537,9 +455,8 @@ func TestUsageMatchesResetsOnlyReport(t *testing.T) {
 	})
 	a := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "x", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "a@example.com", OrgID: "org-1"})
 	b := h.b.AddOAuth("anthropic", brokertest.OAuth{Access: "y", Refresh: "r", Expires: h.clk.Now().Add(time.Hour), Email: "b@example.com", OrgID: "org-1"})
-	h.start(Options{Stream: true})
-	h.waitView("ready", func(v View) bool { return len(v.Entries) == 2 })
-	u := h.usage()
+	h.start(Options{Stream: true, UsageTTL: usageTTL})
+	u := h.waitUsage("first answer", nil)
 	ra, ok := u.Match(h.s.entry(a))
 	if !ok || ra == nil || ra.Metadata.Email != "a@example.com" || len(ra.Limits) != 0 {
 		t.Fatalf("a: %+v, %v", ra, ok)

@@ -163,7 +163,7 @@ func usageAndDisabled(ctx context.Context, c *broker.Client, entries []*store.En
 	go func() {
 		defer wg.Done()
 		if u, err := c.Usage(ctx, most); err == nil {
-			in.Usage = store.NewUsage(u.Reports, time.Now())
+			in.Usage = store.NewUsage(u.Reports, time.Now(), entries)
 		}
 	}()
 	go func() {

@@ -78,7 +78,7 @@ func scaleInput(n int) Input {
 		}
 		reports = append(reports, r)
 	}
-	in.Usage = store.NewUsage(reports, t0)
+	in.Usage = store.NewUsage(reports, t0, in.View.Entries)
 	return in
 }
 

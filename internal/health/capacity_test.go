@@ -27,7 +27,7 @@ func capacityOf(t *testing.T, entries []*store.Entry, reports ...broker.UsageRep
 	t.Helper()
 	in := healthy()
 	in.View.Entries = entries
-	in.Usage = store.NewUsage(reports, t0)
+	in.Usage = store.NewUsage(reports, t0, in.View.Entries)
 	caps := Capacity(in, Thresholds{})
 	if len(caps) != 1 {
 		t.Fatalf("Capacity gave %d providers, want 1: %+v", len(caps), caps)

@@ -95,13 +95,9 @@ func (ev *evaluation) credentials() {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
 	})
 	rule := ev.rotationRule()
-	claimed := map[*broker.UsageReport]struct{}{}
 	var matching []credState
 	for _, e := range entries {
 		c := ev.classify(e, rule, usage)
-		if c.rep != nil {
-			claimed[c.rep] = struct{}{}
-		}
 		ev.count(e.Provider, c.state())
 		ev.caps.add(&c, ev.th, ev.now)
 		match := ev.q.matchesCredential(&c)
@@ -115,7 +111,7 @@ func (ev *evaluation) credentials() {
 		ev.add(ReasonNoCredentials, Degraded, nil, "the broker holds no active credentials")
 	}
 	if usage != nil {
-		ev.r.Usage.Unmatched = len(usage.Reports) - len(claimed)
+		ev.r.Usage.Unmatched = usage.Unmatched()
 	}
 	ev.r.Listing.Credentials.Matching = len(matching)
 	if ev.q.summary() {

@@ -42,7 +42,7 @@ func report(provider, email string, limits ...broker.UsageLimit) broker.UsageRep
 // healthy is a broker with one fresh OAuth credential, an API key, usage
 // data and no tombstones: every rule passes.
 func healthy() Input {
-	return Input{
+	in := Input{
 		Now:       t0,
 		BrokerURL: "http://127.0.0.1:8765",
 		Broker:    BrokerProbe{Up: true, Version: "18.2.3", Checked: t0.Add(-5 * time.Second), Latency: 3 * time.Millisecond},
@@ -52,9 +52,10 @@ func healthy() Input {
 			Entries:   []*store.Entry{oauth(2, "anthropic", "a@example.com", time.Hour, 55*time.Minute), apiKey(1, "openai")},
 		},
 		Status:       store.SyncStatus{Mode: store.ModeStream, StreamConnected: true, Live: true, LastSync: t0.Add(-10 * time.Second), ClockSkew: 40 * time.Millisecond, HasClockSkew: true},
-		Usage:        store.NewUsage([]broker.UsageReport{report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour))}, t0),
 		TombstonesOK: true,
 	}
+	in.Usage = store.NewUsage([]broker.UsageReport{report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.42), "ok", 3*time.Hour))}, t0, in.View.Entries)
+	return in
 }
 
 type reasonKey struct {
@@ -92,7 +93,7 @@ func TestEvaluateVerdicts(t *testing.T) {
 	}
 	usage := func(l broker.UsageLimit) func(in *Input) {
 		return func(in *Input) {
-			in.Usage = store.NewUsage([]broker.UsageReport{report("anthropic", "a@example.com", l)}, t0)
+			in.Usage = store.NewUsage([]broker.UsageReport{report("anthropic", "a@example.com", l)}, t0, in.View.Entries)
 		}
 	}
 	cases := []struct {
@@ -220,9 +221,9 @@ func TestEvaluateVerdicts(t *testing.T) {
 			verdict: OK, state: StateOK},
 		{name: "no usage data", mut: func(in *Input) { in.Usage = nil },
 			verdict: Degraded, reasons: []reasonKey{{ReasonUsageUnavailable, Degraded}}, state: StateOK},
-		{name: "no report for the credential", mut: func(in *Input) { in.Usage = store.NewUsage(nil, t0) }, verdict: OK, state: StateOK},
+		{name: "no report for the credential", mut: func(in *Input) { in.Usage = store.NewUsage(nil, t0, in.View.Entries) }, verdict: OK, state: StateOK},
 		{name: "usage fetch failing, last good reports kept", mut: func(in *Input) {
-			in.Usage = store.NewUsage(in.Usage.Reports, t0.Add(-time.Minute))
+			in.Usage = store.NewUsage(in.Usage.Reports, t0.Add(-time.Minute), in.View.Entries)
 			in.Usage.Failing, in.Usage.Reason = true, broker.ReasonUpstream
 		}, verdict: Degraded, reasons: []reasonKey{{ReasonUsageUnavailable, Degraded}}, state: StateOK},
 
@@ -306,7 +307,7 @@ func TestEvaluateCredentialDetails(t *testing.T) {
 	e.LastRotation, e.Rotations = t0.Add(-30*time.Minute), 4
 	e.Credential.OrgID, e.Credential.AccountID = "org-1", "acct-A"
 	in.Usage.Reports[0].Metadata.OrgID = "org-1" // an org-scoped credential only takes org reports
-	in.Usage = store.NewUsage(in.Usage.Reports, t0)
+	in.Usage = store.NewUsage(in.Usage.Reports, t0, in.View.Entries)
 	e.Blocks = []broker.Block{
 		{ProviderKey: "anthropic:oauth", Scope: "later", BlockedUntil: t0.Add(2 * time.Hour)},
 		{ProviderKey: "anthropic:oauth", Scope: "gone", BlockedUntil: t0.Add(-time.Second)},
@@ -400,7 +401,7 @@ func TestEvaluateUsageMatching(t *testing.T) {
 		report("anthropic", "b@example.com", limit("anthropic:5h", f64(0.95), "", time.Hour)),
 		report("anthropic", "c@example.com", limit("anthropic:5h", f64(1), "", time.Hour)),
 		report("anthropic", "a@example.com", limit("anthropic:5h", f64(0.1), "", time.Hour)),
-	}, t0)
+	}, t0, in.View.Entries)
 	r := Evaluate(in, Thresholds{}, nil)
 	a, b := credByID(t, r, 2), credByID(t, r, 3)
 	if *a.Limits[0].UsedFraction != 0.1 || *b.Limits[0].UsedFraction != 0.95 {

@@ -57,7 +57,7 @@ func showcase() Input {
 		report(hostile, hostile+"@example.com", broker.UsageLimit{ID: hostile, Label: hostile, Amount: broker.UsageAmount{UsedFraction: f64(0.5)}}),
 	}
 	reports[0].Metadata.OrgID = "org-acme"
-	in.Usage = store.NewUsage(reports, t0)
+	in.Usage = store.NewUsage(reports, t0, in.View.Entries)
 	in.Tombstones = []broker.Tombstone{
 		{ID: 11, Provider: "anthropic", Type: "oauth", Email: "left@example.com", Cause: "oauth refresh failed: invalid_grant: refresh token revoked", DisabledAt: t0.Add(-40 * time.Minute)},
 		{ID: 12, Provider: "openai", Type: "api_key", Cause: "replaced by newer credential", DisabledAt: t0.Add(-26 * time.Hour)},

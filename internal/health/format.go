@@ -29,7 +29,7 @@ const (
 // UnknownReport is a report whose status is Unknown, with msg as its one
 // reason: every other section is empty.
 func UnknownReport(now time.Time, brokerURL, version, msg string, th Thresholds, ids *identity.Redactor) Report {
-	rep := Evaluate(Input{Now: now, BrokerURL: brokerURL, Usage: store.NewUsage(nil, now), TombstonesOK: true}, th, ids)
+	rep := Evaluate(Input{Now: now, BrokerURL: brokerURL, Usage: store.NewUsage(nil, now, nil), TombstonesOK: true}, th, ids)
 	rep.Status = Unknown
 	rep.ExporterVersion = version
 	rep.Reasons = []Reason{{Code: ReasonCheckFailed, Severity: Unknown, Message: msg}}

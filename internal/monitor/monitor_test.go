@@ -13,6 +13,7 @@ import (
 	"github.com/go-kit/log"
 	"go.uber.org/goleak"
 
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 )
@@ -163,13 +164,39 @@ func TestHealOffByDefault(t *testing.T) {
 	}
 }
 
+// TestRunStops: Run starts each of its loops (a probe, a tombstone poll, a
+// self-healing pass), keeps going until its context is cancelled, and
+// then returns with every goroutine it started gone.
 func TestRunStops(t *testing.T) {
-	m := New(Options{Broker: &fakeBroker{}, Mirror: &fakeMirror{}, RefreshOverdue: true})
+	b := &fakeBroker{health: broker.Health{OK: true, Version: "18.2.3"}, tombstones: []broker.Tombstone{{ID: 9, Provider: "anthropic"}}}
+	expired := oauth(2, t0.Add(-time.Second), 30*time.Second, t0)
+	mirror := &fakeMirror{view: store.View{Refresher: broker.Refresher{Enabled: true, Interval: time.Minute}, Entries: []*store.Entry{expired}}}
+	m := New(Options{Broker: b, Mirror: mirror, RefreshOverdue: true, Now: func() time.Time { return t0 }})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
+	returned := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	testwait.Eventually(t, "a probe, a tombstone poll and a healing pass", func() bool {
+		mirror.mu.Lock()
+		healed := slices.Equal(mirror.refreshed, []int64{2})
+		mirror.mu.Unlock()
+		_, polled := m.Tombstones()
+		return m.Probe().Up && polled && healed
+	})
+	if returned() {
+		t.Fatal("Run returned before its context was cancelled")
+	}
 	cancel()
-	<-done
+	testwait.Eventually(t, "Run to return after cancel", returned)
+	goleak.VerifyNone(t)
 }
 
 // TestHealUsesTheRotationRule: the monitor acts on health.RotationRule, so

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 )
 
 func TestAuth(t *testing.T) {
@@ -320,9 +322,7 @@ func TestLongPoll(t *testing.T) {
 		go func() {
 			done <- f.do("GET", "/v1/snapshot?wait=30000", "", true, "If-None-Match", `"`+gen+`"`)
 		}()
-		for f.b.Requests("/v1/snapshot") == before {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Eventually(t, "the request at the broker", func() bool { return f.b.Requests("/v1/snapshot") != before })
 		f.b.Bump()
 		r := <-done
 		if r.status != 200 || numOf(t, r.json(t)["generation"]) != f.b.Generation() || r.header.Get("ETag") != fmt.Sprintf(`"%d"`, f.b.Generation()) {
@@ -336,9 +336,7 @@ func TestLongPoll(t *testing.T) {
 		before := f.b.Requests("/v1/snapshot")
 		cur := strconv.FormatInt(f.b.Generation(), 10)
 		go func() { done <- f.doCtx(ctx, "GET", "/v1/snapshot?wait=30000", "", true, "If-None-Match", `"`+cur+`"`) }()
-		for f.b.Requests("/v1/snapshot") == before {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Eventually(t, "the request at the broker", func() bool { return f.b.Requests("/v1/snapshot") != before })
 		cancel()
 		if r := <-done; r.status != -1 {
 			t.Errorf("cancelled long-poll answered %d", r.status)
@@ -360,9 +358,7 @@ func TestLongPollCloseAndRestart(t *testing.T) {
 			gen := strconv.FormatInt(f.b.Generation(), 10)
 			done := make(chan response, 1)
 			go func() { done <- f.do("GET", "/v1/snapshot?wait=30000", "", true, "If-None-Match", `"`+gen+`"`) }()
-			for f.b.Requests("/v1/snapshot") == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			testwait.Eventually(t, "the request at the broker", func() bool { return f.b.Requests("/v1/snapshot") != 0 })
 			tc.act(f.b)
 			if r := <-done; r.status != -1 {
 				t.Errorf("a long-poll cut by %s must get no answer, got %d %s", tc.name, r.status, r.body)
@@ -425,9 +421,7 @@ func TestFaults(t *testing.T) {
 		f.b.AddFault(Fault{Path: "/v1/usage", Stall: true})
 		done := make(chan response, 1)
 		go func() { done <- f.do("GET", "/v1/usage", "", true) }()
-		for f.b.Requests("/v1/usage") == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Eventually(t, "the request at the broker", func() bool { return f.b.Requests("/v1/usage") != 0 })
 		select {
 		case r := <-done:
 			t.Fatalf("stalled request answered: %d", r.status)
@@ -444,9 +438,7 @@ func TestFaults(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan response, 1)
 		go func() { done <- f.doCtx(ctx, "GET", "/v1/usage", "", true) }()
-		for f.b.Requests("/v1/usage") == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Eventually(t, "the request at the broker", func() bool { return f.b.Requests("/v1/usage") != 0 })
 		cancel()
 		if r := <-done; r.status != -1 {
 			t.Errorf("got %d", r.status)

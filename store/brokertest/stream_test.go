@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 )
 
 func TestStreamHeadersAndSnapshotFrame(t *testing.T) {
@@ -221,10 +223,10 @@ func TestStreamClientGone(t *testing.T) {
 	}
 	s.close()
 	// The handler notices on its next write or via the request context.
-	for f.b.StreamConnections() != 0 {
+	testwait.Eventually(t, "the handler to notice the client is gone", func() bool {
 		f.b.Keepalive()
-		time.Sleep(time.Millisecond)
-	}
+		return f.b.StreamConnections() == 0
+	})
 }
 
 func TestStreamCapabilityBlocks(t *testing.T) {

@@ -64,7 +64,7 @@ func exporterHeap(n int) (uint64, error) {
 	}
 	st := store.New(store.Options{Broker: cl, Stream: true})
 	defer st.Close()
-	for deadline := time.Now().Add(time.Minute); !st.Ready(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); !st.Usage().HasData(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return 0, errors.New("in-process store never ready")
 		}
@@ -76,7 +76,7 @@ func exporterHeap(n int) (uint64, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cs := collector.New(collector.Options{Source: st, Broker: quietBroker{}, Identity: ids,
-		Usage: true, UsageTimeout: 10 * time.Second})
+		Usage: true})
 	if err := cs.Register(reg); err != nil {
 		return 0, err
 	}

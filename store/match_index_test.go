@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -109,7 +110,8 @@ func TestUsageIndexAgreesWithScan(t *testing.T) {
 	matched := 0
 	for round := range 400 {
 		reports, creds := randomUsageWorld(rng, rng.IntN(12), 30)
-		x := NewUsage(reports, epoch)
+		x := NewUsage(reports, epoch, creds)
+		claimed := map[*broker.UsageReport]bool{}
 		for _, e := range creds {
 			want, wok := scanMatch(reports, e)
 			got, gok := x.Match(e)
@@ -118,13 +120,24 @@ func TestUsageIndexAgreesWithScan(t *testing.T) {
 			}
 			if wok {
 				matched++
+				claimed[want] = true
 			}
+		}
+		unmatched := map[string]int{}
+		for i := range reports {
+			unmatched[reports[i].Provider] += 0
+			if !claimed[&reports[i]] {
+				unmatched[reports[i].Provider]++
+			}
+		}
+		if !maps.Equal(x.UnmatchedByProvider, unmatched) || x.Unmatched() != len(reports)-len(claimed) {
+			t.Fatalf("round %d: unmatched %v (%d), by the scan %v", round, x.UnmatchedByProvider, x.Unmatched(), unmatched)
 		}
 	}
 	if matched < 1000 {
 		t.Fatalf("only %d matches: the random world does not exercise matching", matched)
 	}
-	if _, ok := NewUsage(nil, epoch).Match(&Entry{Entry: broker.Entry{Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth}}}); ok {
+	if _, ok := NewUsage(nil, epoch, nil).Match(&Entry{Entry: broker.Entry{Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth}}}); ok {
 		t.Fatal("empty index matched")
 	}
 }
@@ -160,7 +173,7 @@ func BenchmarkMatchUsage(b *testing.B) {
 		b.Run("index/creds="+benchSize(n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				x := NewUsage(reports, epoch)
+				x := NewUsage(reports, epoch, nil)
 				for _, e := range creds {
 					if _, ok := x.Match(e); !ok {
 						b.Fatal("no match")

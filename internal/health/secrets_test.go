@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/internal/identity"
+	"github.com/authbroker/authbroker_exporter/internal/testwait"
 	"github.com/authbroker/authbroker_exporter/store"
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/authbroker/authbroker_exporter/store/brokertest"
@@ -89,7 +90,8 @@ func TestHandlerWithStoreHasNoSecrets(t *testing.T) {
 	<-snap // the first full snapshot has been applied
 
 	ctx := context.Background()
-	usage, _ := s.Usage(ctx)
+	testwait.Eventually(t, "the first usage answer", func() bool { return s.Usage().HasData() })
+	usage := s.Usage()
 	tombs, terr := clientFor(t, b.URL, canaryToken).Disabled(ctx, "")
 	src := func(context.Context) Input {
 		return Input{
