@@ -41,7 +41,6 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL 
 
 // mirror is what the routes ask of the store.
 type mirror interface {
-	Ready() bool
 	Reading() (done func())
 }
 
@@ -52,11 +51,11 @@ func (c *config) routes(metrics http.Handler, st mirror, source func(context.Con
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprintln(w, "Healthy")
 	})
+	// Ready once the listeners serve, whatever the broker's state: the page
+	// and the health API are most useful while the broker is down, and the
+	// broker's state is authbroker_up's and the health API's to tell.
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !st.Ready() {
-			http.Error(w, "Not ready: no snapshot from the broker yet", http.StatusServiceUnavailable)
-			return
-		}
+		w.WriteHeader(http.StatusOK)
 		fmt.Fprintln(w, "Ready")
 	})
 	if c.metricsPath != "/" {

@@ -14,8 +14,6 @@ import (
 // readCounter is a mirror that counts the reads in progress.
 type readCounter struct{ reads, started atomic.Int64 }
 
-func (r *readCounter) Ready() bool { return true }
-
 func (r *readCounter) Reading() func() {
 	r.reads.Add(1)
 	r.started.Add(1)
