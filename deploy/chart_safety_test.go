@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"helm.sh/helm/v3/pkg/strvals"
 )
 
 // TestChartRequiresImage: the chart names no image of its own. Without
@@ -129,5 +131,66 @@ func TestNotesSayReadyIsTheExporters(t *testing.T) {
 		if !strings.Contains(flat, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, r.notes)
 		}
+	}
+}
+
+// TestREADMEHelmInstall: the install commands of README.md and the chart's
+// README work as written: the Secret kubectl creates is the one the chart
+// reads, the --set values render, and the image is the one `docker push`
+// pushed.
+func TestREADMEHelmInstall(t *testing.T) {
+	for _, doc := range []string{filepath.Join("..", "README.md"), filepath.Join(chartDir, "README.md")} {
+		t.Run(strings.TrimPrefix(doc, "../"), func(t *testing.T) {
+			b, err := os.ReadFile(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pushed, secret, secretKey string
+			var sets []string
+			parts := strings.Split(string(b), "```")
+			for i := 1; i < len(parts); i += 2 {
+				for _, line := range strings.Split(strings.ReplaceAll(parts[i], "\\\n", " "), "\n") {
+					w := strings.Fields(line)
+					switch {
+					case len(w) == 3 && w[0] == "docker" && w[1] == "push":
+						pushed = w[2]
+					case len(w) >= 7 && w[0] == "kubectl" && w[3] == "create" && w[4] == "secret" && w[5] == "generic":
+						secret = w[6]
+						for _, a := range w[7:] {
+							if v, ok := strings.CutPrefix(a, "--from-file="); ok {
+								secretKey, _, _ = strings.Cut(v, "=")
+							}
+						}
+					case len(w) >= 4 && w[0] == "helm" && w[1] == "install":
+						if w[3] != "deploy/helm/authbroker-exporter" {
+							t.Errorf("helm install %s: not the chart's path", w[3])
+						}
+						for j := 4; j < len(w); j++ {
+							if w[j] == "--set" && j+1 < len(w) {
+								sets = append(sets, w[j+1])
+							}
+						}
+					}
+				}
+			}
+			if pushed == "" || secret == "" || len(sets) == 0 {
+				t.Fatalf("%s: docker push %q, kubectl create secret %q, helm install --set %q: want all three", doc, pushed, secret, sets)
+			}
+			vals := map[string]any{}
+			for _, s := range sets {
+				if err := strvals.ParseInto(s, vals); err != nil {
+					t.Fatalf("--set %s: %v", s, err)
+				}
+			}
+			r := renderChart(t, vals)
+			pod := r.deployment(t).Spec.Template.Spec
+			if got := pod.Containers[0].Image; got != pushed {
+				t.Errorf("the chart runs %s, the README pushes %s", got, pushed)
+			}
+			path, _ := argValue(pod.Containers[0].Args, "broker.token-file")
+			if s, k := secretFileMount(t, pod, path); s != secret || k != secretKey {
+				t.Errorf("the token comes from Secret %s key %s; the README creates %s key %s", s, k, secret, secretKey)
+			}
+		})
 	}
 }
