@@ -22,4 +22,16 @@ installed=$("$(dirname "$out")/gobin/authbroker_exporter" --version 2>&1)
 grep -qF "version $(cat VERSION) " <<<"$installed" || { echo "check-build: go install -buildvcs=false binary does not report $(cat VERSION): $installed" >&2; exit 1; }
 # The Dockerfile must keep calling the same script.
 grep -q 'scripts/build.sh' Dockerfile || { echo "check-build: Dockerfile does not use scripts/build.sh" >&2; exit 1; }
-echo "check-build: ok ($(du -h "$out" | cut -f1), static, trimpath, $(head -1 <<<"$ver"); go install: $(head -1 <<<"$installed"))"
+# README's `docker build`, where a Docker engine answers: the image runs and
+# reports VERSION. Without an engine, the build script above is what the
+# Dockerfile runs.
+docker_note="no Docker engine: docker build not run"
+if command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then
+	tag="authbroker_exporter-check-build:$$"
+	docker build -q -t "$tag" . >/dev/null
+	image_ver=$(docker run --rm --user 4242:4242 "$tag" --version 2>&1)
+	docker rmi -f "$tag" >/dev/null
+	grep -qF "version $(cat VERSION) " <<<"$image_ver" || { echo "check-build: the image does not report $(cat VERSION): $image_ver" >&2; exit 1; }
+	docker_note="docker build: $(head -1 <<<"$image_ver")"
+fi
+echo "check-build: ok ($(du -h "$out" | cut -f1), static, trimpath, $(head -1 <<<"$ver"); go install: $(head -1 <<<"$installed"); $docker_note)"
