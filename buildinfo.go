@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -9,15 +10,22 @@ import (
 	"github.com/prometheus/common/version"
 )
 
+// releaseVersion is the repository's VERSION, compiled in: every build
+// reports it, whatever the toolchain could stamp (a -buildvcs=false build
+// or one from a source tarball has no VCS information; a stamped build of
+// an untagged commit has a pseudo-version, not the release's number).
+//
+//go:embed VERSION
+var releaseVersion string
+
 // The release build (scripts/build.sh) sets prometheus/common/version's
-// variables with -ldflags. A binary from a plain `go build` or
-// `go install module@version` has none of them, but the Go toolchain records
-// the module version and, in a checkout, the commit it was built from.
+// variables with -ldflags. Any other build gets the version from VERSION,
+// and the commit and its time from the toolchain's build information when
+// it has them.
 func init() { fillVersion(debug.ReadBuildInfo()) }
 
 // buildStamp is what the toolchain's build information says about a binary.
 type buildStamp struct {
-	Version  string // module version without its "v": a tag, a pseudo-version or "(devel)"
 	Revision string // commit, "-modified" appended for a dirty tree; "unknown" when not recorded
 	Date     string // commit time in scripts/build.sh's format; "" when not recorded
 }
@@ -26,20 +34,14 @@ type buildStamp struct {
 // (v0.0.0-20261130181500-0123456789ab, optionally +dirty).
 var pseudoRevision = regexp.MustCompile(`[-.]\d{14}-([0-9a-f]{12})(?:\+dirty)?$`)
 
-// stampFromBuildInfo reads a binary's build information: the main module's
-// version, and the settings vcs.revision, vcs.modified and vcs.time (which
-// `go build` records in a checkout). Without vcs.revision, a
+// stampFromBuildInfo reads a binary's build information: the settings
+// vcs.revision, vcs.modified and vcs.time (which `go build` records in a
+// checkout unless -buildvcs=false). Without vcs.revision, a
 // pseudo-version's commit is used (`go install module@commit`).
 func stampFromBuildInfo(bi *debug.BuildInfo, ok bool) buildStamp {
-	s := buildStamp{Version: "(devel)", Revision: "unknown"}
+	s := buildStamp{Revision: "unknown"}
 	if !ok || bi == nil {
 		return s
-	}
-	if v := bi.Main.Version; v != "" {
-		s.Version = v
-		if len(v) > 1 && v[0] == 'v' && v[1] >= '0' && v[1] <= '9' {
-			s.Version = v[1:] // VERSION and build.sh spell it without the "v"
-		}
 	}
 	var rev, modified, at string
 	for _, kv := range bi.Settings {
@@ -73,7 +75,7 @@ func stampFromBuildInfo(bi *debug.BuildInfo, ok bool) buildStamp {
 func fillVersion(bi *debug.BuildInfo, ok bool) {
 	s := stampFromBuildInfo(bi, ok)
 	if version.Version == "" {
-		version.Version = s.Version
+		version.Version = strings.TrimSpace(releaseVersion)
 	}
 	if version.Revision == "" {
 		version.Revision = s.Revision

@@ -35,21 +35,19 @@ func TestStampFromBuildInfo(t *testing.T) {
 		ok   bool
 		want buildStamp
 	}{
-		{"no build info", nil, false, buildStamp{Version: "(devel)", Revision: "unknown"}},
+		{"no build info", nil, false, buildStamp{Revision: "unknown"}},
 		{"go build in a clean checkout", info("(devel)", "vcs", "git", "vcs.revision", rev, "vcs.time", "2026-11-30T18:01:02Z", "vcs.modified", "false"), true,
-			buildStamp{Version: "(devel)", Revision: rev, Date: "20261130-18:01:02"}},
+			buildStamp{Revision: rev, Date: "20261130-18:01:02"}},
 		{"go build in a dirty checkout", info("(devel)", "vcs.revision", rev, "vcs.time", "2026-11-30T19:01:02+01:00", "vcs.modified", "true"), true,
-			buildStamp{Version: "(devel)", Revision: rev + "-modified", Date: "20261130-18:01:02"}},
+			buildStamp{Revision: rev + "-modified", Date: "20261130-18:01:02"}},
 		{"go build at a tag (Go 1.24+ stamps it)", info("v0.2.0", "vcs.revision", rev, "vcs.modified", "false"), true,
-			buildStamp{Version: "0.2.0", Revision: rev}},
-		{"go install module@tag", info("v0.2.0"), true, buildStamp{Version: "0.2.0", Revision: "unknown"}},
-		{"go install module@commit", info("v0.1.1-0.20261130180102-0123456789ab"), true,
-			buildStamp{Version: "0.1.1-0.20261130180102-0123456789ab", Revision: "0123456789ab"}},
-		{"pre-release pseudo-version", info("v0.2.0-rc.1.0.20261130180102-0123456789ab"), true,
-			buildStamp{Version: "0.2.0-rc.1.0.20261130180102-0123456789ab", Revision: "0123456789ab"}},
-		{"pseudo-version of a dirty tree", info("v0.0.0-20261130180102-0123456789ab+dirty"), true,
-			buildStamp{Version: "0.0.0-20261130180102-0123456789ab+dirty", Revision: "0123456789ab"}},
-		{"empty main version", info("", "vcs.time", "not a time"), true, buildStamp{Version: "(devel)", Revision: "unknown"}},
+			buildStamp{Revision: rev}},
+		{"go build -buildvcs=false", info("(devel)"), true, buildStamp{Revision: "unknown"}},
+		{"go install module@tag", info("v0.2.0"), true, buildStamp{Revision: "unknown"}},
+		{"go install module@commit", info("v0.1.1-0.20261130180102-0123456789ab"), true, buildStamp{Revision: "0123456789ab"}},
+		{"pre-release pseudo-version", info("v0.2.0-rc.1.0.20261130180102-0123456789ab"), true, buildStamp{Revision: "0123456789ab"}},
+		{"pseudo-version of a dirty tree", info("v0.0.0-20261130180102-0123456789ab+dirty"), true, buildStamp{Revision: "0123456789ab"}},
+		{"empty main version", info("", "vcs.time", "not a time"), true, buildStamp{Revision: "unknown"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := stampFromBuildInfo(tc.bi, tc.ok); got != tc.want {
@@ -73,12 +71,13 @@ func TestFormatExporterVersion(t *testing.T) {
 	}
 }
 
-// TestVersionFromBuild builds the binary both ways, from a fresh git
+// TestVersionFromBuild builds the binary three ways, from a fresh git
 // repository holding this tree (so the toolchain can stamp it whatever the
 // checkout here is: a worktree's .git file is not recognised, and the
-// environment may say -buildvcs=false): with scripts/build.sh's -ldflags and
-// with a plain `go build`. Both must name the commit on --version; the plain
-// one also in build_info and /api/v1/health.
+// environment may say -buildvcs=false): with scripts/build.sh's -ldflags,
+// with a plain `go build`, and with `go build -buildvcs=false` (CI, a
+// source tarball). Each prints VERSION on --version; the first two name the
+// commit, the plain one also in build_info and /api/v1/health.
 func TestVersionFromBuild(t *testing.T) {
 	src := copyTree(t)
 	env := append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -buildvcs=true"), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
@@ -122,21 +121,28 @@ func TestVersionFromBuild(t *testing.T) {
 	plain := filepath.Join(t.TempDir(), "plain")
 	sh(src, "go", "build", "-o", plain, ".")
 	v, rev, out := versionOf(plain)
-	if v == "" || rev != head {
-		t.Errorf("go build binary: version %q revision %q, want a version and %q", v, rev, head)
+	if v != strings.TrimSpace(string(wantVersion)) || rev != head {
+		t.Errorf("go build binary: version %q revision %q, want %q %q", v, rev, strings.TrimSpace(string(wantVersion)), head)
 	}
 	if !strings.Contains(out, "build date:       20261130-18:01:02") {
 		t.Errorf("go build binary: no commit time as build date:\n%s", out)
 	}
 
-	// A dirty tree says so.
+	// Without VCS information: the release version, no commit.
+	novcs := filepath.Join(t.TempDir(), "novcs")
+	sh(src, "go", "build", "-buildvcs=false", "-o", novcs, ".")
+	if v, rev, _ := versionOf(novcs); v != strings.TrimSpace(string(wantVersion)) || rev != "unknown" {
+		t.Errorf("go build -buildvcs=false binary: version %q revision %q, want %q unknown", v, rev, strings.TrimSpace(string(wantVersion)))
+	}
+
+	// A dirty tree says so, and the version is the VERSION it was built with.
 	if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte("9.9.9\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dirty := filepath.Join(t.TempDir(), "dirty")
 	sh(src, "go", "build", "-o", dirty, ".")
-	if _, rev, _ := versionOf(dirty); rev != head+"-modified" {
-		t.Errorf("go build of a modified tree: revision %q, want %q", rev, head+"-modified")
+	if v, rev, _ := versionOf(dirty); v != "9.9.9" || rev != head+"-modified" {
+		t.Errorf("go build of a modified tree: version %q revision %q, want 9.9.9 %q", v, rev, head+"-modified")
 	}
 
 	// The plain binary serves the same version on /metrics and the health API.

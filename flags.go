@@ -5,8 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
@@ -18,7 +16,6 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
-	slgk "github.com/tjhop/slog-gokit"
 
 	"github.com/authbroker/authbroker_exporter/internal/discover"
 	"github.com/authbroker/authbroker_exporter/internal/health"
@@ -36,8 +33,10 @@ type config struct {
 	maxFrame      int64
 	maxUsage      int64
 
-	web         *web.FlagConfig
-	metricsPath string
+	web                    *web.FlagConfig
+	metricsPath            string
+	maxRequests            int
+	disableExporterMetrics bool
 
 	identityMode    string
 	identityKeyFile string
@@ -75,6 +74,10 @@ func registerFlags(app *kingpin.Application) *config {
 
 	c.web = kingpinflag.AddFlags(app, ":8766")
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.metricsPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; more are answered 503 at once. 0 = no limit.").
+		Default("40").IntVar(&c.maxRequests)
+	app.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").
+		Default("false").BoolVar(&c.disableExporterMetrics)
 
 	app.Flag("collector.identity", "How identity labels (identity, email, account, org) are shown: raw, hashed (keyed HMAC) or empty.").
 		Default(string(identity.Hashed)).Envar("AUTHBROKER_IDENTITY").EnumVar(&c.identityMode, identity.Modes...)
@@ -125,31 +128,6 @@ func (c *config) warnDeprecated(logger log.Logger) {
 	if c.usageTimeoutSet {
 		level.Warn(logger).Log("msg", "--collector.usage.timeout is deprecated and has no effect: scrapes serve the last usage answer and never wait for /v1/usage; each fetch is bounded by --broker.timeout times (accounts of the largest provider + 1)")
 	}
-}
-
-// logger returns the exporter's logger. The level filter is applied once,
-// here; the slog bridge for exporter-toolkit gets the logger without the
-// ts/caller decorations, since slog records carry their own.
-func (c *config) logger(w io.Writer) (log.Logger, error) {
-	var l log.Logger
-	if c.logFormat == "json" {
-		l = log.NewJSONLogger(log.NewSyncWriter(w))
-	} else {
-		l = log.NewLogfmtLogger(log.NewSyncWriter(w))
-	}
-	opt := map[string]level.Option{"debug": level.AllowDebug(), "info": level.AllowInfo(), "warn": level.AllowWarn(), "error": level.AllowError()}[c.logLevel]
-	if opt == nil {
-		return nil, fmt.Errorf("unknown --log.level %q", c.logLevel)
-	}
-	c.plainLogger = level.NewFilter(l, opt)
-	return log.With(c.plainLogger, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller), nil
-}
-
-// slogger bridges go-kit/log to the *slog.Logger exporter-toolkit wants.
-func (c *config) slogger() *slog.Logger {
-	var sl slog.Level
-	_ = sl.UnmarshalText([]byte(c.logLevel))
-	return slog.New(slgk.NewGoKitHandler(c.plainLogger, sl))
 }
 
 // target is where the broker is and how the exporter authenticates.

@@ -108,11 +108,14 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		DisableExpiredAfter: cfg.disableExpiredAfter,
 	})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		versioncollector.NewCollector(program),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	reg.MustRegister(versioncollector.NewCollector(program))
+	// The exporter's own metrics, as node_exporter's: the Go runtime, the
+	// process and the /metrics handler's promhttp_* counters.
+	var self prometheus.Registerer
+	if !cfg.disableExporterMetrics {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		self = reg
+	}
 	cs := collector.New(collector.Options{
 		Source:         st,
 		Broker:         mon,
@@ -130,10 +133,10 @@ func newExporter(ctx context.Context, cfg *config, logger log.Logger) (*exporter
 		Logger: log.With(logger, "component", "http"),
 		// Concurrent gzip scrapes share one render; the cap still stops a
 		// scrape storm from queueing unbounded work (excess scrapes get 503).
-		MaxRequestsInFlight: 64,
-		Instrument:          reg,
+		MaxRequestsInFlight: cfg.maxRequests,
+		Instrument:          self,
 	})
-	handler := cfg.routes(metrics, st.Ready, healthSource(cfg, st, mon, target.URL), redactor)
+	handler := cfg.routes(metrics, healthSource(cfg, st, mon, target.URL), redactor)
 	monCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); mon.Run(monCtx) }()

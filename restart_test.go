@@ -39,8 +39,15 @@ var listening = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
 
 func startBinary(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "OMP_AUTH_BROKER_TOKEN=", "OMP_AUTH_BROKER_URL=")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "OMP_AUTH_BROKER_TOKEN=", "OMP_AUTH_BROKER_URL=")
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd, a run of the exporter, and waits until it listens.
+func startCmd(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	pipe, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -37,20 +37,19 @@ func healthSource(cfg *config, st *store.Store, mon *monitor.Monitor, brokerURL 
 	}
 }
 
-// routes serves metrics, the probes and the status page; ready is the
-// store's Ready.
-func (c *config) routes(metrics http.Handler, ready func() bool, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
+// routes serves metrics, the probes and the status page.
+func (c *config) routes(metrics http.Handler, source func(context.Context) health.Input, ids *identity.Redactor) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(c.metricsPath, metrics)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprintln(w, "Healthy")
 	})
+	// Ready once the listeners serve, whatever the broker's state: the page
+	// and the health API are most useful while the broker is down, and the
+	// broker's state is authbroker_up's and the health API's to tell.
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "Not ready: no snapshot from the broker yet", http.StatusServiceUnavailable)
-			return
-		}
+		w.WriteHeader(http.StatusOK)
 		fmt.Fprintln(w, "Ready")
 	})
 	if c.metricsPath != "/" {

@@ -20,7 +20,8 @@ import (
 // HandlerOpts configure the /metrics handler.
 type HandlerOpts struct {
 	Logger log.Logger
-	// MaxRequestsInFlight answers further concurrent scrapes 503 (0 = 64).
+	// MaxRequestsInFlight answers further concurrent scrapes 503 (0 = no
+	// limit, as node_exporter's --web.max-requests=0).
 	MaxRequestsInFlight int
 	// Instrument, when set, gets the handler's self-metrics,
 	// promhttp_metric_handler_requests_total{code} and
@@ -48,10 +49,10 @@ func (c *Collectors) Handler(g prometheus.Gatherer, o HandlerOpts) http.Handler 
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()
 	}
-	if o.MaxRequestsInFlight <= 0 {
-		o.MaxRequestsInFlight = 64
+	h := &metricsHandler{c: c, g: g, log: o.Logger}
+	if o.MaxRequestsInFlight > 0 {
+		h.slots = make(chan struct{}, o.MaxRequestsInFlight)
 	}
-	h := &metricsHandler{c: c, g: g, log: o.Logger, slots: make(chan struct{}, o.MaxRequestsInFlight)}
 	if o.Instrument != nil {
 		// Outside the cap, so a refused scrape is counted as well.
 		return promhttp.InstrumentMetricHandler(o.Instrument, h)
@@ -63,7 +64,7 @@ type metricsHandler struct {
 	c     *Collectors
 	g     prometheus.Gatherer
 	log   log.Logger
-	slots chan struct{}
+	slots chan struct{} // nil: no limit
 
 	mu  sync.Mutex
 	cur *gzipRender // the gzip render in progress, nil when none
@@ -86,12 +87,14 @@ type gzipRender struct {
 }
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", cap(h.slots)), http.StatusServiceUnavailable)
-		return
+	if h.slots != nil {
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+		default:
+			http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", cap(h.slots)), http.StatusServiceUnavailable)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Add("Vary", "Accept-Encoding")

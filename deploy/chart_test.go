@@ -27,8 +27,21 @@ import (
 // base64-encoded in the chart's token Secret and nowhere else.
 const tokenCanary = "CANARY-broker-token-7f3a9c"
 
+// requiredValues are the values the chart has no default for: the image
+// (the project publishes none) and where the broker's token comes from.
+const requiredValues = `
+image:
+  repository: registry.example.com/llm/authbroker_exporter
+broker:
+  token:
+    existingSecret: authbroker-exporter-token
+`
+
 // allOnValues turns every optional feature on.
 const allOnValues = `
+image:
+  repository: registry.example.com/llm/authbroker_exporter
+  digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 broker:
   url: http://auth-broker.llm.svc:8765
   stream: false
@@ -105,6 +118,9 @@ dashboards:
 // tlsOnlyValues: a web config from an existing Secret, HTTPS without basic
 // auth, and the token from an existing Secret under another key.
 const tlsOnlyValues = `
+image:
+  repository: registry.example.com/llm/authbroker_exporter
+  tag: 0.1.0-rc.1
 broker:
   token:
     existingSecret: omp-broker-token
@@ -128,7 +144,7 @@ type valuesCase struct {
 }
 
 var valuesCases = []valuesCase{
-	{name: "defaults", values: "", scheme: corev1.URISchemeHTTP},
+	{name: "defaults", values: requiredValues, scheme: corev1.URISchemeHTTP},
 	{name: "all-features", values: allOnValues, scheme: corev1.URISchemeHTTPS, basicAuth: true},
 	{name: "tls-existing-secrets", values: tlsOnlyValues, scheme: corev1.URISchemeHTTPS},
 }
@@ -437,7 +453,10 @@ func TestDeploymentArgs(t *testing.T) {
 		}
 		secret, key := secretFileMount(t, pod, path)
 		wantSecret, wantKey := releaseName+"-authbroker-exporter-token", "token"
-		if c.name == "tls-existing-secrets" {
+		switch c.name {
+		case "defaults":
+			wantSecret = "authbroker-exporter-token"
+		case "tls-existing-secrets":
 			wantSecret, wantKey = "omp-broker-token", "auth-broker.token"
 		}
 		if secret != wantSecret || key != wantKey {
@@ -716,7 +735,7 @@ func TestDashboardConfigMaps(t *testing.T) {
 	for _, c := range []struct {
 		name, values, label, value string
 	}{
-		{"defaults", "", "grafana_dashboard", "1"},
+		{"defaults", requiredValues, "grafana_dashboard", "1"},
 		{"all-features", allOnValues, "grafana_dashboard_custom", "yes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -770,9 +789,9 @@ func TestTokenOnlyInItsSecret(t *testing.T) {
 }
 
 func TestNotes(t *testing.T) {
-	r := renderChart(t, nil)
+	r := renderChart(t, readValues(t, requiredValues))
 	for _, want := range []string{
-		"create secret generic " + releaseName + "-authbroker-exporter-token",
+		"create secret generic authbroker-exporter-token",
 		"port-forward svc/" + releaseName + "-authbroker-exporter 8766",
 		"http://127.0.0.1:8766/",
 	} {
@@ -833,7 +852,7 @@ func TestImageMatchesDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q, which the chart relies on", want)
 		}
 	}
-	pod := renderChart(t, nil).deployment(t).Spec.Template.Spec
+	pod := renderChart(t, readValues(t, requiredValues)).deployment(t).Spec.Template.Spec
 	// distroless' nonroot user and group are 65532.
 	if u := pod.SecurityContext.RunAsUser; u == nil || *u != 65532 {
 		t.Errorf("runAsUser %v, want distroless nonroot 65532", u)

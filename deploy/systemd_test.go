@@ -117,9 +117,10 @@ func lintUnit(u unitFile, known map[string]map[string]bool) []error {
 	sections := map[string][]string{
 		".service": {"Unit", "Service", "Install"},
 		".socket":  {"Unit", "Socket", "Install"},
+		".path":    {"Unit", "Path", "Install"},
 	}[filepath.Ext(u.name)]
 	if sections == nil {
-		return []error{fmt.Errorf("%s: not a .service or .socket unit", u.name)}
+		return []error{fmt.Errorf("%s: not a .service, .socket or .path unit", u.name)}
 	}
 	seen := map[string]int{}
 	for _, e := range u.entries {
@@ -152,9 +153,24 @@ func readUnit(t *testing.T, name string) unitFile {
 	return u
 }
 
+// units are every unit file deploy/systemd ships.
+var units = []string{"authbroker_exporter.service", "authbroker_exporter.socket", "authbroker_exporter-token.path", "authbroker_exporter-token.service"}
+
 func TestSystemdUnitsLint(t *testing.T) {
 	known := knownDirectives(t)
-	for _, name := range []string{"authbroker_exporter.service", "authbroker_exporter.socket"} {
+	files, err := os.ReadDir(systemdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		switch name := f.Name(); filepath.Ext(name) {
+		case ".service", ".socket", ".path", ".timer":
+			if !slices.Contains(units, name) {
+				t.Errorf("%s is not linted: add it to units", name)
+			}
+		}
+	}
+	for _, name := range units {
 		for _, err := range lintUnit(readUnit(t, name), known) {
 			t.Error(err)
 		}
@@ -211,6 +227,11 @@ func TestSystemdHardening(t *testing.T) {
 		if len(got) != 1 || got[0] != v {
 			t.Errorf("%s=%q, want exactly %s=%s", k, got, k, v)
 		}
+	}
+	// The process collector reads the boot time from /proc/stat for
+	// process_start_time_seconds; ProcSubset=pid hides it.
+	if v := u.values("Service", "ProcSubset"); len(v) > 0 && v[len(v)-1] != "all" {
+		t.Errorf("ProcSubset=%s hides /proc/stat: process_start_time_seconds would be dropped", v[len(v)-1])
 	}
 	for _, k := range []string{"User", "Group", "SupplementaryGroups", "PermissionsStartOnly", "ReadWritePaths"} {
 		if v := u.values("Service", k); len(v) > 0 {
@@ -274,6 +295,12 @@ func TestSystemdExecStart(t *testing.T) {
 	if !loaded {
 		t.Errorf("no LoadCredential=%s:/absolute/path for --broker.token-file", cred)
 	}
+	if env := u.values("Service", "Environment"); !slices.Contains(env, "AUTHBROKER_EXPORTER_ARGS=") {
+		t.Errorf("Environment=%q: no AUTHBROKER_EXPORTER_ARGS= fallback for $AUTHBROKER_EXPORTER_ARGS", env)
+	}
+	if !slices.Contains(argv, "$AUTHBROKER_EXPORTER_ARGS") {
+		t.Error("ExecStart does not pass $AUTHBROKER_EXPORTER_ARGS (split on spaces)")
+	}
 	envFiles := u.values("Service", "EnvironmentFile")
 	if len(envFiles) != 1 || strings.TrimPrefix(envFiles[0], "-") != "/etc/default/authbroker_exporter" {
 		t.Errorf("EnvironmentFile=%v, want /etc/default/authbroker_exporter", envFiles)
@@ -318,6 +345,11 @@ func TestSystemdEnvironmentFile(t *testing.T) {
 	flags := exporterFlags(t)
 	for i, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
+		// The commented example of extra flags must work when uncommented.
+		if ex, ok := strings.CutPrefix(line, "#AUTHBROKER_EXPORTER_ARGS="); ok {
+			checkArgs(t, flags, strings.Fields(ex))
+			continue
+		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -331,6 +363,54 @@ func TestSystemdEnvironmentFile(t *testing.T) {
 			}
 		case !strings.Contains(string(src), `Envar("`+key+`")`):
 			t.Errorf("line %d: the exporter reads no %s", i+1, key)
+		}
+	}
+}
+
+// TestSystemdTokenRotation: LoadCredential= copies the token when the
+// service starts, so a path unit watches the same file and restarts the
+// service when it changes; installing the service installs the watch.
+func TestSystemdTokenRotation(t *testing.T) {
+	svc := readUnit(t, "authbroker_exporter.service")
+	var source string
+	for _, lc := range svc.values("Service", "LoadCredential") {
+		if id, path, _ := strings.Cut(lc, ":"); id == "broker-token" {
+			source = path
+		}
+	}
+	if source == "" {
+		t.Fatal("no LoadCredential=broker-token:")
+	}
+	p := readUnit(t, "authbroker_exporter-token.path")
+	if got := p.values("Path", "PathChanged"); len(got) != 1 || got[0] != source {
+		t.Errorf("PathChanged=%q, want the credential's source %s", got, source)
+	}
+	target := "authbroker_exporter-token.service"
+	if u := p.values("Path", "Unit"); len(u) > 0 {
+		target = u[0]
+	}
+	if target != "authbroker_exporter-token.service" {
+		t.Fatalf("the path unit starts %s", target)
+	}
+	if w := p.values("Install", "WantedBy"); len(w) != 1 || w[0] != "paths.target" {
+		t.Errorf("WantedBy=%v, want paths.target", w)
+	}
+	restart := readUnit(t, target)
+	if ty := restart.values("Service", "Type"); len(ty) != 1 || ty[0] != "oneshot" {
+		t.Errorf("%s: Type=%v, want oneshot", target, ty)
+	}
+	exec := restart.values("Service", "ExecStart")
+	if len(exec) != 1 {
+		t.Fatalf("%s: ExecStart=%q", target, exec)
+	}
+	argv := strings.Fields(exec[0])
+	if !filepath.IsAbs(argv[0]) || filepath.Base(argv[0]) != "systemctl" || !slices.Equal(argv[1:], []string{"try-restart", "authbroker_exporter.service"}) {
+		t.Errorf("%s: ExecStart=%s, want systemctl try-restart authbroker_exporter.service", target, exec[0])
+	}
+	also := strings.Fields(strings.Join(svc.values("Install", "Also"), " "))
+	for _, want := range []string{"authbroker_exporter.socket", "authbroker_exporter-token.path"} {
+		if !slices.Contains(also, want) {
+			t.Errorf("Also=%v lacks %s: enabling the service would not enable it", also, want)
 		}
 	}
 }

@@ -636,6 +636,11 @@ func (s *suite) killBroker(t *testing.T, pre state) {
 		}
 		return nil
 	})
+	// The exporter stays ready: /-/ready is about the exporter serving; the
+	// broker's state is authbroker_up's.
+	if err := waitHTTP200(s.ctx, s.hc, s.exporterURL+"/-/ready", time.Second, s.exporter.alive); err != nil {
+		t.Fatalf("/-/ready with the broker down: %v", err)
+	}
 	s.eventually(t, "Prometheus sees up=0", 30*time.Second, func() error {
 		r, err := s.prom.query(s.ctx, `authbroker_up{job="authbroker"} == 0`)
 		if err != nil {

@@ -39,10 +39,11 @@ trap cleanup EXIT
 
 # verify wants ExecStart's binary to exist: point the unit at the one just built.
 sed "s|/usr/local/bin/authbroker_exporter|$tmp/authbroker_exporter|" deploy/systemd/authbroker_exporter.service >"$tmp/authbroker_exporter.service"
-cp deploy/systemd/authbroker_exporter.socket "$tmp/"
+cp deploy/systemd/authbroker_exporter.socket deploy/systemd/authbroker_exporter-token.path deploy/systemd/authbroker_exporter-token.service "$tmp/"
 # verify exits 0 on unknown or misplaced directives and only prints them, so
 # any line about these units fails the check.
-out=$(systemd-analyze verify --man=no "$tmp/authbroker_exporter.socket" "$tmp/authbroker_exporter.service" 2>&1) || {
+out=$(systemd-analyze verify --man=no "$tmp/authbroker_exporter.socket" "$tmp/authbroker_exporter.service" \
+	"$tmp/authbroker_exporter-token.path" "$tmp/authbroker_exporter-token.service" 2>&1) || {
 	echo "$out"
 	log "systemd-analyze verify failed"
 	exit 1
@@ -66,16 +67,18 @@ fi
 # Socket activation: systemd-socket-activate binds a port and hands it over
 # like the .socket unit does; the exporter must serve /-/healthy on it.
 # The broker address is a closed loopback port: /-/healthy needs no broker.
+# Extra flags come split on spaces, as the unit's $AUTHBROKER_EXPORTER_ARGS.
 if ! command -v systemd-socket-activate >/dev/null; then
 	log "SKIPPED socket-activation run: systemd-socket-activate is not installed"
 	exit 0
 fi
 port=$((20000 + RANDOM % 20000))
+extra_args="--log.format=json --web.max-requests=5"
 printf 'canary-token-not-a-secret\n' >"$tmp/token"
 chmod 600 "$tmp/token"
 systemd-socket-activate -l "127.0.0.1:$port" "$tmp/authbroker_exporter" \
 	--web.systemd-socket --broker.url=http://127.0.0.1:9 --broker.token-file="$tmp/token" \
-	--monitor.probe-interval=1h >"$tmp/exporter.log" 2>&1 &
+	--monitor.probe-interval=1h $extra_args >"$tmp/exporter.log" 2>&1 &
 pid=$!
 ok=
 for _ in $(seq 1 50); do
@@ -89,6 +92,11 @@ done
 if [[ -z $ok ]]; then
 	cat "$tmp/exporter.log"
 	log "the exporter did not serve /-/healthy on the socket systemd handed it"
+	exit 1
+fi
+if ! grep -q '^{.*"msg":"starting authbroker_exporter"' "$tmp/exporter.log"; then
+	cat "$tmp/exporter.log"
+	log "the extra flags did not reach the exporter: its first line is not JSON (--log.format=json)"
 	exit 1
 fi
 if grep -q 'canary-token-not-a-secret' "$tmp/exporter.log"; then

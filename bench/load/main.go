@@ -324,8 +324,17 @@ func (e *exporter) stop() {
 	}
 }
 
+// waitReady waits until the mirror holds a snapshot: /api/v1/health's
+// sync.ready (/-/ready answers as soon as the exporter serves).
 func (e *exporter) waitReady(ctx context.Context, n int) error {
-	return e.poll(ctx, "/-/ready", 100*time.Millisecond, func(status int, _ []byte) bool { return status == http.StatusOK })
+	return e.poll(ctx, "/api/v1/health", 100*time.Millisecond, func(_ int, body []byte) bool {
+		var h struct {
+			Sync struct {
+				Ready bool `json:"ready"`
+			} `json:"sync"`
+		}
+		return json.Unmarshal(body, &h) == nil && h.Sync.Ready
+	})
 }
 
 // waitUsage scrapes until /metrics carries usage series.

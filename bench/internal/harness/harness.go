@@ -217,7 +217,7 @@ type ExporterOptions struct {
 }
 
 // StartExporter runs the binary on a free loopback port and waits until
-// /-/ready answers 200 (the first snapshot is applied).
+// its mirror holds the first snapshot (WaitReady).
 func StartExporter(ctx context.Context, o ExporterOptions) (*Exporter, error) {
 	tok := filepath.Join(o.Dir, "token")
 	if err := os.WriteFile(tok, []byte(o.Token+"\n"), 0o600); err != nil {
@@ -264,15 +264,22 @@ func StartExporter(ctx context.Context, o ExporterOptions) (*Exporter, error) {
 // ErrExited: the exporter ended before it was ready.
 var ErrExited = errors.New("exporter exited")
 
-// WaitReady polls url's /-/ready until it answers 200, exited is closed
-// (ErrExited), ctx ends or wait has passed.
+// WaitReady polls url's /api/v1/health until its mirror holds a snapshot
+// (sync.ready; /-/ready answers as soon as the exporter serves), exited is
+// closed (ErrExited), ctx ends or wait has passed.
 func WaitReady(ctx context.Context, c *http.Client, url string, exited <-chan struct{}, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		resp, err := c.Get(url + "/-/ready")
+		resp, err := c.Get(url + "/api/v1/health")
 		if err == nil {
+			var h struct {
+				Sync struct {
+					Ready bool `json:"ready"`
+				} `json:"sync"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if err == nil && h.Sync.Ready {
 				return nil
 			}
 		}
