@@ -71,9 +71,11 @@ func (f *fixture) rotate(i, k int) {
 	f.broker.UpdateOAuth(f.ids[i], c)
 }
 
-func (s *side) start(ctx context.Context, f *fixture, args ...string) (*harness.Exporter, error) {
+// start runs the side's binary against f with extra environment env
+// and flags args.
+func (s *side) start(ctx context.Context, f *fixture, env []string, args ...string) (*harness.Exporter, error) {
 	return harness.Start(ctx, harness.Options{Name: s.name, Bin: s.bin, Dir: s.dir, BrokerURL: f.broker.URL,
-		Token: f.broker.Token(), Args: args})
+		Token: f.broker.Token(), Args: args, Env: env})
 }
 
 // order is which side goes first in round r: base, head, head, base, …
@@ -93,9 +95,10 @@ const (
 )
 
 // busy runs work (which may block, e.g. writing a feed) and waits until it
-// returned and the exporter has then been idle for settle. It returns the
-// CPU the exporter used from the start until then, and the wall time from
-// the start to its last busy tick. With no work it waits for quiet.
+// returned, the exporter was busy and has then been idle for settle. It
+// returns the CPU the exporter used from the start until then, and the
+// wall time from the start to its last busy tick. With no work it waits
+// for quiet.
 func busy(ctx context.Context, e *harness.Exporter, work func()) (cpu, wall time.Duration, err error) {
 	c0, err := e.CPU()
 	if err != nil {
@@ -127,7 +130,7 @@ func busy(ctx context.Context, e *harness.Exporter, work func()) (cpu, wall time
 		prev = c
 		select {
 		case <-done:
-			if now.Sub(lastBusy) >= settle {
+			if (work == nil || lastBusy.After(t0)) && now.Sub(lastBusy) >= settle {
 				return c - c0, lastBusy.Sub(t0), nil
 			}
 		default:

@@ -59,7 +59,7 @@ func main() {
 	flag.IntVar(&o.deltaRounds, "delta-rounds", 5, "delta feeds per side")
 	flag.DurationVar(&o.deltaCPU, "delta-cpu", time.Second, "about how much exporter CPU one delta feed should take (sets M)")
 	flag.IntVar(&o.scrapeRounds, "scrape-rounds", 15, "interleaved rounds of /metrics, / and /api/v1/health")
-	flag.DurationVar(&o.load, "load", 2*time.Minute, "how long both exporters run under load for the RSS figures")
+	flag.DurationVar(&o.load, "load", 3*time.Minute, "how long both exporters run under load for the RSS figures")
 	flag.StringVar(&o.out, "out", "", "also write the report (Markdown) to this file")
 	flag.Parse()
 	if o.base == "" {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,21 @@ type usageSide struct {
 	failures   atomic.Int64
 	firstFail  atomic.Value // string
 	rss        []int64      // samples in the second half of the load
+	logMark    int          // length of the exporter's output at the half
+}
+
+// gcLive is the heap marked live by one collection in a gctrace line.
+var gcLive = regexp.MustCompile(`(?m)^gc \d+ @.* \d+->\d+->(\d+) MB`)
+
+// liveHeap is the median heap live after the collections of the load's
+// second half, in MB, from the exporter's GODEBUG=gctrace=1 lines.
+func (s *usageSide) liveHeap() float64 {
+	var live []float64
+	for _, m := range gcLive.FindAllStringSubmatch(s.e.Logs()[s.logMark:], -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		live = append(live, v)
+	}
+	return harness.Median(live)
 }
 
 func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error {
@@ -47,7 +64,7 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 		harness.Logf("usage: %s, fake broker with %d credentials and %d usage reports", sd.name, o.n, o.n)
 		s := &usageSide{side: sd, f: newFixture(o.n, true)}
 		us[i] = s
-		e, err := sd.start(ctx, s.f)
+		e, err := sd.start(ctx, s.f, []string{"GODEBUG=gctrace=1"})
 		if err != nil {
 			return err
 		}
@@ -111,14 +128,14 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 	if err := load(ctx, o, us); err != nil {
 		return err
 	}
-	var rss, hwm [2]float64
+	var rss, hwm, live [2]float64
 	var notes [2]string
 	for i, s := range us {
 		m, err := s.e.Mem()
 		if err != nil {
 			return err
 		}
-		rss[i], hwm[i] = float64(harness.Median(s.rss))/1e6, float64(m.HWM)/1e6
+		rss[i], hwm[i], live[i] = float64(harness.Median(s.rss))/1e6, float64(m.HWM)/1e6, s.liveHeap()
 		notes[i] = fmt.Sprintf("%s: %d scrapes, %d failed, %d /v1/usage calls", s.name, s.scrapes.Load(), s.failures.Load(),
 			s.f.broker.Requests("/v1/usage")-s.usageCalls)
 		if s.failures.Load() > 0 {
@@ -129,6 +146,7 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 	t.add(row{id: "e", what: "steady " + what + " (median of the second half)", bound: "≤ 1.0×", base: rss[0], head: rss[1], unit: "MB", limit: 1.0})
 	t.add(row{id: "e", what: "peak " + what + " (VmHWM)", bound: "(report)", base: hwm[0], head: hwm[1], unit: "MB",
 		note: notes[0] + "; " + notes[1]})
+	t.add(row{id: "e", what: "heap live after GC, same second half (gctrace, median)", bound: "(report)", base: live[0], head: live[1], unit: "MB"})
 	return nil
 }
 
@@ -230,6 +248,9 @@ func load(ctx context.Context, o options, us [2]*usageSide) error {
 				err = e
 			}
 			if time.Since(start) >= o.load/2 {
+				if s.rss == nil {
+					s.logMark = len(s.e.Logs())
+				}
 				s.rss = append(s.rss, m.RSS)
 			}
 		}

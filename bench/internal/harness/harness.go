@@ -163,6 +163,7 @@ type Options struct {
 	BrokerURL string
 	Token     string
 	Args      []string // extra flags
+	Env       []string // extra environment, e.g. GODEBUG=gctrace=1
 }
 
 // Start runs the binary on a free loopback port and waits until /-/ready
@@ -190,7 +191,7 @@ func Start(ctx context.Context, o Options) (*Exporter, error) {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = env
+	cmd.Env = append(env, o.Env...)
 	e := &Exporter{Name: o.Name, URL: "http://" + addr, cmd: cmd, done: make(chan struct{}),
 		logs:   lockedBuffer{mu: make(chan struct{}, 1)},
 		Client: &http.Client{Transport: &http.Transport{DisableCompression: true}}}
@@ -227,6 +228,9 @@ func (e *Exporter) waitReady(ctx context.Context, wait time.Duration) error {
 		}
 	}
 }
+
+// Logs is what the exporter printed so far (stdout and stderr).
+func (e *Exporter) Logs() string { return e.logs.String() }
 
 // Pid is the exporter's process id.
 func (e *Exporter) Pid() int { return e.cmd.Process.Pid }
