@@ -78,6 +78,19 @@ func (s *side) start(ctx context.Context, f *fixture, env []string, args ...stri
 		Token: f.broker.Token(), Args: args, Env: env})
 }
 
+// cleanup is what a phase started, stopped in reverse when it ends.
+type cleanup []func()
+
+func (c *cleanup) add(f func()) { *c = append(*c, f) }
+
+// run is deferred as a method value of a *cleanup, so it sees what was
+// added after the defer.
+func (c *cleanup) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
 // order is which side goes first in round r: base, head, head, base, …
 func order(r int) [2]int {
 	if r%2 == 0 {

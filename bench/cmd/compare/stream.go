@@ -28,19 +28,12 @@ type streamSide struct {
 
 func streamPhase(ctx context.Context, o options, sides [2]*side, t *table) error {
 	var ss [2]*streamSide
-	defer func() {
-		for _, s := range ss {
-			if s != nil {
-				if s.e != nil {
-					s.e.Stop()
-				}
-				s.f.broker.Close()
-			}
-		}
-	}()
+	var stop cleanup
+	defer stop.run()
 	for i, sd := range sides {
 		harness.Logf("stream: %s, fake broker with %d credentials", sd.name, o.n)
 		s := &streamSide{side: sd, f: newFixture(o.n, false)}
+		stop.add(s.f.broker.Close)
 		ss[i] = s
 		if err := s.record(ctx); err != nil {
 			return err
@@ -53,6 +46,7 @@ func streamPhase(ctx context.Context, o options, sides [2]*side, t *table) error
 			return err
 		}
 		s.e = e
+		stop.add(e.Stop)
 		s.gen = s.f.broker.Generation()
 		if err := s.reached(ctx, s.gen); err != nil {
 			return err

@@ -50,25 +50,19 @@ func (s *usageSide) liveHeap() float64 {
 
 func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error {
 	var us [2]*usageSide
-	defer func() {
-		for _, s := range us {
-			if s != nil {
-				if s.e != nil {
-					s.e.Stop()
-				}
-				s.f.broker.Close()
-			}
-		}
-	}()
+	var stop cleanup
+	defer stop.run()
 	for i, sd := range sides {
 		harness.Logf("usage: %s, fake broker with %d credentials and %d usage reports", sd.name, o.n, o.n)
 		s := &usageSide{side: sd, f: newFixture(o.n, true)}
+		stop.add(s.f.broker.Close)
 		us[i] = s
 		e, err := sd.start(ctx, s.f, []string{"GODEBUG=gctrace=1"})
 		if err != nil {
 			return err
 		}
 		s.e = e
+		stop.add(e.Stop)
 		if err := s.waitUsage(ctx); err != nil {
 			return err
 		}
