@@ -38,10 +38,14 @@ type usageSide struct {
 var gcLive = regexp.MustCompile(`(?m)^gc \d+ @.* \d+->\d+->(\d+) MB`)
 
 // liveHeap is the median heap live after the collections of the load's
-// second half, in MB, from the exporter's GODEBUG=gctrace=1 lines.
-func (s *usageSide) liveHeap() float64 {
+// second half, in MB.
+func (s *usageSide) liveHeap() float64 { return liveHeapMB(s.e.Logs()[s.logMark:]) }
+
+// liveHeapMB is the median heap marked live by the collections of
+// GODEBUG=gctrace=1 output, in MB.
+func liveHeapMB(logs string) float64 {
 	var live []float64
-	for _, m := range gcLive.FindAllStringSubmatch(s.e.Logs()[s.logMark:], -1) {
+	for _, m := range gcLive.FindAllStringSubmatch(logs, -1) {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		live = append(live, v)
 	}
