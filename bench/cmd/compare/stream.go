@@ -38,7 +38,10 @@ func streamPhase(ctx context.Context, o options, sides [2]*side, t *table) error
 		if err := s.record(ctx); err != nil {
 			return err
 		}
-		for s.f.broker.StreamConnections() > 0 {
+		for s.f.broker.StreamConnections() > 0 { // the recording stream is gone: feeds reach one client
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		e, err := sd.start(ctx, s.f, nil, streamArgs...)
@@ -53,9 +56,8 @@ func streamPhase(ctx context.Context, o options, sides [2]*side, t *table) error
 		}
 	}
 
-	// Broker passes: the generation bumps without a change and the broker
-	// re-sends all n OAuth entries (rotatesInMs moved).
-	// One pass each first: the first after the snapshot costs more.
+	// Broker passes (see pass), one uncounted first on each side: the
+	// first after the snapshot costs more.
 	for _, s := range ss {
 		if _, _, err := s.measure(ctx, s.pass); err != nil {
 			return err
@@ -113,8 +115,8 @@ func streamPhase(ctx context.Context, o options, sides [2]*side, t *table) error
 }
 
 // measure waits for the exporter to be quiet, runs the work prepare
-// returns (which makes the broker send generation want) and returns the CPU and wall
-// time it cost the exporter (see busy). The generation is read from
+// returns (which makes the broker send generation want) and returns the
+// CPU and wall time it cost the exporter (see busy). The generation is read from
 // /metrics after the window; a window that closed before the exporter
 // held it (the broker took longer than settle to start sending) is
 // measured again, up to three times.

@@ -73,7 +73,7 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 	}
 
 	// Interleaved rounds: a gzip scrape, the status page, the health API.
-	var scrape, scrapeCPU, page, api [2][]time.Duration
+	var scrape, scrapeCPU [2][]time.Duration
 	var pageRatio, apiRatio [2][]float64
 	var size [2]int
 	for r := range o.scrapeRounds {
@@ -100,7 +100,6 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 				return err
 			}
 			scrape[i], scrapeCPU[i] = append(scrape[i], m.Took), append(scrapeCPU[i], c1-c0)
-			page[i], api[i] = append(page[i], p.Took), append(api[i], a.Took)
 			pageRatio[i] = append(pageRatio[i], float64(p.Took)/float64(m.Took))
 			apiRatio[i] = append(apiRatio[i], float64(a.Took)/float64(m.Took))
 			size[i] = len(m.Body)
