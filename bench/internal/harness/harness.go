@@ -167,7 +167,9 @@ type Options struct {
 }
 
 // Start runs the binary on a free loopback port and waits until /-/ready
-// answers 200 (the first snapshot is applied).
+// answers 200 and /metrics shows a snapshot generation: the first
+// snapshot is applied (which /-/ready alone does not say in every
+// version).
 func Start(ctx context.Context, o Options) (*Exporter, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
@@ -213,7 +215,9 @@ func (e *Exporter) waitReady(ctx context.Context, wait time.Duration) error {
 		if resp, err := e.Client.Get(e.URL + "/-/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				if gen, err := e.Metric(ctx, "authbroker_snapshot_generation "); err == nil && gen > 0 {
+					return nil
+				}
 			}
 		}
 		select {
@@ -221,10 +225,10 @@ func (e *Exporter) waitReady(ctx context.Context, wait time.Duration) error {
 			return errors.New("exporter exited")
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v", wait)
+			return fmt.Errorf("no snapshot applied after %v", wait)
 		}
 	}
 }
