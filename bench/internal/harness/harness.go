@@ -43,19 +43,6 @@ func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// RepoRoot is the directory of the main module's go.mod.
-func RepoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", err
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run inside the module")
-	}
-	return filepath.Dir(mod), nil
-}
-
 // Build builds the exporter of the checkout at root into bin.
 func Build(ctx context.Context, root, bin string) error {
 	Logf("go build -o %s . (in %s)", bin, root)
@@ -297,16 +284,16 @@ func (e *Exporter) Metric(ctx context.Context, prefix string) (float64, error) {
 	if r.Status != http.StatusOK {
 		return 0, fmt.Errorf("%s /metrics: HTTP %d", e.Name, r.Status)
 	}
-	v, ok := SampleValue(r.Body, prefix)
+	v, ok := sampleValue(r.Body, prefix)
 	if !ok {
 		return 0, fmt.Errorf("%s /metrics: no %q", e.Name, prefix)
 	}
 	return v, nil
 }
 
-// SampleValue finds the value of the first series line starting with
+// sampleValue finds the value of the first series line starting with
 // prefix in an exposition.
-func SampleValue(text []byte, prefix string) (float64, bool) {
+func sampleValue(text []byte, prefix string) (float64, bool) {
 	line := text
 	if !bytes.HasPrefix(text, []byte(prefix)) {
 		i := bytes.Index(text, []byte("\n"+prefix))
