@@ -113,9 +113,11 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 	}
 	of := fmt.Sprintf("%s credentials with usage, median of %d interleaved", count(o.n), o.scrapeRounds)
 	b, h := med(scrape)
-	t.add(row{id: "d", what: "gzip /metrics (Prometheus 3 Accept), time to the last byte, " + of, bound: "≤ 1.1×", base: b, head: h, unit: "ms", limit: 1.1})
+	t.add(row{id: "d", what: "gzip /metrics (Prometheus 3 Accept), time to the last byte, " + of, bound: "(report)", base: b, head: h, unit: "ms"})
+	// The bound is on the CPU: on a shared machine the wall time is
+	// mostly waiting for a core, and moves with the load between requests.
 	b, h = med(scrapeCPU)
-	t.add(row{id: "d", what: "exporter CPU per gzip /metrics, same scrapes", bound: "(report)", base: b, head: h, unit: "ms"})
+	t.add(row{id: "d", what: "exporter CPU per gzip /metrics, same scrapes", bound: "≤ 1.1×", base: b, head: h, unit: "ms", limit: 1.1})
 	t.add(row{id: "d", what: "gzip /metrics body", bound: "(report)", base: float64(size[0]) / 1e6, head: float64(size[1]) / 1e6, unit: "MB"})
 	t.add(row{id: "", what: "status page `/` / gzip scrape, same rounds (median of the ratios)", bound: "≤ 0.5",
 		base: harness.Median(pageRatio[0]), head: harness.Median(pageRatio[1]), unit: "x", limit: 0.5})
