@@ -58,15 +58,20 @@ func usagePhase(ctx context.Context, o options, sides [2]*side, t *table) error 
 	defer stop.run()
 	for i, sd := range sides {
 		harness.Logf("usage: %s, fake broker with %d credentials and %d usage reports", sd.name, o.n, o.n)
-		s := &usageSide{side: sd, f: newFixture(o.n, true)}
-		stop.add(s.f.broker.Close)
-		us[i] = s
-		e, err := sd.start(ctx, s.f, []string{"GODEBUG=gctrace=1"})
+		us[i] = &usageSide{side: sd, f: newFixture(o.n, true)}
+		stop.add(us[i].f.broker.Close)
+	}
+	for _, s := range us {
+		e, err := s.start(ctx, s.f, []string{"GODEBUG=gctrace=1"})
 		if err != nil {
 			return err
 		}
 		s.e = e
 		stop.add(e.Stop)
+	}
+	// Both start before either fetches usage, so neither is ahead of the
+	// other in its refresh cycles.
+	for _, s := range us {
 		if err := s.waitUsage(ctx); err != nil {
 			return err
 		}
