@@ -23,6 +23,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -55,7 +56,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 10000, "OAuth credentials (each with one usage report of 4 limits)")
-	flag.StringVar(&o.base, "base", "a87de3c", "commit whose alerts/ rules are \"before\"")
+	flag.StringVar(&o.base, "base", "4471925", "commit whose alerts/ rules are \"before\" (the start of this round)")
 	flag.DurationVar(&o.run, "run", 8*time.Minute, "how long both servers evaluate side by side (≥ 5m lets for: 5m alerts fire)")
 	flag.DurationVar(&o.alone, "alone", 10*time.Minute, "how long \"after\" then runs alone (≥ 10m: the second half then holds an evaluation of the 5-minute group made alone)")
 	flag.DurationVar(&o.lead, "lead", 0, "end of the backfilled hour, from now (0: estimated from -n)")
@@ -88,28 +89,41 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Printf("working in %s", work)
 
-	// Rule files: before from git, after from the working tree.
+	// Rule files: every alerts/*.yml with rule groups, before from git,
+	// after from the working tree.
 	sets := []*ruleSet{{name: "before"}, {name: "after"}}
 	for _, s := range sets {
 		s.dir = filepath.Join(work, s.name)
 		if err := os.MkdirAll(s.dir, 0o755); err != nil {
 			return err
 		}
-		for _, f := range []string{"authbroker-alerts.yml", "authbroker-rules.yml"} {
-			var b []byte
-			if s.name == "before" {
-				b, err = exec.CommandContext(ctx, "git", "-C", root, "show", o.base+":alerts/"+f).Output()
-			} else {
-				b, err = os.ReadFile(filepath.Join(root, "alerts", f))
+		read := func(f string) ([]byte, error) { return os.ReadFile(filepath.Join(root, "alerts", f)) }
+		names, err := ruleFiles(ctx, root, "")
+		if s.name == "before" {
+			read = func(f string) ([]byte, error) {
+				return exec.CommandContext(ctx, "git", "-C", root, "show", o.base+":alerts/"+f).Output()
 			}
+			names, err = ruleFiles(ctx, root, o.base)
+		}
+		if err != nil {
+			return fmt.Errorf("%s rules: %v", s.name, err)
+		}
+		for _, f := range names {
+			b, err := read(f)
 			if err != nil {
 				return fmt.Errorf("%s rules %s: %v", s.name, f, err)
+			}
+			if !bytes.HasPrefix(b, []byte("groups:")) && !bytes.Contains(b, []byte("\ngroups:")) {
+				continue // not a rule file (e.g. alertmanager.example.yml)
 			}
 			p := filepath.Join(s.dir, f)
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				return err
 			}
 			s.files = append(s.files, p)
+		}
+		if len(s.files) == 0 {
+			return fmt.Errorf("%s rules: no alerts/*.yml with rule groups", s.name)
 		}
 	}
 
@@ -301,6 +315,30 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// ruleFiles names the *.yml files directly in alerts/, of the working
+// tree or (rev set) of a commit.
+func ruleFiles(ctx context.Context, root, rev string) ([]string, error) {
+	var names []string
+	if rev != "" {
+		out, err := exec.CommandContext(ctx, "git", "-C", root, "ls-tree", "--name-only", rev, "alerts/").Output()
+		if err != nil {
+			return nil, fmt.Errorf("git ls-tree %s alerts/: %v", rev, err)
+		}
+		for _, l := range strings.Fields(string(out)) {
+			names = append(names, strings.TrimPrefix(l, "alerts/"))
+		}
+	} else {
+		ents, err := os.ReadDir(filepath.Join(root, "alerts"))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return !strings.HasSuffix(n, ".yml") }), nil
 }
 
 // repoRoot is the top of the git checkout this runs in (the before rules

@@ -1,13 +1,13 @@
-// Package harness holds what the bench commands share: building the
-// exporter from the checkout they run in, running it against a broker on
+// Package harness is what the bench commands share: a bounded run, building
+// the exporter of a checkout, running the binary against a broker on
 // loopback, and reading a process's CPU and memory from /proc.
 package harness
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +17,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -28,13 +28,12 @@ import (
 // or on an interrupt, and exits 1 with name and the error if it fails.
 func Main(name string, timeout time.Duration, run func(ctx context.Context) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := run(ctx); err != nil {
+	err := run(ctx)
+	cancel()
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
-		stop()
-		cancel()
 		os.Exit(1)
 	}
 }
@@ -44,137 +43,85 @@ func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-// RepoRoot is the directory of the main module's go.mod.
-func RepoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", err
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run inside the module")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// BuildExporter builds the exporter of the checkout at root into dir.
-func BuildExporter(root, dir string) (string, error) {
-	bin := filepath.Join(dir, "authbroker_exporter")
+// Build builds the exporter of the checkout at root into bin.
+func Build(ctx context.Context, root, bin string) error {
 	Logf("go build -o %s . (in %s)", bin, root)
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
 	cmd.Dir, cmd.Stderr = root, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build: %w", err)
-	}
-	return bin, nil
-}
-
-// Workspace is a checkout to measure: its root, a scratch directory and
-// the exporter binary.
-type Workspace struct {
-	Root, Dir, Bin string
-}
-
-// Setup finds the checkout, makes a scratch directory and builds the
-// exporter into it, unless bin names a binary to use instead. Close
-// removes the directory.
-func Setup(name, bin string) (*Workspace, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "authbroker-"+name+"-")
-	if err != nil {
-		return nil, err
-	}
-	w := &Workspace{Root: root, Dir: dir, Bin: bin}
-	if w.Bin == "" {
-		if w.Bin, err = BuildExporter(root, dir); err != nil {
-			w.Close()
-			return nil, err
-		}
-	}
-	return w, nil
-}
-
-// Close removes the scratch directory.
-func (w *Workspace) Close() { os.RemoveAll(w.Dir) }
-
-// PostJSON posts body as JSON with a bearer token and wants a 200.
-func PostJSON(ctx context.Context, url, token string, body any) error {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: HTTP %d", url, resp.StatusCode)
+		return fmt.Errorf("build in %s: %w", root, err)
 	}
 	return nil
 }
 
-// SeedOAuth uploads n Anthropic OAuth credentials to a broker at url,
-// eight uploads at a time, each with its own email and account id and an
-// expiry 48 h away (no refresh falls due). tag goes into the token values.
-func SeedOAuth(ctx context.Context, url, token string, n int, tag string) error {
-	expires := time.Now().Add(48 * time.Hour).UnixMilli()
-	jobs := make(chan int)
-	errs := make(chan error, 8)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			var first error
-			for i := range jobs {
-				err := PostJSON(ctx, url+"/v1/credential", token, map[string]any{"provider": "anthropic", "credential": map[string]any{
-					"type": "oauth", "access": fmt.Sprintf("%s-access-%d", tag, i), "refresh": fmt.Sprintf("%s-refresh-%d", tag, i),
-					"expires": expires, "email": fmt.Sprintf("user%d@%s.example", i, tag), "accountId": fmt.Sprintf("acct-%d", i)}})
-				if err != nil && first == nil {
-					first = err
-				}
-			}
-			errs <- first
-		})
+// Revision names the commit checked out at root, "+dirty" if the work
+// tree differs from it.
+func Revision(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "?"
 	}
-	for i := range n {
-		jobs <- i
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += "+dirty"
 	}
-	close(jobs)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return rev
 }
 
-// LoadAvg is the 1-minute load average: the machine may be shared.
-func LoadAvg() string {
+// Uptime is what `uptime` prints (the machine may be shared), or the load
+// averages of /proc/loadavg without it.
+func Uptime() string {
+	if out, err := exec.Command("uptime").Output(); err == nil {
+		return strings.TrimSpace(string(out))
+	}
 	raw, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "?"
 	}
-	return strings.Join(strings.Fields(string(raw))[:3], " ")
+	return "load average: " + strings.Join(strings.Fields(string(raw))[:3], ", ")
+}
+
+// Machine is the CPU count and model, for the report.
+func Machine() string {
+	model := "?"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.SplitSeq(string(raw), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs, %s", runtimeCPUs(), model)
+}
+
+func runtimeCPUs() int {
+	out, err := exec.Command("nproc").Output()
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// Median is the middle of xs (the upper one of an even count), 0 if empty.
+func Median[T cmp.Ordered](xs []T) T {
+	var zero T
+	if len(xs) == 0 {
+		return zero
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // Exporter is the exporter binary running against a broker.
 type Exporter struct {
-	Cmd    *exec.Cmd
+	Name   string
 	URL    string // http://127.0.0.1:port
 	Client *http.Client
-	logs   *lockedBuffer
+	cmd    *exec.Cmd
+	logs   lockedBuffer
 	done   chan struct{}
 }
 
@@ -195,40 +142,37 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
-}
-
-// ExporterOptions configure StartExporter.
-type ExporterOptions struct {
+// Options configure Start.
+type Options struct {
+	Name      string // for errors
 	Bin       string
 	Dir       string // scratch directory (token file, HOME)
 	BrokerURL string
 	Token     string
-	Args      []string  // extra flags
-	Env       []string  // extra environment (e.g. GODEBUG=gctrace=1)
-	Log       io.Writer // a copy of the exporter's output, optional
-	Ready     time.Duration
+	Args      []string // extra flags
+	Env       []string // extra environment, e.g. GODEBUG=gctrace=1
 }
 
-// StartExporter runs the binary on a free loopback port and waits until
-// its mirror holds the first snapshot (WaitReady).
-func StartExporter(ctx context.Context, o ExporterOptions) (*Exporter, error) {
+// Start runs the binary on a free loopback port and waits until /-/ready
+// answers 200 and /metrics shows a snapshot generation: the first
+// snapshot is applied (which /-/ready alone does not say in every
+// version).
+func Start(ctx context.Context, o Options) (*Exporter, error) {
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, err
+	}
 	tok := filepath.Join(o.Dir, "token")
 	if err := os.WriteFile(tok, []byte(o.Token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	addr := l.Addr().String()
+	l.Close()
 	args := append([]string{"--broker.url=" + o.BrokerURL, "--broker.token-file=" + tok,
-		"--web.listen-address=127.0.0.1:" + port, "--log.level=warn"}, o.Args...)
+		"--web.listen-address=" + addr, "--log.level=warn"}, o.Args...)
 	cmd := exec.Command(o.Bin, args...)
 	env := []string{"HOME=" + o.Dir}
 	for _, kv := range os.Environ() {
@@ -237,113 +181,121 @@ func StartExporter(ctx context.Context, o ExporterOptions) (*Exporter, error) {
 		}
 	}
 	cmd.Env = append(env, o.Env...)
-	e := &Exporter{Cmd: cmd, URL: "http://127.0.0.1:" + port, logs: &lockedBuffer{mu: make(chan struct{}, 1)},
-		done: make(chan struct{}), Client: &http.Client{Transport: &http.Transport{DisableCompression: true}}}
-	var out io.Writer = e.logs
-	if o.Log != nil {
-		out = io.MultiWriter(e.logs, o.Log)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
+	e := &Exporter{Name: o.Name, URL: "http://" + addr, cmd: cmd, done: make(chan struct{}),
+		logs:   lockedBuffer{mu: make(chan struct{}, 1)},
+		Client: &http.Client{Transport: &http.Transport{DisableCompression: true}}}
+	cmd.Stdout, cmd.Stderr = &e.logs, &e.logs
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { cmd.Wait(); close(e.done) }()
-	wait := o.Ready
-	if wait == 0 {
-		wait = 5 * time.Minute
-	}
-	if err := WaitReady(ctx, e.Client, e.URL, e.done, wait); err != nil {
-		if !errors.Is(err, ErrExited) {
-			e.Stop()
-		}
-		return nil, fmt.Errorf("%w: %s", err, e.logs.String())
+	if err := e.waitReady(ctx, 5*time.Minute); err != nil {
+		e.Stop()
+		return nil, fmt.Errorf("%s: %w: %s", o.Name, err, e.logs.String())
 	}
 	return e, nil
 }
 
-// ErrExited: the exporter ended before it was ready.
-var ErrExited = errors.New("exporter exited")
-
-// WaitReady polls url's /api/v1/health until its mirror holds a snapshot
-// (sync.ready; /-/ready answers as soon as the exporter serves), exited is
-// closed (ErrExited), ctx ends or wait has passed.
-func WaitReady(ctx context.Context, c *http.Client, url string, exited <-chan struct{}, wait time.Duration) error {
+func (e *Exporter) waitReady(ctx context.Context, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		resp, err := c.Get(url + "/api/v1/health")
-		if err == nil {
-			var h struct {
-				Sync struct {
-					Ready bool `json:"ready"`
-				} `json:"sync"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&h)
+		if resp, err := e.Client.Get(e.URL + "/-/ready"); err == nil {
 			resp.Body.Close()
-			if err == nil && h.Sync.Ready {
-				return nil
+			if resp.StatusCode == http.StatusOK {
+				if gen, err := e.Metric(ctx, "authbroker_snapshot_generation "); err == nil && gen > 0 {
+					return nil
+				}
 			}
 		}
 		select {
-		case <-exited:
-			return ErrExited
+		case <-e.done:
+			return errors.New("exporter exited")
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("exporter not ready after %v", wait)
+			return fmt.Errorf("no snapshot applied after %v", wait)
 		}
 	}
 }
 
-// Pid is the exporter's process id.
-func (e *Exporter) Pid() int { return e.Cmd.Process.Pid }
-
-// Logs is what the exporter printed so far.
+// Logs is what the exporter printed so far (stdout and stderr).
 func (e *Exporter) Logs() string { return e.logs.String() }
 
-// Exited is closed when the process has ended.
-func (e *Exporter) Exited() <-chan struct{} { return e.done }
+// Pid is the exporter's process id.
+func (e *Exporter) Pid() int { return e.cmd.Process.Pid }
 
 // Stop ends the exporter (SIGTERM, then SIGKILL after 10 s).
 func (e *Exporter) Stop() {
-	e.Cmd.Process.Signal(syscall.SIGTERM)
+	e.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-e.done:
 	case <-time.After(10 * time.Second):
-		e.Cmd.Process.Kill()
+		e.cmd.Process.Kill()
 		<-e.done
 	}
 }
 
-// Get fetches path uncompressed and returns the body.
-func (e *Exporter) Get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := e.Client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	return body, nil
+// Response is one timed GET: the time from the request to the body's last
+// byte, and the body as it came over the wire.
+type Response struct {
+	Took     time.Duration
+	Body     []byte
+	Encoding string // Content-Encoding
+	Status   int
 }
 
-// SampleValue finds the value of the first series line starting with
-// prefix (a metric name plus, optionally, the start of its label set).
-func SampleValue(text []byte, prefix string) (float64, bool) {
-	var line []byte
-	if bytes.HasPrefix(text, []byte(prefix)) {
-		line = text
-	} else {
+// Get requests path with the given headers and reads the whole body.
+// Any status is returned; an exited exporter or a transport error is an
+// error.
+func (e *Exporter) Get(ctx context.Context, path string, header ...string) (Response, error) {
+	var r Response
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+path, nil)
+	if err != nil {
+		return r, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	start := time.Now()
+	resp, err := e.Client.Do(req)
+	if err != nil {
+		return r, fmt.Errorf("%s %s: %w", e.Name, path, err)
+	}
+	r.Body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r.Took = time.Since(start)
+	r.Status, r.Encoding = resp.StatusCode, resp.Header.Get("Content-Encoding")
+	if err != nil {
+		return r, fmt.Errorf("%s %s: %w", e.Name, path, err)
+	}
+	return r, nil
+}
+
+// Metric is the value of the first series line of /metrics (plain text)
+// starting with prefix (a metric name plus, optionally, the start of its
+// label set).
+func (e *Exporter) Metric(ctx context.Context, prefix string) (float64, error) {
+	r, err := e.Get(ctx, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if r.Status != http.StatusOK {
+		return 0, fmt.Errorf("%s /metrics: HTTP %d", e.Name, r.Status)
+	}
+	v, ok := sampleValue(r.Body, prefix)
+	if !ok {
+		return 0, fmt.Errorf("%s /metrics: no %q", e.Name, prefix)
+	}
+	return v, nil
+}
+
+// sampleValue finds the value of the first series line starting with
+// prefix in an exposition.
+func sampleValue(text []byte, prefix string) (float64, bool) {
+	line := text
+	if !bytes.HasPrefix(text, []byte(prefix)) {
 		i := bytes.Index(text, []byte("\n"+prefix))
 		if i < 0 {
 			return 0, false
@@ -361,44 +313,16 @@ func SampleValue(text []byte, prefix string) (float64, bool) {
 	return v, err == nil
 }
 
-// ClockTick is USER_HZ on Linux: the unit of utime and stime.
-const ClockTick = 100
-
-// CPU is a process's CPU time: utime+stime of /proc/PID/stat (all
-// threads, in clock ticks) and, finer, the sum of the threads' on-CPU
-// nanoseconds from /proc/PID/task/*/schedstat.
-type CPU struct {
-	Stat  time.Duration // utime+stime, 10 ms resolution
-	Sched time.Duration // sum over live threads of schedstat's first field
-}
-
-// Sub is c − o.
-func (c CPU) Sub(o CPU) CPU { return CPU{Stat: c.Stat - o.Stat, Sched: c.Sched - o.Sched} }
-
-// Add is c + o.
-func (c CPU) Add(o CPU) CPU { return CPU{Stat: c.Stat + o.Stat, Sched: c.Sched + o.Sched} }
-
-// ReadCPU reads pid's CPU time.
-func ReadCPU(pid int) (CPU, error) {
-	var c CPU
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return c, err
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	rest := raw[bytes.LastIndexByte(raw, ')')+2:]
-	f := strings.Fields(string(rest))
-	if len(f) < 13 {
-		return c, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	c.Stat = time.Duration(ut+st) * time.Second / ClockTick
+// CPU is the process's CPU time so far: the sum over its threads of the
+// on-CPU nanoseconds of /proc/PID/task/*/schedstat. A Go process keeps
+// its threads, so no thread's time leaves with it.
+func (e *Exporter) CPU() (time.Duration, error) {
+	pid := e.Pid()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
-		return c, err
+		return 0, err
 	}
+	var sum time.Duration
 	for _, t := range tasks {
 		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
 		if err != nil {
@@ -406,37 +330,34 @@ func ReadCPU(pid int) (CPU, error) {
 		}
 		if f := strings.Fields(string(raw)); len(f) > 0 {
 			ns, _ := strconv.ParseInt(f[0], 10, 64)
-			c.Sched += time.Duration(ns)
+			sum += time.Duration(ns)
 		}
 	}
-	return c, nil
+	return sum, nil
 }
 
-// Mem is a process's resident memory from /proc/PID/status.
-type Mem struct {
-	RSS, HWM int64 // bytes: current and peak resident set
-}
+// Mem is a process's resident memory in bytes, now and at its peak.
+type Mem struct{ RSS, HWM int64 }
 
-// ReadMem reads pid's VmRSS and VmHWM.
-func ReadMem(pid int) (Mem, error) {
+// Mem reads VmRSS and VmHWM of /proc/PID/status.
+func (e *Exporter) Mem() (Mem, error) {
 	var m Mem
-	s, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	s, err := os.Open(fmt.Sprintf("/proc/%d/status", e.Pid()))
 	if err != nil {
 		return m, err
 	}
 	defer s.Close()
 	sc := bufio.NewScanner(s)
 	for sc.Scan() {
-		line := sc.Text()
-		for key, dst := range map[string]*int64{"VmRSS:": &m.RSS, "VmHWM:": &m.HWM} {
-			if strings.HasPrefix(line, key) {
-				kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-				*dst = kb << 10
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		if f := strings.Fields(v); len(f) > 0 && (k == "VmRSS" || k == "VmHWM") {
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
+			if k == "VmRSS" {
+				m.RSS = kb << 10
+			} else {
+				m.HWM = kb << 10
 			}
 		}
 	}
 	return m, sc.Err()
 }
-
-// MB formats bytes in decimal megabytes.
-func MB(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
