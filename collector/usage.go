@@ -181,12 +181,6 @@ func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now
 	}
 	r.report = rep
 	r.resets = newResetRow(r.id, r.provider, rep.Resets, now)
-	if prev != nil && prev.report != nil && sameLimits(prev.report.Limits, rep.Limits) {
-		// The same limits as before (the broker client hands an unchanged
-		// report over as the one before): so are the rows built from them.
-		r.limits = prev.limits
-		return r
-	}
 	r.limits = make([]limitRow, 0, len(rep.Limits))
 	for i := range rep.Limits {
 		l := &rep.Limits[i]
@@ -222,12 +216,6 @@ func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now
 		return cmp.Or(strings.Compare(a.limit, b.limit), strings.Compare(a.window, b.window))
 	})
 	return r
-}
-
-// sameLimits reports whether a and b are the same limits array, which
-// they are when the broker client reused an unchanged report.
-func sameLimits(a, b []broker.UsageLimit) bool {
-	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // limit finds the row's limit of that id and window (nil-safe).

@@ -301,7 +301,7 @@ func TestUsageFailureWithoutData(t *testing.T) {
 	if u.HasData() || !u.Failing || u.Reports != nil {
 		t.Fatalf("%+v", u)
 	}
-	e := &Entry{Entry: broker.Entry{ID: 1, Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth, Email: "a@example.com"}}}
+	e := &Entry{Entry: &broker.Entry{ID: 1, Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth, Email: "a@example.com"}}}
 	if m, ok := u.Match(e); ok || m != nil {
 		t.Fatal("a failed answer matched")
 	}

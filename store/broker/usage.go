@@ -1,9 +1,6 @@
 package broker
 
 import (
-	"bytes"
-	"encoding/json"
-	"math"
 	"strings"
 	"time"
 )
@@ -111,59 +108,6 @@ func (a UsageAmount) EffectiveUsedFraction() (fraction float64, ok bool) {
 	return 0, false
 }
 
-// Usage wire types. Reports and limits are open objects on the wire; only
-// the fields below are read, and metadata only for its identity strings.
-
-type wireUsage struct {
-	GeneratedAt json.Number `json:"generatedAt"`
-	Reports     *reportList `json:"reports"`
-}
-
-type wireReport struct {
-	Provider     string                     `json:"provider"`
-	FetchedAt    json.Number                `json:"fetchedAt"`
-	Limits       []wireLimit                `json:"limits"`
-	Metadata     map[string]json.RawMessage `json:"metadata"`
-	ResetCredits json.RawMessage            `json:"resetCredits"`
-}
-
-type wireLimit struct {
-	ID     string      `json:"id"`
-	Label  string      `json:"label"`
-	Scope  wireScope   `json:"scope"`
-	Window *wireWindow `json:"window"`
-	Amount wireAmount  `json:"amount"`
-	Status string      `json:"status"`
-}
-
-type wireScope struct {
-	Provider  string `json:"provider"`
-	AccountID string `json:"accountId"`
-	ProjectID string `json:"projectId"`
-	OrgID     string `json:"orgId"`
-	ModelID   string `json:"modelId"`
-	Tier      string `json:"tier"`
-	WindowID  string `json:"windowId"`
-	Shared    bool   `json:"shared"`
-}
-
-type wireWindow struct {
-	ID         string      `json:"id"`
-	Label      string      `json:"label"`
-	DurationMs json.Number `json:"durationMs"`
-	ResetsAt   json.Number `json:"resetsAt"`
-	ResetLabel string      `json:"resetLabel"`
-}
-
-type wireAmount struct {
-	Used              *float64 `json:"used"`
-	Limit             *float64 `json:"limit"`
-	Remaining         *float64 `json:"remaining"`
-	UsedFraction      *float64 `json:"usedFraction"`
-	RemainingFraction *float64 `json:"remainingFraction"`
-	Unit              string   `json:"unit"`
-}
-
 // UsageResponse is the answer of GET /v1/usage.
 type UsageResponse struct {
 	GeneratedAt time.Time
@@ -171,216 +115,327 @@ type UsageResponse struct {
 	Size        int // bytes of the answer's body (0 when not from the wire)
 }
 
-// metaString reads a metadata value the way the broker client does: only a
-// string with non-blank content counts, and it is trimmed.
-func metaString(m map[string]json.RawMessage, key string) string {
-	raw, ok := m[key]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return strings.TrimSpace(s)
-}
+// The keys of each usage object the decoder knows (for the case-variant
+// check); any other key is skipped.
+var (
+	usageFields  = []string{"generatedAt", "reports"}
+	reportFields = []string{"provider", "fetchedAt", "limits", "metadata", "resetCredits"}
+	limitFields  = []string{"id", "label", "scope", "window", "amount", "status"}
+	scopeFields  = []string{"provider", "accountId", "projectId", "orgId", "modelId", "tier", "windowId", "shared"}
+	windowFields = []string{"id", "label", "durationMs", "resetsAt", "resetLabel"}
+	amountFields = []string{"used", "limit", "remaining", "usedFraction", "remainingFraction", "unit"}
+)
 
 // DecodeUsage decodes a /v1/usage answer.
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
+// decodeUsage decodes a /v1/usage answer in one pass. Thousands of reports
+// repeat the same providers, limit ids, labels and units, and the answer
+// is kept for the usage TTL, so those strings are kept once each.
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
-	return decodeUsageWith(op, body, nil)
-}
-
-// decodeUsageWith decodes through the fast path, with d when not nil, and
-// through encoding/json what the fast path leaves (d then forgets the
-// previous answer).
-func decodeUsageWith(op string, body []byte, d *UsageDecoder) (*UsageResponse, error) {
-	if out, ok := decodeUsageFast(body, d); ok {
-		return out, nil
+	r := newReader(op, body, &stringPool{})
+	out := &UsageResponse{Size: len(body)}
+	if r.open('{') {
+		for r.member() {
+			switch string(r.name) {
+			case "generatedAt":
+				out.GeneratedAt, _ = msTime(r.number())
+			case "reports":
+				if r.open('[') {
+					out.Reports = []UsageReport{}
+					for r.more() {
+						out.Reports = append(out.Reports, UsageReport{})
+						r.report(&out.Reports[len(out.Reports)-1])
+					}
+				}
+			default:
+				r.unknown(usageFields)
+			}
+		}
 	}
-	if d != nil {
-		d.seen = nil
-	}
-	return decodeUsageGeneral(op, body)
-}
-
-// decodeUsageGeneral decodes any answer through encoding/json.
-func decodeUsageGeneral(op string, body []byte) (*UsageResponse, error) {
-	var w wireUsage
-	if err := decode(op, body, &w); err != nil {
+	r.require(out.Reports != nil, "reports")
+	if err := r.finish(); err != nil {
 		return nil, err
 	}
-	out, err := w.convert()
-	if err != nil {
-		return nil, jsonProtoErr(op, err)
-	}
 	return out, nil
 }
 
-func (w *wireUsage) convert() (*UsageResponse, error) {
-	if w.Reports == nil {
-		return nil, missing("reports")
+func (r *reader) report(rep *UsageReport) {
+	if r.peek() != '{' {
+		r.wrongType("an object")
+		return
 	}
-	out := &UsageResponse{Reports: w.Reports.reports}
-	if out.Reports == nil {
-		out.Reports = []UsageReport{}
-	}
-	if w.GeneratedAt != "" {
-		out.GeneratedAt, _ = msTime(w.GeneratedAt)
-	}
-	return out, nil
-}
-
-// reportList decodes the reports array one report at a time and
-// converts each as it goes: a 10k-report answer never exists in full in
-// wire form (maps of raw metadata, duplicate strings) next to its result.
-type reportList struct {
-	reports []UsageReport
-}
-
-func (u *reportList) UnmarshalJSON(data []byte) error {
-	u.reports = nil // a repeated key: the last one wins, as in JSON.parse
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil {
-		return err
-	} else if t != json.Delim('[') {
-		return missing("reports")
-	}
-	// Thousands of reports repeat the same provider, limit ids, labels,
-	// units and windows; the answer is kept for the usage TTL, so those
-	// strings are kept once each.
-	in := &stringPool{}
-	for dec.More() {
-		var wr wireReport
-		if err := dec.Decode(&wr); err != nil {
-			return err
-		}
-		r, err := wr.convert(in)
-		if err != nil {
-			return err
-		}
-		u.reports = append(u.reports, r)
-	}
-	_, err := dec.Token()
-	return err
-}
-
-func (wr *wireReport) convert(in *stringPool) (UsageReport, error) {
-	if wr.Provider == "" {
-		return UsageReport{}, missing("report provider")
-	}
-	r := UsageReport{Provider: in.share(wr.Provider)}
-	if wr.FetchedAt != "" {
-		r.FetchedAt, _ = msTime(wr.FetchedAt)
-	}
-	r.Metadata = UsageMetadata{
-		Email:     metaString(wr.Metadata, "email"),
-		AccountID: metaString(wr.Metadata, "accountId"),
-		ProjectID: metaString(wr.Metadata, "projectId"),
-		OrgID:     metaString(wr.Metadata, "orgId"),
-		OrgName:   metaString(wr.Metadata, "orgName"),
-	}
-	if r.Metadata.AccountID == "" {
-		r.Metadata.AccountID = metaString(wr.Metadata, "account_id")
-	}
-	if r.Metadata.ProjectID == "" {
-		r.Metadata.ProjectID = metaString(wr.Metadata, "project_id")
-	}
-	r.Resets = savedResets(wr.ResetCredits, in)
-	r.Limits = make([]UsageLimit, 0, len(wr.Limits))
-	for _, wl := range wr.Limits {
-		l := UsageLimit{
-			ID: in.share(wl.ID), Label: in.share(wl.Label), Status: in.share(wl.Status),
-			Scope: UsageScope(wl.Scope),
-			Amount: UsageAmount{
-				Used: wl.Amount.Used, Limit: wl.Amount.Limit, Remaining: wl.Amount.Remaining,
-				UsedFraction: wl.Amount.UsedFraction, RemainingFraction: wl.Amount.RemainingFraction,
-				Unit: in.share(wl.Amount.Unit),
-			},
-		}
-		sc := &l.Scope
-		sc.Provider, sc.ModelID, sc.Tier, sc.WindowID = in.share(sc.Provider), in.share(sc.ModelID), in.share(sc.Tier), in.share(sc.WindowID)
-		if ww := wl.Window; ww != nil {
-			win := &UsageWindow{ID: in.share(ww.ID), Label: in.share(ww.Label), ResetLabel: in.share(ww.ResetLabel)}
-			if d, ok := msDuration(ww.DurationMs); ok {
-				win.Duration = d
-			}
-			if ww.ResetsAt != "" {
-				win.ResetsAt, _ = msTime(ww.ResetsAt)
-			}
-			l.Window = win
-		}
-		r.Limits = append(r.Limits, l)
-	}
-	return r, nil
-}
-
-// savedResets reads resetCredits field by field, so that one field of an
-// unexpected type costs that field, not the report: a resetCredits that is
-// not an object reads as absent (nil), and so does a credit that is not one.
-func savedResets(raw json.RawMessage, in *stringPool) *SavedResets {
-	var m map[string]json.RawMessage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
-		return nil
-	}
-	sr := &SavedResets{}
-	sr.Available, sr.HasAvailable = rawNumber(m["availableCount"])
-	sr.Redeemable, sr.HasRedeemable = rawNumber(m["redeemableCount"])
-	sr.CooldownUntil = rawTime(m["cooldownUntil"])
-	var credits []json.RawMessage
-	if json.Unmarshal(m["credits"], &credits) != nil {
-		return sr
-	}
-	for _, raw := range credits {
-		var c map[string]json.RawMessage
-		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &c) != nil {
-			continue
-		}
-		rc := ResetCredit{ExpiresAt: rawTime(c["expiresAt"])}
-		rc.HasUsable = json.Unmarshal(c["usable"], &rc.Usable) == nil && len(c["usable"]) > 0 && c["usable"][0] != 'n'
-		var clears []json.RawMessage
-		if json.Unmarshal(c["clears"], &clears) == nil {
-			for _, raw := range clears {
-				var id string
-				if json.Unmarshal(raw, &id) == nil && id != "" {
-					rc.Clears = append(rc.Clears, in.share(id))
+	r.open('{')
+	rep.Limits = make([]UsageLimit, 0, 4)
+	for r.member() {
+		switch string(r.name) {
+		case "provider":
+			rep.Provider = r.str()
+		case "fetchedAt":
+			rep.FetchedAt, _ = msTime(r.number())
+		case "limits":
+			if r.open('[') {
+				for r.more() {
+					rep.Limits = append(rep.Limits, UsageLimit{})
+					r.limit(&rep.Limits[len(rep.Limits)-1])
 				}
 			}
+		case "metadata":
+			r.metadata(&rep.Metadata)
+		case "resetCredits":
+			rep.Resets = r.savedResets()
+		default:
+			r.unknown(reportFields)
 		}
-		sr.Credits = append(sr.Credits, rc)
+	}
+	r.require(rep.Provider != "", "provider")
+}
+
+// metadata reads the identity strings of a report's free-form metadata
+// (docs/broker-protocol.md §9.1): a value counts only as a string with
+// non-blank content, trimmed; anything else is skipped.
+func (r *reader) metadata(m *UsageMetadata) {
+	if !r.open('{') {
+		return
+	}
+	var accountAlias, projectAlias string
+	for r.member() {
+		var dst *string
+		switch string(r.name) {
+		case "email":
+			dst = &m.Email
+		case "accountId":
+			dst = &m.AccountID
+		case "account_id":
+			dst = &accountAlias
+		case "projectId":
+			dst = &m.ProjectID
+		case "project_id":
+			dst = &projectAlias
+		case "orgId":
+			dst = &m.OrgID
+		case "orgName":
+			dst = &m.OrgName
+		}
+		if dst == nil || r.peek() != '"' {
+			r.skip()
+			continue
+		}
+		*dst = strings.TrimSpace(r.plainStr())
+	}
+	if m.AccountID == "" {
+		m.AccountID = accountAlias
+	}
+	if m.ProjectID == "" {
+		m.ProjectID = projectAlias
+	}
+}
+
+func (r *reader) limit(l *UsageLimit) {
+	if r.peek() != '{' {
+		r.wrongType("an object")
+		return
+	}
+	r.open('{')
+	for r.member() {
+		switch string(r.name) {
+		case "id":
+			l.ID = r.str()
+		case "label":
+			l.Label = r.str()
+		case "status":
+			l.Status = r.str()
+		case "scope":
+			r.scope(&l.Scope)
+		case "window":
+			l.Window = r.window()
+		case "amount":
+			r.amount(&l.Amount)
+		default:
+			r.unknown(limitFields)
+		}
+	}
+}
+
+func (r *reader) scope(s *UsageScope) {
+	if !r.open('{') {
+		return
+	}
+	for r.member() {
+		switch string(r.name) {
+		case "provider":
+			s.Provider = r.str()
+		case "accountId": // each report's own: not pooled
+			s.AccountID = r.plainStr()
+		case "projectId":
+			s.ProjectID = r.plainStr()
+		case "orgId":
+			s.OrgID = r.plainStr()
+		case "modelId":
+			s.ModelID = r.str()
+		case "tier":
+			s.Tier = r.str()
+		case "windowId":
+			s.WindowID = r.str()
+		case "shared":
+			s.Shared, _ = r.boolean()
+		default:
+			r.unknown(scopeFields)
+		}
+	}
+}
+
+func (r *reader) window() *UsageWindow {
+	if !r.open('{') {
+		return nil
+	}
+	w := &UsageWindow{}
+	for r.member() {
+		switch string(r.name) {
+		case "id":
+			w.ID = r.str()
+		case "label":
+			w.Label = r.str()
+		case "resetLabel":
+			w.ResetLabel = r.str()
+		case "durationMs":
+			w.Duration, _ = msDuration(r.number())
+		case "resetsAt":
+			w.ResetsAt, _ = msTime(r.number())
+		default:
+			r.unknown(windowFields)
+		}
+	}
+	return w
+}
+
+func (r *reader) amount(a *UsageAmount) {
+	if !r.open('{') {
+		return
+	}
+	fields := [...]**float64{&a.Used, &a.Limit, &a.Remaining, &a.UsedFraction, &a.RemainingFraction}
+	var nums *[5]float64 // the amounts of one limit, allocated together
+	for r.member() {
+		i := 0
+		switch string(r.name) {
+		case "used":
+			i = 0
+		case "limit":
+			i = 1
+		case "remaining":
+			i = 2
+		case "usedFraction":
+			i = 3
+		case "remainingFraction":
+			i = 4
+		case "unit":
+			a.Unit = r.str()
+			continue
+		default:
+			r.unknown(amountFields)
+			continue
+		}
+		raw := r.number()
+		if raw == nil {
+			*fields[i] = nil
+			continue
+		}
+		f, ok := numFloat(raw)
+		if !ok {
+			r.fail("", "out of range")
+			continue
+		}
+		if nums == nil {
+			nums = new([5]float64)
+		}
+		nums[i] = f
+		*fields[i] = &nums[i]
+	}
+}
+
+// savedResets reads resetCredits field by field (docs/broker-protocol.md
+// §8.4, §13.1): a field of an unexpected type reads as absent, and so
+// does a resetCredits or a credit that is not an object.
+func (r *reader) savedResets() *SavedResets {
+	if r.peek() != '{' {
+		r.skip()
+		return nil
+	}
+	r.open('{')
+	sr := &SavedResets{}
+	for r.member() {
+		switch string(r.name) {
+		case "availableCount":
+			sr.Available, sr.HasAvailable = r.looseNumber()
+		case "redeemableCount":
+			sr.Redeemable, sr.HasRedeemable = r.looseNumber()
+		case "cooldownUntil":
+			sr.CooldownUntil = r.looseTime()
+		case "credits":
+			if r.peek() != '[' {
+				r.skip()
+				continue
+			}
+			r.open('[')
+			for r.more() {
+				if r.peek() != '{' {
+					r.skip()
+					continue
+				}
+				sr.Credits = append(sr.Credits, r.resetCredit())
+			}
+		default:
+			r.skip()
+		}
 	}
 	return sr
 }
 
-// rawNumber reads a finite JSON number.
-func rawNumber(raw json.RawMessage) (float64, bool) {
-	var f float64
-	if len(raw) == 0 || raw[0] == 'n' || json.Unmarshal(raw, &f) != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, false
+func (r *reader) resetCredit() ResetCredit {
+	var c ResetCredit
+	r.open('{')
+	for r.member() {
+		switch k := r.peek(); {
+		case string(r.name) == "expiresAt":
+			c.ExpiresAt = r.looseTime()
+		case string(r.name) == "usable" && (k == 't' || k == 'f'):
+			c.Usable, c.HasUsable = r.boolean()
+		case string(r.name) == "clears" && k == '[':
+			r.open('[')
+			for r.more() {
+				if r.peek() != '"' {
+					r.skip()
+				} else if id := r.str(); id != "" {
+					c.Clears = append(c.Clears, id)
+				}
+			}
+		default:
+			r.skip()
+		}
 	}
-	return f, true
+	return c
 }
 
-// rawTime reads epoch milliseconds or an ISO-8601 (RFC 3339) string;
+// looseNumber reads a finite number; anything else is skipped as absent.
+func (r *reader) looseNumber() (float64, bool) {
+	if r.peek() != '0' {
+		r.skip()
+		return 0, false
+	}
+	return numFloat(r.value())
+}
+
+// looseTime reads epoch milliseconds or an ISO-8601 (RFC 3339) string;
 // anything else is the zero time.
-func rawTime(raw json.RawMessage) time.Time {
-	if len(raw) == 0 {
-		return time.Time{}
-	}
-	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return time.Time{}
-		}
-		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
-		if err != nil {
-			return time.Time{}
-		}
+func (r *reader) looseTime() time.Time {
+	switch r.peek() {
+	case '0':
+		t, _ := msTime(r.value())
+		return t
+	case '"':
+		t, _ := time.Parse(time.RFC3339Nano, strings.TrimSpace(r.plainStr()))
 		return t
 	}
-	if t, ok := msTime(json.Number(bytes.TrimSpace(raw))); ok && isNumber(raw) {
-		return t
-	}
+	r.skip()
 	return time.Time{}
 }

@@ -1,0 +1,62 @@
+package broker
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// decodeFrame decodes one frame with a decoder of its own.
+func decodeFrame(data []byte, recv time.Time) (*StreamFrame, error) {
+	return new(FrameDecoder).Decode(data, recv)
+}
+
+// BenchmarkDecodeFrame is one entry frame decoded by its connection's
+// decoder, as on the stream.
+func BenchmarkDecodeFrame(b *testing.B) {
+	frame := benchEntryFrame(4242, 7, "access-token")
+	d := &FrameDecoder{}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Decode(frame, time.Now()); err != nil {
+			b.Fatal(fmt.Sprint(err))
+		}
+	}
+}
+
+// TestDecodeFrameAllocations bounds what an entry frame costs on a
+// connection that has seen its strings: the frame, its entry, and the
+// entry's block list.
+func TestDecodeFrameAllocations(t *testing.T) {
+	frame := benchEntryFrame(4242, 7, "access-token")
+	d := &FrameDecoder{}
+	if _, err := d.Decode(frame, epoch); err != nil {
+		t.Fatal(err)
+	}
+	n := testing.AllocsPerRun(100, func() {
+		if _, err := d.Decode(frame, epoch); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 3 {
+		t.Fatalf("an entry frame costs %v allocations, want at most 3", n)
+	}
+}
+
+// TestStringPool: a repeated string costs no allocation; the pool stays
+// within two generations however many distinct strings pass through.
+func TestStringPool(t *testing.T) {
+	p := &stringPool{}
+	p.get([]byte("user@example.com"))
+	key := []byte("user@example.com")
+	if n := testing.AllocsPerRun(100, func() { p.get(key) }); n != 0 {
+		t.Fatalf("a pooled string allocates %v times", n)
+	}
+	for i := range 3 * stringPoolGen {
+		p.get([]byte(strconv.Itoa(i)))
+	}
+	if n := len(p.cur) + len(p.old); n > 2*stringPoolGen {
+		t.Fatalf("pool holds %d strings, bound %d", n, 2*stringPoolGen)
+	}
+}
