@@ -28,13 +28,12 @@ type reader struct {
 	op   string
 	pool *stringPool // nil: plain strings
 	err  error
-	name []byte // the key of the member being read
 	buf  []byte // scratch for unquoting
 }
 
 // decodeOptions: JSON.stringify writes a lone surrogate of a string (an
 // account name, say) as a \udXXX escape, which RFC 7493 rejects; it
-// decodes to U+FFFD as in JavaScript's own JSON.parse round trip.
+// decodes to U+FFFD, as encoding/json would decode it.
 var decodeOptions = []jsontext.Options{jsontext.AllowInvalidUTF8(true)}
 
 func (r *reader) reset(op string, data []byte) {
@@ -63,17 +62,15 @@ func (r *reader) finish() error {
 // syntax records a jsontext error. Its own text may quote the input,
 // which may be token material, so only its location and kind are kept.
 func (r *reader) syntax(err error) {
-	if r.err != nil {
-		return
-	}
 	var se *jsontext.SyntacticError
 	switch {
+	case r.err != nil:
 	case err == nil:
 		r.err = protoErr(r.op, "malformed JSON: data after the document")
 	case errors.Is(err, io.ErrUnexpectedEOF), err == io.EOF:
 		r.err = protoErr(r.op, "truncated JSON")
 	case errors.As(err, &se) && se.Err == jsontext.ErrDuplicateName:
-		r.err = protoErr(r.op, "%s: duplicate key", fieldPath(se.JSONPointer))
+		r.err = protoErr(r.op, "%s: duplicate key", fieldPath(se.JSONPointer, ""))
 	case errors.As(err, &se):
 		r.err = protoErr(r.op, "malformed JSON at offset %d", se.ByteOffset)
 	default:
@@ -82,17 +79,10 @@ func (r *reader) syntax(err error) {
 }
 
 // fail records a failure of the value just read (or, after an object's
-// end, of that object) with field appended to its path.
+// end, of that object's field).
 func (r *reader) fail(field, format string, args ...any) {
 	if r.err == nil {
-		path := fieldPath(r.dec.StackPointer())
-		if field != "" {
-			path = joinPath(path, field)
-		}
-		if path == "" {
-			path = "document"
-		}
-		r.err = protoErr(r.op, "%s: %s", path, fmt.Sprintf(format, args...))
+		r.err = protoErr(r.op, "%s: %s", fieldPath(r.dec.StackPointer(), field), fmt.Sprintf(format, args...))
 	}
 }
 
@@ -105,29 +95,27 @@ func (r *reader) require(ok bool, field string) bool {
 	return ok
 }
 
-// fieldPath writes a JSON pointer as a path: credentials[3].credential.expires.
-func fieldPath(p jsontext.Pointer) string {
+// fieldPath writes a JSON pointer, and a field of the value it points
+// to, as a path: credentials[3].credential.expires.
+func fieldPath(p jsontext.Pointer, field string) string {
 	path := ""
 	for tok := range p.Tokens() {
-		path = joinPath(path, tok)
+		if _, err := strconv.ParseUint(tok, 10, 32); err == nil {
+			path += "[" + tok + "]"
+			continue
+		}
+		if len(tok) > 40 {
+			tok = tok[:40] + "…"
+		}
+		path += "." + tok
+	}
+	if field != "" {
+		path += "." + field
+	}
+	if path = strings.TrimPrefix(path, "."); path == "" {
+		return "document"
 	}
 	return path
-}
-
-func joinPath(path, tok string) string {
-	if _, err := strconv.ParseUint(tok, 10, 32); err == nil {
-		return path + "[" + tok + "]"
-	}
-	if len(tok) > 40 {
-		tok = tok[:40] + "…"
-	}
-	if strings.ContainsFunc(tok, func(c rune) bool { return c <= ' ' || c == '.' || c == '[' || c == '"' || c >= utf8.RuneSelf }) {
-		tok = strconv.Quote(tok)
-	}
-	if path == "" {
-		return tok
-	}
-	return path + "." + tok
 }
 
 // peek returns the kind of the next token; 0 after a failure, which it
@@ -144,7 +132,7 @@ func (r *reader) peek() jsontext.Kind {
 	return k
 }
 
-// value reads a scalar; nil after a failure.
+// value reads a value whole; nil after a failure.
 func (r *reader) value() jsontext.Value {
 	if r.err != nil {
 		return nil
@@ -152,7 +140,6 @@ func (r *reader) value() jsontext.Value {
 	v, err := r.dec.ReadValue()
 	if err != nil {
 		r.syntax(err)
-		return nil
 	}
 	return v
 }
@@ -165,66 +152,70 @@ func (r *reader) skip() {
 	}
 }
 
-// open starts the object or array at the reader's position (kind '{' or
-// '['). It returns false for null (read, as absent) and for any other
-// value (a failure).
-func (r *reader) open(kind jsontext.Kind) bool {
-	switch r.peek() {
-	case kind:
-		if _, err := r.dec.ReadToken(); err != nil {
-			r.syntax(err)
-			return false
-		}
+// expect checks that the next value is of kind want (a string, a number,
+// true or false, an object or an array): false for null, which is read as
+// absent, and for any other kind, which is a failure.
+func (r *reader) expect(want jsontext.Kind) bool {
+	k := r.peek()
+	switch {
+	case k == want || want == 't' && k == 'f':
 		return true
-	case 'n':
+	case k == 'n':
 		r.value()
-	case 0:
-	default:
-		want := "an object"
-		if kind == '[' {
-			want = "an array"
-		}
-		r.wrongType(want)
+	case k != 0:
+		names := map[jsontext.Kind]string{'"': "a string", '0': "a number", 't': "a boolean", 'f': "a boolean",
+			'{': "an object", '[': "an array"}
+		r.skip()
+		r.fail("", "want %s, got %s", names[want], names[k])
 	}
 	return false
 }
 
-// wrongType fails on the value at the reader's position, then reads it so
-// that the path names it.
-func (r *reader) wrongType(want string) {
-	got := kindName(r.peek())
-	r.skip()
-	r.fail("", "want %s, got %s", want, got)
-}
-
-func kindName(k jsontext.Kind) string {
-	switch k {
-	case '"':
-		return "a string"
-	case '0':
-		return "a number"
-	case 't', 'f':
-		return "a boolean"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	}
-	return "null"
-}
-
-// member reports whether the open object has another member, and reads
-// its key into r.name; at the object's end it reads the end.
-func (r *reader) member() bool {
-	if !r.more() {
+// object reads the object at the reader's position (false for null),
+// calling read for each member whose key is one of known, with that key.
+// Any other key is skipped, unless it differs only in case from a known
+// one (encoding/json would once have taken it for that field).
+func (r *reader) object(known []string, read func(key string)) bool {
+	if !r.expect('{') {
 		return false
 	}
-	r.name = r.unquote(r.value())
+	r.dec.ReadToken()
+next:
+	for r.more() {
+		name := r.unquote(r.value())
+		for _, k := range known {
+			if string(name) == k {
+				read(k)
+				continue next
+			}
+		}
+		for _, k := range known {
+			if strings.EqualFold(string(name), k) {
+				r.skip()
+				r.fail("", "key differs only in case from %q", k)
+				continue next
+			}
+		}
+		r.skip()
+	}
 	return r.err == nil
 }
 
-// more reports whether the open array (or object) has another element,
-// and reads the end when not.
+// array reads the array at the reader's position (false for null),
+// calling read for each element.
+func (r *reader) array(read func()) bool {
+	if !r.expect('[') {
+		return false
+	}
+	r.dec.ReadToken()
+	for r.more() {
+		read()
+	}
+	return r.err == nil
+}
+
+// more reports whether the open object or array has another member or
+// element, and reads its end when not.
 func (r *reader) more() bool {
 	switch r.peek() {
 	case 0:
@@ -238,20 +229,6 @@ func (r *reader) more() bool {
 	return true
 }
 
-// unknown skips the value of a member whose key is not one of known,
-// unless the key is one of them but for case (encoding/json would once
-// have taken it for that field).
-func (r *reader) unknown(known []string) {
-	for _, k := range known {
-		if string(r.name) != k && strings.EqualFold(string(r.name), k) {
-			r.skip()
-			r.fail("", "key differs only in case from %q", k)
-			return
-		}
-	}
-	r.skip()
-}
-
 // unquote returns the content of a JSON string token, in r.buf when it
 // has escapes; it is valid until the next read.
 func (r *reader) unquote(raw []byte) []byte {
@@ -261,20 +238,15 @@ func (r *reader) unquote(raw []byte) []byte {
 	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
 		return inner
 	}
-	// Invalid UTF-8 and lone surrogates become U+FFFD; that is all the
-	// error can report, as the tokenizer accepted the string.
+	// The tokenizer accepted the string: the only error left to report is
+	// invalid UTF-8, which becomes U+FFFD.
 	r.buf, _ = jsontext.AppendUnquote(r.buf[:0], raw)
 	return r.buf
 }
 
-// str reads a string; null is "".
+// str reads a string, shared through the pool; null is "".
 func (r *reader) str() string {
-	if k := r.peek(); k != '"' {
-		if k == 'n' {
-			r.value()
-		} else if k != 0 {
-			r.wrongType("a string")
-		}
+	if !r.expect('"') {
 		return ""
 	}
 	return r.pool.get(r.unquote(r.value()))
@@ -282,38 +254,26 @@ func (r *reader) str() string {
 
 // plainStr is str without the pool, for strings nothing else repeats.
 func (r *reader) plainStr() string {
-	if r.peek() == '"' {
-		return string(r.unquote(r.value()))
+	if !r.expect('"') {
+		return ""
 	}
-	return r.str()
+	return string(r.unquote(r.value()))
 }
 
 // boolean reads true or false; ok is false for null.
 func (r *reader) boolean() (v, ok bool) {
-	switch r.peek() {
-	case 't', 'f':
-		return r.value()[0] == 't', true
-	case 'n':
-		r.value()
-	case 0:
-	default:
-		r.wrongType("a boolean")
+	if !r.expect('t') {
+		return false, false
 	}
-	return false, false
+	return r.value()[0] == 't', true
 }
 
 // number reads a number literal; nil for null.
 func (r *reader) number() []byte {
-	switch r.peek() {
-	case '0':
-		return r.value()
-	case 'n':
-		r.value()
-	case 0:
-	default:
-		r.wrongType("a number")
+	if !r.expect('0') {
+		return nil
 	}
-	return nil
+	return r.value()
 }
 
 // Numbers. The broker is JavaScript: any number may be fractional or
@@ -322,7 +282,7 @@ func (r *reader) number() []byte {
 // numInt accepts an integer or a float and truncates toward zero; false
 // for nil and for a value out of int64's range.
 func numInt(b []byte) (int64, bool) {
-	if v, ok := smallInt(b); ok {
+	if v, err := strconv.ParseInt(string(b), 10, 64); err == nil {
 		return v, true
 	}
 	f, ok := numFloat(b)
@@ -334,9 +294,6 @@ func numInt(b []byte) (int64, bool) {
 
 // numFloat: false for nil and for a value out of float64's range.
 func numFloat(b []byte) (float64, bool) {
-	if len(b) == 0 {
-		return 0, false
-	}
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, false
@@ -344,32 +301,9 @@ func numFloat(b []byte) (float64, bool) {
 	return f, true
 }
 
-// smallInt parses an integer literal of up to 18 digits, without
-// allocating.
-func smallInt(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	if neg {
-		v = -v
-	}
-	return v, true
-}
-
 // msTime converts epoch milliseconds (integer or fractional) to a time.
 func msTime(b []byte) (time.Time, bool) {
-	if v, ok := smallInt(b); ok {
+	if v, err := strconv.ParseInt(string(b), 10, 64); err == nil {
 		return time.UnixMilli(v), true
 	}
 	f, ok := numFloat(b)

@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"cmp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // UsageReport is a decoded /v1/usage report. Metadata is reduced to the
@@ -115,15 +119,18 @@ type UsageResponse struct {
 	Size        int // bytes of the answer's body (0 when not from the wire)
 }
 
-// The keys of each usage object the decoder knows (for the case-variant
-// check); any other key is skipped.
+// The keys of each usage object the decoder reads; any other key is
+// skipped.
 var (
 	usageFields  = []string{"generatedAt", "reports"}
 	reportFields = []string{"provider", "fetchedAt", "limits", "metadata", "resetCredits"}
 	limitFields  = []string{"id", "label", "scope", "window", "amount", "status"}
 	scopeFields  = []string{"provider", "accountId", "projectId", "orgId", "modelId", "tier", "windowId", "shared"}
 	windowFields = []string{"id", "label", "durationMs", "resetsAt", "resetLabel"}
+	// amountFields: the five numbers in UsageAmount's order, then the unit.
 	amountFields = []string{"used", "limit", "remaining", "usedFraction", "remainingFraction", "unit"}
+	// metadataKeys: the identity strings matching reads, and their aliases.
+	metadataKeys = []string{"email", "accountId", "projectId", "orgId", "orgName", "account_id", "project_id"}
 )
 
 // DecodeUsage decodes a /v1/usage answer.
@@ -135,24 +142,19 @@ func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usag
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
 	r := newReader(op, body, &stringPool{})
 	out := &UsageResponse{Size: len(body)}
-	if r.open('{') {
-		for r.member() {
-			switch string(r.name) {
-			case "generatedAt":
-				out.GeneratedAt, _ = msTime(r.number())
-			case "reports":
-				if r.open('[') {
-					out.Reports = []UsageReport{}
-					for r.more() {
-						out.Reports = append(out.Reports, UsageReport{})
-						r.report(&out.Reports[len(out.Reports)-1])
-					}
-				}
-			default:
-				r.unknown(usageFields)
-			}
+	r.object(usageFields, func(key string) {
+		if key == "generatedAt" {
+			out.GeneratedAt, _ = msTime(r.number())
+			return
 		}
-	}
+		reports := []UsageReport{}
+		if r.array(func() {
+			reports = append(reports, UsageReport{})
+			r.report(&reports[len(reports)-1])
+		}) {
+			out.Reports = reports
+		}
+	})
 	r.require(out.Reports != nil, "reports")
 	if err := r.finish(); err != nil {
 		return nil, err
@@ -161,84 +163,51 @@ func decodeUsage(op string, body []byte) (*UsageResponse, error) {
 }
 
 func (r *reader) report(rep *UsageReport) {
-	if r.peek() != '{' {
-		r.wrongType("an object")
-		return
-	}
-	r.open('{')
 	rep.Limits = make([]UsageLimit, 0, 4)
-	for r.member() {
-		switch string(r.name) {
+	r.object(reportFields, func(key string) {
+		switch key {
 		case "provider":
 			rep.Provider = r.str()
 		case "fetchedAt":
 			rep.FetchedAt, _ = msTime(r.number())
 		case "limits":
-			if r.open('[') {
-				for r.more() {
-					rep.Limits = append(rep.Limits, UsageLimit{})
-					r.limit(&rep.Limits[len(rep.Limits)-1])
-				}
-			}
+			r.array(func() {
+				rep.Limits = append(rep.Limits, UsageLimit{})
+				r.limit(&rep.Limits[len(rep.Limits)-1])
+			})
 		case "metadata":
 			r.metadata(&rep.Metadata)
 		case "resetCredits":
 			rep.Resets = r.savedResets()
-		default:
-			r.unknown(reportFields)
 		}
-	}
+	})
 	r.require(rep.Provider != "", "provider")
 }
 
 // metadata reads the identity strings of a report's free-form metadata
 // (docs/broker-protocol.md §9.1): a value counts only as a string with
-// non-blank content, trimmed; anything else is skipped.
+// non-blank content, trimmed; any other member is skipped.
 func (r *reader) metadata(m *UsageMetadata) {
-	if !r.open('{') {
+	var vals [7]string
+	if !r.expect('{') {
 		return
 	}
-	var accountAlias, projectAlias string
-	for r.member() {
-		var dst *string
-		switch string(r.name) {
-		case "email":
-			dst = &m.Email
-		case "accountId":
-			dst = &m.AccountID
-		case "account_id":
-			dst = &accountAlias
-		case "projectId":
-			dst = &m.ProjectID
-		case "project_id":
-			dst = &projectAlias
-		case "orgId":
-			dst = &m.OrgID
-		case "orgName":
-			dst = &m.OrgName
-		}
-		if dst == nil || r.peek() != '"' {
+	r.dec.ReadToken()
+	for r.more() {
+		i := slices.Index(metadataKeys, string(r.unquote(r.value())))
+		if i < 0 || r.peek() != '"' {
 			r.skip()
 			continue
 		}
-		*dst = strings.TrimSpace(r.plainStr())
+		vals[i] = strings.TrimSpace(r.plainStr())
 	}
-	if m.AccountID == "" {
-		m.AccountID = accountAlias
-	}
-	if m.ProjectID == "" {
-		m.ProjectID = projectAlias
-	}
+	*m = UsageMetadata{Email: vals[0], AccountID: cmp.Or(vals[1], vals[5]), ProjectID: cmp.Or(vals[2], vals[6]),
+		OrgID: vals[3], OrgName: vals[4]}
 }
 
 func (r *reader) limit(l *UsageLimit) {
-	if r.peek() != '{' {
-		r.wrongType("an object")
-		return
-	}
-	r.open('{')
-	for r.member() {
-		switch string(r.name) {
+	r.object(limitFields, func(key string) {
+		switch key {
 		case "id":
 			l.ID = r.str()
 		case "label":
@@ -251,18 +220,13 @@ func (r *reader) limit(l *UsageLimit) {
 			l.Window = r.window()
 		case "amount":
 			r.amount(&l.Amount)
-		default:
-			r.unknown(limitFields)
 		}
-	}
+	})
 }
 
 func (r *reader) scope(s *UsageScope) {
-	if !r.open('{') {
-		return
-	}
-	for r.member() {
-		switch string(r.name) {
+	r.object(scopeFields, func(key string) {
+		switch key {
 		case "provider":
 			s.Provider = r.str()
 		case "accountId": // each report's own: not pooled
@@ -279,19 +243,18 @@ func (r *reader) scope(s *UsageScope) {
 			s.WindowID = r.str()
 		case "shared":
 			s.Shared, _ = r.boolean()
-		default:
-			r.unknown(scopeFields)
 		}
-	}
+	})
 }
 
 func (r *reader) window() *UsageWindow {
-	if !r.open('{') {
+	if r.peek() != '{' {
+		r.expect('{')
 		return nil
 	}
 	w := &UsageWindow{}
-	for r.member() {
-		switch string(r.name) {
+	r.object(windowFields, func(key string) {
+		switch key {
 		case "id":
 			w.ID = r.str()
 		case "label":
@@ -302,55 +265,34 @@ func (r *reader) window() *UsageWindow {
 			w.Duration, _ = msDuration(r.number())
 		case "resetsAt":
 			w.ResetsAt, _ = msTime(r.number())
-		default:
-			r.unknown(windowFields)
 		}
-	}
+	})
 	return w
 }
 
 func (r *reader) amount(a *UsageAmount) {
-	if !r.open('{') {
-		return
-	}
-	fields := [...]**float64{&a.Used, &a.Limit, &a.Remaining, &a.UsedFraction, &a.RemainingFraction}
 	var nums *[5]float64 // the amounts of one limit, allocated together
-	for r.member() {
-		i := 0
-		switch string(r.name) {
-		case "used":
-			i = 0
-		case "limit":
-			i = 1
-		case "remaining":
-			i = 2
-		case "usedFraction":
-			i = 3
-		case "remainingFraction":
-			i = 4
-		case "unit":
+	r.object(amountFields, func(key string) {
+		if key == "unit" {
 			a.Unit = r.str()
-			continue
-		default:
-			r.unknown(amountFields)
-			continue
+			return
 		}
-		raw := r.number()
-		if raw == nil {
-			*fields[i] = nil
-			continue
+		i := slices.Index(amountFields, key)
+		dst := [...]**float64{&a.Used, &a.Limit, &a.Remaining, &a.UsedFraction, &a.RemainingFraction}[i]
+		*dst = nil
+		if raw := r.number(); raw != nil {
+			f, ok := numFloat(raw)
+			if !ok {
+				r.fail("", "out of range")
+				return
+			}
+			if nums == nil {
+				nums = new([5]float64)
+			}
+			nums[i] = f
+			*dst = &nums[i]
 		}
-		f, ok := numFloat(raw)
-		if !ok {
-			r.fail("", "out of range")
-			continue
-		}
-		if nums == nil {
-			nums = new([5]float64)
-		}
-		nums[i] = f
-		*fields[i] = &nums[i]
-	}
+	})
 }
 
 // savedResets reads resetCredits field by field (docs/broker-protocol.md
@@ -361,10 +303,9 @@ func (r *reader) savedResets() *SavedResets {
 		r.skip()
 		return nil
 	}
-	r.open('{')
 	sr := &SavedResets{}
-	for r.member() {
-		switch string(r.name) {
+	r.object([]string{"availableCount", "redeemableCount", "cooldownUntil", "credits"}, func(key string) {
+		switch key {
 		case "availableCount":
 			sr.Available, sr.HasAvailable = r.looseNumber()
 		case "redeemableCount":
@@ -372,70 +313,63 @@ func (r *reader) savedResets() *SavedResets {
 		case "cooldownUntil":
 			sr.CooldownUntil = r.looseTime()
 		case "credits":
-			if r.peek() != '[' {
-				r.skip()
-				continue
-			}
-			r.open('[')
-			for r.more() {
-				if r.peek() != '{' {
-					r.skip()
-					continue
-				}
-				sr.Credits = append(sr.Credits, r.resetCredit())
-			}
-		default:
-			r.skip()
+			r.loose('[', func() {
+				r.array(func() { r.loose('{', func() { sr.Credits = append(sr.Credits, r.resetCredit()) }) })
+			})
 		}
-	}
+	})
 	return sr
 }
 
 func (r *reader) resetCredit() ResetCredit {
 	var c ResetCredit
-	r.open('{')
-	for r.member() {
-		switch k := r.peek(); {
-		case string(r.name) == "expiresAt":
+	r.object([]string{"expiresAt", "usable", "clears"}, func(key string) {
+		switch key {
+		case "expiresAt":
 			c.ExpiresAt = r.looseTime()
-		case string(r.name) == "usable" && (k == 't' || k == 'f'):
-			c.Usable, c.HasUsable = r.boolean()
-		case string(r.name) == "clears" && k == '[':
-			r.open('[')
-			for r.more() {
-				if r.peek() != '"' {
-					r.skip()
-				} else if id := r.str(); id != "" {
-					c.Clears = append(c.Clears, id)
-				}
-			}
-		default:
-			r.skip()
+		case "usable":
+			r.loose('t', func() { c.Usable, c.HasUsable = r.boolean() })
+		case "clears":
+			r.loose('[', func() {
+				r.array(func() {
+					r.loose('"', func() {
+						if id := r.str(); id != "" {
+							c.Clears = append(c.Clears, id)
+						}
+					})
+				})
+			})
 		}
-	}
+	})
 	return c
 }
 
-// looseNumber reads a finite number; anything else is skipped as absent.
-func (r *reader) looseNumber() (float64, bool) {
-	if r.peek() != '0' {
+// loose calls read when the next value is of kind want (true or false for
+// 't'), and skips it otherwise.
+func (r *reader) loose(want jsontext.Kind, read func()) {
+	if k := r.peek(); k == want || want == 't' && k == 'f' {
+		read()
+	} else {
 		r.skip()
-		return 0, false
 	}
-	return numFloat(r.value())
+}
+
+// looseNumber reads a finite number; anything else is skipped as absent.
+func (r *reader) looseNumber() (f float64, ok bool) {
+	r.loose('0', func() { f, ok = numFloat(r.value()) })
+	return f, ok
 }
 
 // looseTime reads epoch milliseconds or an ISO-8601 (RFC 3339) string;
 // anything else is the zero time.
-func (r *reader) looseTime() time.Time {
+func (r *reader) looseTime() (t time.Time) {
 	switch r.peek() {
 	case '0':
-		t, _ := msTime(r.value())
-		return t
+		t, _ = msTime(r.value())
 	case '"':
-		t, _ := time.Parse(time.RFC3339Nano, strings.TrimSpace(r.plainStr()))
-		return t
+		t, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(r.plainStr()))
+	default:
+		r.skip()
 	}
-	r.skip()
-	return time.Time{}
+	return t
 }

@@ -85,8 +85,8 @@ type StreamFrame struct {
 	RemovedID  int64     // Kind == FrameRemoved
 }
 
-// The keys of each object the decoders know (for the case-variant check;
-// any other key is skipped, docs/broker-protocol.md §1).
+// The keys of each object the decoders read; any other key is skipped
+// (docs/broker-protocol.md §1).
 var (
 	frameFields      = []string{"kind", "generation", "generatedAt", "serverNowMs", "refresher", "credentials", "entry", "id"}
 	refresherFields  = []string{"enabled", "intervalMs", "skewMs", "nextSweepInMs"}
@@ -133,37 +133,34 @@ func (r *reader) frame(recv time.Time, document bool) *StreamFrame {
 	var (
 		generatedAt                            time.Time
 		hasGen, hasNow, hasGenAt, hasRefresher bool
-		hasID, hasEntry                        bool
+		hasCreds, hasEntry, hasID              bool
 		entries                                []Entry
 	)
-	hasCreds := false
-	if r.open('{') {
-		for r.member() {
-			switch string(r.name) {
-			case "kind":
-				f.Kind = r.str()
-			case "generation":
-				f.Generation, hasGen = numInt(r.number())
-			case "generatedAt":
-				generatedAt, hasGenAt = msTime(r.number())
-			case "serverNowMs":
-				f.ServerNow, hasNow = msTime(r.number())
-			case "refresher":
-				hasRefresher = r.refresher(&f.Refresher, recv)
-			case "credentials":
-				if hasCreds = r.open('['); hasCreds {
-					entries = r.entries(recv)
-				}
-			case "entry":
-				f.Entry = new(Entry)
-				hasEntry = r.entry(f.Entry, recv)
-			case "id":
-				f.RemovedID, hasID = numInt(r.number())
-			default:
-				r.unknown(frameFields)
-			}
+	r.object(frameFields, func(key string) {
+		switch key {
+		case "kind":
+			f.Kind = r.str()
+		case "generation":
+			f.Generation, hasGen = numInt(r.number())
+		case "generatedAt":
+			generatedAt, hasGenAt = msTime(r.number())
+		case "serverNowMs":
+			f.ServerNow, hasNow = msTime(r.number())
+		case "refresher":
+			hasRefresher = r.refresher(&f.Refresher, recv)
+		case "credentials": // one slice for all: a full snapshot replaces them together
+			entries = []Entry{}
+			hasCreds = r.array(func() {
+				entries = append(entries, Entry{})
+				r.entry(&entries[len(entries)-1], recv)
+			})
+		case "entry":
+			f.Entry = new(Entry)
+			hasEntry = r.entry(f.Entry, recv)
+		case "id":
+			f.RemovedID, hasID = numInt(r.number())
 		}
-	}
+	})
 	if document {
 		f.Kind = FrameSnapshot
 	}
@@ -174,13 +171,10 @@ func (r *reader) frame(recv time.Time, document bool) *StreamFrame {
 	default:
 		r.fail("kind", "unknown frame kind %s", quoteShort(f.Kind))
 	}
-	r.require(hasGen, "generation")
-	r.require(hasNow, "serverNowMs")
-	r.require(hasRefresher, "refresher")
+	_ = r.require(hasGen, "generation") && r.require(hasNow, "serverNowMs") && r.require(hasRefresher, "refresher")
 	switch f.Kind {
 	case FrameSnapshot:
-		r.require(hasGenAt, "generatedAt")
-		r.require(hasCreds, "credentials")
+		_ = r.require(hasGenAt, "generatedAt") && r.require(hasCreds, "credentials")
 		s := &Snapshot{Generation: f.Generation, GeneratedAt: generatedAt, ServerNow: f.ServerNow, ReceivedAt: recv,
 			Refresher: f.Refresher, Entries: make([]*Entry, len(entries))}
 		for i := range entries {
@@ -199,25 +193,11 @@ func (r *reader) frame(recv time.Time, document bool) *StreamFrame {
 	return f
 }
 
-// entries reads the elements of a snapshot's credentials array into one
-// slice: a full snapshot replaces them together.
-func (r *reader) entries(recv time.Time) []Entry {
-	entries := []Entry{}
-	for r.more() {
-		entries = append(entries, Entry{})
-		r.entry(&entries[len(entries)-1], recv)
-	}
-	return entries
-}
-
 func (r *reader) refresher(f *Refresher, recv time.Time) bool {
-	if !r.open('{') {
-		return false
-	}
 	var next time.Duration
 	var hasEnabled, hasInterval, hasSkew, hasNext bool
-	for r.member() {
-		switch string(r.name) {
+	r.object(refresherFields, func(key string) {
+		switch key {
 		case "enabled":
 			f.Enabled, hasEnabled = r.boolean()
 		case "intervalMs":
@@ -226,10 +206,8 @@ func (r *reader) refresher(f *Refresher, recv time.Time) bool {
 			f.Skew, hasSkew = msDuration(r.number())
 		case "nextSweepInMs":
 			next, hasNext = msDuration(r.number())
-		default:
-			r.unknown(refresherFields)
 		}
-	}
+	})
 	ok := r.require(hasEnabled, "enabled") && r.require(hasInterval, "intervalMs") &&
 		r.require(hasSkew, "skewMs") && r.require(hasNext, "nextSweepInMs")
 	if ok && f.Enabled {
@@ -241,15 +219,10 @@ func (r *reader) refresher(f *Refresher, recv time.Time) bool {
 // entry reads a SnapshotEntry, or the CredentialEntry of a refresh answer
 // (which has no rotatesInMs: HasRotatesIn stays false).
 func (r *reader) entry(e *Entry, recv time.Time) bool {
-	if r.peek() != '{' {
-		r.wrongType("an object")
-		return false
-	}
-	r.open('{')
 	e.ReceivedAt = recv
-	var hasID, hasCred bool
-	for r.member() {
-		switch string(r.name) {
+	hasID, hasCred := false, false
+	r.object(entryFields, func(key string) {
+		switch key {
 		case "id":
 			e.ID, hasID = numInt(r.number())
 		case "provider":
@@ -265,11 +238,9 @@ func (r *reader) entry(e *Entry, recv time.Time) bool {
 				}
 			}
 		case "blocks":
-			e.Blocks = r.blocks()
-		default:
-			r.unknown(entryFields)
+			r.array(func() { e.Blocks = append(e.Blocks, r.block()) })
 		}
-	}
+	})
 	return r.require(hasID, "id") && r.require(e.Provider != "", "provider") && r.require(hasCred, "credential")
 }
 
@@ -277,25 +248,23 @@ func (r *reader) entry(e *Entry, recv time.Time) bool {
 // reduced to a fingerprint on the spot; extension keys are skipped
 // unread, whatever they hold (docs/broker-protocol.md §4.1).
 func (r *reader) credential(c *Credential) bool {
-	if !r.open('{') {
-		return false
-	}
 	hasSecret, hasExpires := false, false
-	for r.member() {
-		switch string(r.name) {
+	r.object(credentialFields, func(key string) {
+		switch key {
 		case "type":
 			c.Type = r.str()
 		case "access", "key":
-			if r.peek() != '"' {
-				r.wrongType("a string")
-				break
+			if !r.expect('"') {
+				r.require(false, "") // null
+				return
 			}
 			c.fingerprint, hasSecret = fingerprint(r.value()), true
+		case "refresh": // always "__remote__"
+			r.skip()
 		case "expires":
-			if raw := r.number(); raw != nil {
-				hasExpires = true
-				c.Expires, c.HasExpires = msTime(raw)
-			}
+			raw := r.number()
+			hasExpires = raw != nil
+			c.Expires, c.HasExpires = msTime(raw)
 		case "authorizedAt":
 			c.AuthorizedAt, _ = msTime(r.number())
 		case "email":
@@ -314,10 +283,8 @@ func (r *reader) credential(c *Credential) bool {
 			c.APIEndpoint = r.str()
 		case "source":
 			c.Source = r.str()
-		default: // refresh (always "__remote__") and extension keys
-			r.unknown(credentialFields)
 		}
-	}
+	})
 	switch c.Type {
 	case TypeOAuth:
 		return r.require(hasSecret, "access") && r.require(hasExpires, "expires")
@@ -331,39 +298,24 @@ func (r *reader) credential(c *Credential) bool {
 	return false
 }
 
-func (r *reader) blocks() []Block {
-	var out []Block
-	if !r.open('[') {
-		return nil
-	}
-	for r.more() {
-		if r.peek() != '{' {
-			r.wrongType("an object")
-			break
+func (r *reader) block() Block {
+	var b Block
+	hasKey, hasUntil := false, false
+	r.object(blockFields, func(key string) {
+		switch key {
+		case "providerKey":
+			hasKey = r.peek() == '"'
+			b.ProviderKey = r.str()
+		case "blockScope":
+			b.Scope = r.str()
+		case "blockedUntilMs":
+			b.BlockedUntil, hasUntil = msTime(r.number())
+		case "updatedAtMs":
+			b.UpdatedAt, _ = msTime(r.number())
 		}
-		r.open('{')
-		var b Block
-		hasKey, hasUntil := false, false
-		for r.member() {
-			switch string(r.name) {
-			case "providerKey":
-				hasKey = r.peek() == '"'
-				b.ProviderKey = r.str()
-			case "blockScope":
-				b.Scope = r.str()
-			case "blockedUntilMs":
-				b.BlockedUntil, hasUntil = msTime(r.number())
-			case "updatedAtMs":
-				b.UpdatedAt, _ = msTime(r.number())
-			default:
-				r.unknown(blockFields)
-			}
-		}
-		r.require(hasKey, "providerKey")
-		r.require(hasUntil, "blockedUntilMs")
-		out = append(out, b)
-	}
-	return out
+	})
+	_ = r.require(hasKey, "providerKey") && r.require(hasUntil, "blockedUntilMs")
+	return b
 }
 
 // Health is the answer of GET /v1/healthz.
@@ -375,18 +327,13 @@ type Health struct {
 func decodeHealth(op string, body []byte) (Health, error) {
 	r := newReader(op, body, nil)
 	var h Health
-	if r.open('{') {
-		for r.member() {
-			switch string(r.name) {
-			case "ok":
-				h.OK, _ = r.boolean()
-			case "version":
-				h.Version = r.str()
-			default:
-				r.unknown([]string{"ok", "version"})
-			}
+	r.object([]string{"ok", "version"}, func(key string) {
+		if key == "ok" {
+			h.OK, _ = r.boolean()
+		} else {
+			h.Version = r.str()
 		}
-	}
+	})
 	return h, r.finish()
 }
 
@@ -396,15 +343,7 @@ func decodeEntryAnswer(op string, body []byte, recv time.Time) (*Entry, error) {
 	r := newReader(op, body, nil)
 	e := new(Entry)
 	hasEntry := false
-	if r.open('{') {
-		for r.member() {
-			if string(r.name) == "entry" {
-				hasEntry = r.entry(e, recv)
-			} else {
-				r.unknown([]string{"entry"})
-			}
-		}
-	}
+	r.object([]string{"entry"}, func(string) { hasEntry = r.entry(e, recv) })
 	r.require(hasEntry, "entry")
 	return e, r.finish()
 }
@@ -414,15 +353,7 @@ func decodeEntryAnswer(op string, body []byte, recv time.Time) (*Entry, error) {
 func decodeOKAnswer(op string, body []byte) error {
 	r := newReader(op, body, nil)
 	ok := false
-	if r.open('{') {
-		for r.member() {
-			if string(r.name) == "ok" {
-				ok, _ = r.boolean()
-			} else {
-				r.unknown([]string{"ok"})
-			}
-		}
-	}
+	r.object([]string{"ok"}, func(string) { ok, _ = r.boolean() })
 	r.require(ok, "ok")
 	return r.finish()
 }
@@ -431,21 +362,16 @@ func decodeOKAnswer(op string, body []byte) error {
 func decodeDisabled(op string, body []byte) ([]Tombstone, error) {
 	r := newReader(op, body, nil)
 	var out []Tombstone
-	if r.open('{') {
-		for r.member() {
-			switch string(r.name) {
-			case "disabled":
-				if r.open('[') {
-					out = []Tombstone{}
-					for r.more() {
-						out = append(out, r.tombstone())
-					}
-				}
-			default: // generatedAt
-				r.unknown([]string{"generatedAt", "disabled"})
-			}
+	r.object([]string{"generatedAt", "disabled"}, func(key string) {
+		if key == "generatedAt" {
+			r.skip()
+			return
 		}
-	}
+		list := []Tombstone{}
+		if r.array(func() { list = append(list, r.tombstone()) }) {
+			out = list
+		}
+	})
 	r.require(out != nil, "disabled")
 	if err := r.finish(); err != nil {
 		return nil, err
@@ -455,14 +381,9 @@ func decodeDisabled(op string, body []byte) ([]Tombstone, error) {
 
 func (r *reader) tombstone() Tombstone {
 	var t Tombstone
-	if r.peek() != '{' {
-		r.wrongType("an object")
-		return t
-	}
-	r.open('{')
 	hasID := false
-	for r.member() {
-		switch string(r.name) {
+	r.object(tombstoneFields, func(key string) {
+		switch key {
 		case "id":
 			t.ID, hasID = numInt(r.number())
 		case "provider":
@@ -481,12 +402,9 @@ func (r *reader) tombstone() Tombstone {
 			t.Cause = r.str()
 		case "disabledAtMs":
 			t.DisabledAt, _ = msTime(r.number())
-		default:
-			r.unknown(tombstoneFields)
 		}
-	}
-	r.require(hasID, "id")
-	r.require(t.Provider != "", "provider")
+	})
+	_ = r.require(hasID, "id") && r.require(t.Provider != "", "provider")
 	return t
 }
 
@@ -495,15 +413,7 @@ func (r *reader) tombstone() Tombstone {
 func errorMessage(body []byte) string {
 	r := newReader("", body, nil)
 	msg := ""
-	if r.peek() == '{' && r.open('{') {
-		for r.member() {
-			if string(r.name) == "error" {
-				msg = r.plainStr()
-			} else {
-				r.skip()
-			}
-		}
-	}
+	r.object([]string{"error"}, func(string) { msg = r.plainStr() })
 	if r.finish() != nil {
 		return ""
 	}
