@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,8 +27,10 @@ type reader struct {
 	dec  jsontext.Decoder
 	in   bytes.Buffer // the document; jsontext reads a bytes.Buffer in place
 	op   string
+	recv time.Time   // when the document arrived
 	pool *stringPool // nil: plain strings
 	err  error
+	seen uint64 // the fields of the object read last that were there and valid
 	buf  []byte // scratch for unquoting
 }
 
@@ -104,9 +107,6 @@ func fieldPath(p jsontext.Pointer, field string) string {
 			path += "[" + tok + "]"
 			continue
 		}
-		if len(tok) > 40 {
-			tok = tok[:40] + "…"
-		}
 		path += "." + tok
 	}
 	if field != "" {
@@ -171,34 +171,67 @@ func (r *reader) expect(want jsontext.Kind) bool {
 	return false
 }
 
-// object reads the object at the reader's position (false for null),
-// calling read for each member whose key is one of known, with that key.
-// Any other key is skipped, unless it differs only in case from a known
-// one (encoding/json would once have taken it for that field).
-func (r *reader) object(known []string, read func(key string)) bool {
+// A field is a key of an object a decoder reads. read decodes the value
+// into v and reports whether it was there and valid; a required field
+// that was not is a failure once the object ends.
+type field[T any] struct {
+	key      string
+	required bool
+	read     func(r *reader, v *T) bool
+}
+
+const (
+	optional = false
+	required = true
+)
+
+// readObject reads the object at the reader's position into v through
+// fields; it returns false for null (read as absent) and after a failure.
+// A key not among fields is skipped, unless it differs only in case from
+// one of them (encoding/json would once have taken it for that field).
+func readObject[T any](r *reader, v *T, fields []field[T]) bool {
 	if !r.expect('{') {
 		return false
 	}
 	r.dec.ReadToken()
+	var seen uint64
 next:
 	for r.more() {
 		name := r.unquote(r.value())
-		for _, k := range known {
-			if string(name) == k {
-				read(k)
-				continue next
-			}
-		}
-		for _, k := range known {
-			if strings.EqualFold(string(name), k) {
-				r.skip()
-				r.fail("", "key differs only in case from %q", k)
+		for i := range fields {
+			if string(name) == fields[i].key {
+				if fields[i].read(r, v) {
+					seen |= 1 << i
+				}
 				continue next
 			}
 		}
 		r.skip()
+		for _, f := range fields {
+			if strings.EqualFold(string(name), f.key) {
+				r.fail("", "key differs only in case from %q", f.key)
+			}
+		}
 	}
+	for i, f := range fields {
+		if f.required && seen&(1<<i) == 0 {
+			r.require(false, f.key)
+		}
+	}
+	r.seen = seen
 	return r.err == nil
+}
+
+// has reports whether the object read last had key, there and valid.
+func has[T any](r *reader, fields []field[T], key string) bool {
+	i := slices.IndexFunc(fields, func(f field[T]) bool { return f.key == key })
+	return r.seen&(1<<i) != 0
+}
+
+// decodeDocument decodes a whole document, an object read through fields.
+func decodeDocument[T any](r *reader, v *T, fields []field[T]) error {
+	r.require(readObject(r, v, fields), "")
+	return r.finish()
 }
 
 // array reads the array at the reader's position (false for null),
@@ -276,6 +309,35 @@ func (r *reader) number() []byte {
 	return r.value()
 }
 
+// The readers of a field's value into dst report whether the value was
+// there (not null) and valid.
+
+func (r *reader) text(dst *string) bool {
+	ok := r.peek() == '"'
+	*dst = r.str()
+	return ok
+}
+
+func (r *reader) bool(dst *bool) (ok bool) {
+	*dst, ok = r.boolean()
+	return ok
+}
+
+func (r *reader) int(dst *int64) (ok bool) {
+	*dst, ok = numInt(r.number())
+	return ok
+}
+
+func (r *reader) time(dst *time.Time) (ok bool) {
+	*dst, ok = msTime(r.number())
+	return ok
+}
+
+func (r *reader) duration(dst *time.Duration) (ok bool) {
+	*dst, ok = msDuration(r.number())
+	return ok
+}
+
 // Numbers. The broker is JavaScript: any number may be fractional or
 // written with an exponent (docs/broker-protocol.md §1).
 
@@ -333,31 +395,23 @@ func msDuration(b []byte) (time.Duration, bool) {
 
 // stringPool hands out one copy of the strings a stream or a usage answer
 // keeps repeating (providers, emails, limit ids, labels); a lookup by
-// bytes allocates nothing. It holds two generations of stringPoolGen
+// bytes allocates nothing. It starts over once it holds stringPoolMax
 // strings, so it stays bounded under churn. A nil pool just converts.
-type stringPool struct {
-	cur, old map[string]string
-}
+type stringPool struct{ m map[string]string }
 
-const stringPoolGen = 1 << 16
+const stringPoolMax = 1 << 17
 
 func (p *stringPool) get(b []byte) string {
 	if p == nil {
 		return string(b)
 	}
-	if s, ok := p.cur[string(b)]; ok {
+	if s, ok := p.m[string(b)]; ok {
 		return s
 	}
-	s, ok := p.old[string(b)]
-	if !ok {
-		s = string(b)
+	if p.m == nil || len(p.m) >= stringPoolMax {
+		p.m = make(map[string]string)
 	}
-	if len(p.cur) >= stringPoolGen {
-		p.old, p.cur = p.cur, nil
-	}
-	if p.cur == nil {
-		p.cur = make(map[string]string)
-	}
-	p.cur[s] = s
+	s := string(b)
+	p.m[s] = s
 	return s
 }

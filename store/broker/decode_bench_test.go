@@ -45,7 +45,7 @@ func TestDecodeFrameAllocations(t *testing.T) {
 }
 
 // TestStringPool: a repeated string costs no allocation; the pool stays
-// within two generations however many distinct strings pass through.
+// within its bound however many distinct strings pass through.
 func TestStringPool(t *testing.T) {
 	p := &stringPool{}
 	p.get([]byte("user@example.com"))
@@ -53,10 +53,10 @@ func TestStringPool(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { p.get(key) }); n != 0 {
 		t.Fatalf("a pooled string allocates %v times", n)
 	}
-	for i := range 3 * stringPoolGen {
+	for i := range 3 * stringPoolMax {
 		p.get([]byte(strconv.Itoa(i)))
 	}
-	if n := len(p.cur) + len(p.old); n > 2*stringPoolGen {
-		t.Fatalf("pool holds %d strings, bound %d", n, 2*stringPoolGen)
+	if n := len(p.m); n > stringPoolMax {
+		t.Fatalf("pool holds %d strings, bound %d", n, stringPoolMax)
 	}
 }

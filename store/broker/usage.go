@@ -119,20 +119,6 @@ type UsageResponse struct {
 	Size        int // bytes of the answer's body (0 when not from the wire)
 }
 
-// The keys of each usage object the decoder reads; any other key is
-// skipped.
-var (
-	usageFields  = []string{"generatedAt", "reports"}
-	reportFields = []string{"provider", "fetchedAt", "limits", "metadata", "resetCredits"}
-	limitFields  = []string{"id", "label", "scope", "window", "amount", "status"}
-	scopeFields  = []string{"provider", "accountId", "projectId", "orgId", "modelId", "tier", "windowId", "shared"}
-	windowFields = []string{"id", "label", "durationMs", "resetsAt", "resetLabel"}
-	// amountFields: the five numbers in UsageAmount's order, then the unit.
-	amountFields = []string{"used", "limit", "remaining", "usedFraction", "remainingFraction", "unit"}
-	// metadataKeys: the identity strings matching reads, and their aliases.
-	metadataKeys = []string{"email", "accountId", "projectId", "orgId", "orgName", "account_id", "project_id"}
-)
-
 // DecodeUsage decodes a /v1/usage answer.
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
@@ -140,57 +126,123 @@ func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usag
 // repeat the same providers, limit ids, labels and units, and the answer
 // is kept for the usage TTL, so those strings are kept once each.
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
-	r := newReader(op, body, &stringPool{})
 	out := &UsageResponse{Size: len(body)}
-	r.object(usageFields, func(key string) {
-		if key == "generatedAt" {
-			out.GeneratedAt, _ = msTime(r.number())
-			return
-		}
-		reports := []UsageReport{}
-		if r.array(func() {
-			reports = append(reports, UsageReport{})
-			r.report(&reports[len(reports)-1])
-		}) {
-			out.Reports = reports
-		}
-	})
-	r.require(out.Reports != nil, "reports")
-	if err := r.finish(); err != nil {
+	if err := decodeDocument(newReader(op, body, &stringPool{}), out, usageFields); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (r *reader) report(rep *UsageReport) {
-	rep.Limits = make([]UsageLimit, 0, 4)
-	r.object(reportFields, func(key string) {
-		switch key {
-		case "provider":
-			rep.Provider = r.str()
-		case "fetchedAt":
-			rep.FetchedAt, _ = msTime(r.number())
-		case "limits":
-			r.array(func() {
-				rep.Limits = append(rep.Limits, UsageLimit{})
-				r.limit(&rep.Limits[len(rep.Limits)-1])
-			})
-		case "metadata":
-			r.metadata(&rep.Metadata)
-		case "resetCredits":
-			rep.Resets = r.savedResets()
-		}
-	})
-	r.require(rep.Provider != "", "provider")
+var usageFields = []field[UsageResponse]{
+	{"generatedAt", optional, func(r *reader, u *UsageResponse) bool { return r.time(&u.GeneratedAt) }},
+	{"reports", required, func(r *reader, u *UsageResponse) bool {
+		u.Reports = []UsageReport{}
+		return r.array(func() {
+			u.Reports = append(u.Reports, UsageReport{Limits: make([]UsageLimit, 0, 4)})
+			r.require(readObject(r, &u.Reports[len(u.Reports)-1], reportFields), "")
+		})
+	}},
 }
+
+var reportFields = []field[UsageReport]{
+	{"provider", required, func(r *reader, u *UsageReport) bool { return r.text(&u.Provider) && u.Provider != "" }},
+	{"fetchedAt", optional, func(r *reader, u *UsageReport) bool { return r.time(&u.FetchedAt) }},
+	{"limits", optional, func(r *reader, u *UsageReport) bool {
+		return r.array(func() {
+			u.Limits = append(u.Limits, UsageLimit{})
+			r.require(readObject(r, &u.Limits[len(u.Limits)-1], limitFields), "")
+		})
+	}},
+	{"metadata", optional, func(r *reader, u *UsageReport) bool { return r.metadata(&u.Metadata) }},
+	{"resetCredits", optional, func(r *reader, u *UsageReport) bool {
+		r.loose('{', func() {
+			u.Resets = &SavedResets{}
+			readObject(r, u.Resets, resetFields)
+		})
+		return true
+	}},
+}
+
+var limitFields = []field[UsageLimit]{
+	{"id", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.ID) }},
+	{"label", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.Label) }},
+	{"status", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.Status) }},
+	{"scope", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Scope, scopeFields) }},
+	{"window", optional, func(r *reader, l *UsageLimit) bool {
+		w := &UsageWindow{}
+		if readObject(r, w, windowFields) {
+			l.Window = w
+		}
+		return true
+	}},
+	{"amount", optional, func(r *reader, l *UsageLimit) bool {
+		return readObject(r, &wireAmount{UsageAmount: &l.Amount}, amountFields)
+	}},
+}
+
+// A scope's account, project and org ids are each report's own: not
+// pooled.
+var scopeFields = []field[UsageScope]{
+	{"provider", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Provider) }},
+	{"accountId", optional, func(r *reader, s *UsageScope) bool { s.AccountID = r.plainStr(); return true }},
+	{"projectId", optional, func(r *reader, s *UsageScope) bool { s.ProjectID = r.plainStr(); return true }},
+	{"orgId", optional, func(r *reader, s *UsageScope) bool { s.OrgID = r.plainStr(); return true }},
+	{"modelId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.ModelID) }},
+	{"tier", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Tier) }},
+	{"windowId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.WindowID) }},
+	{"shared", optional, func(r *reader, s *UsageScope) bool { return r.bool(&s.Shared) }},
+}
+
+var windowFields = []field[UsageWindow]{
+	{"id", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ID) }},
+	{"label", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.Label) }},
+	{"resetLabel", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ResetLabel) }},
+	{"durationMs", optional, func(r *reader, w *UsageWindow) bool { return r.duration(&w.Duration) }},
+	{"resetsAt", optional, func(r *reader, w *UsageWindow) bool { return r.time(&w.ResetsAt) }},
+}
+
+// wireAmount reads an amount's numbers into one array, allocated with
+// it.
+type wireAmount struct {
+	*UsageAmount
+	nums [5]float64
+}
+
+var amountFields = []field[wireAmount]{
+	{"used", optional, func(r *reader, a *wireAmount) bool { a.Used = a.number(r, 0); return true }},
+	{"limit", optional, func(r *reader, a *wireAmount) bool { a.Limit = a.number(r, 1); return true }},
+	{"remaining", optional, func(r *reader, a *wireAmount) bool { a.Remaining = a.number(r, 2); return true }},
+	{"usedFraction", optional, func(r *reader, a *wireAmount) bool { a.UsedFraction = a.number(r, 3); return true }},
+	{"remainingFraction", optional, func(r *reader, a *wireAmount) bool { a.RemainingFraction = a.number(r, 4); return true }},
+	{"unit", optional, func(r *reader, a *wireAmount) bool { return r.text(&a.Unit) }},
+}
+
+// number reads the amount's i-th number; nil for null.
+func (a *wireAmount) number(r *reader, i int) *float64 {
+	raw := r.number()
+	if raw == nil {
+		return nil
+	}
+	f, ok := numFloat(raw)
+	if !ok {
+		r.fail("", "out of range")
+		return nil
+	}
+	a.nums[i] = f
+	return &a.nums[i]
+}
+
+// metadataKeys: the identity strings usage matching reads, then their
+// aliases.
+var metadataKeys = []string{"email", "accountId", "projectId", "orgId", "orgName", "account_id", "project_id"}
 
 // metadata reads the identity strings of a report's free-form metadata
 // (docs/broker-protocol.md §9.1): a value counts only as a string with
 // non-blank content, trimmed; any other member is skipped.
-func (r *reader) metadata(m *UsageMetadata) {
+func (r *reader) metadata(m *UsageMetadata) bool {
 	var vals [7]string
 	if !r.expect('{') {
-		return
+		return false
 	}
 	r.dec.ReadToken()
 	for r.more() {
@@ -203,145 +255,47 @@ func (r *reader) metadata(m *UsageMetadata) {
 	}
 	*m = UsageMetadata{Email: vals[0], AccountID: cmp.Or(vals[1], vals[5]), ProjectID: cmp.Or(vals[2], vals[6]),
 		OrgID: vals[3], OrgName: vals[4]}
+	return true
 }
 
-func (r *reader) limit(l *UsageLimit) {
-	r.object(limitFields, func(key string) {
-		switch key {
-		case "id":
-			l.ID = r.str()
-		case "label":
-			l.Label = r.str()
-		case "status":
-			l.Status = r.str()
-		case "scope":
-			r.scope(&l.Scope)
-		case "window":
-			l.Window = r.window()
-		case "amount":
-			r.amount(&l.Amount)
-		}
-	})
-}
-
-func (r *reader) scope(s *UsageScope) {
-	r.object(scopeFields, func(key string) {
-		switch key {
-		case "provider":
-			s.Provider = r.str()
-		case "accountId": // each report's own: not pooled
-			s.AccountID = r.plainStr()
-		case "projectId":
-			s.ProjectID = r.plainStr()
-		case "orgId":
-			s.OrgID = r.plainStr()
-		case "modelId":
-			s.ModelID = r.str()
-		case "tier":
-			s.Tier = r.str()
-		case "windowId":
-			s.WindowID = r.str()
-		case "shared":
-			s.Shared, _ = r.boolean()
-		}
-	})
-}
-
-func (r *reader) window() *UsageWindow {
-	if r.peek() != '{' {
-		r.expect('{')
-		return nil
-	}
-	w := &UsageWindow{}
-	r.object(windowFields, func(key string) {
-		switch key {
-		case "id":
-			w.ID = r.str()
-		case "label":
-			w.Label = r.str()
-		case "resetLabel":
-			w.ResetLabel = r.str()
-		case "durationMs":
-			w.Duration, _ = msDuration(r.number())
-		case "resetsAt":
-			w.ResetsAt, _ = msTime(r.number())
-		}
-	})
-	return w
-}
-
-func (r *reader) amount(a *UsageAmount) {
-	var nums *[5]float64 // the amounts of one limit, allocated together
-	r.object(amountFields, func(key string) {
-		if key == "unit" {
-			a.Unit = r.str()
-			return
-		}
-		i := slices.Index(amountFields, key)
-		dst := [...]**float64{&a.Used, &a.Limit, &a.Remaining, &a.UsedFraction, &a.RemainingFraction}[i]
-		*dst = nil
-		if raw := r.number(); raw != nil {
-			f, ok := numFloat(raw)
-			if !ok {
-				r.fail("", "out of range")
-				return
-			}
-			if nums == nil {
-				nums = new([5]float64)
-			}
-			nums[i] = f
-			*dst = &nums[i]
-		}
-	})
-}
-
-// savedResets reads resetCredits field by field (docs/broker-protocol.md
-// §8.4, §13.1): a field of an unexpected type reads as absent, and so
-// does a resetCredits or a credit that is not an object.
-func (r *reader) savedResets() *SavedResets {
-	if r.peek() != '{' {
-		r.skip()
-		return nil
-	}
-	sr := &SavedResets{}
-	r.object([]string{"availableCount", "redeemableCount", "cooldownUntil", "credits"}, func(key string) {
-		switch key {
-		case "availableCount":
-			sr.Available, sr.HasAvailable = r.looseNumber()
-		case "redeemableCount":
-			sr.Redeemable, sr.HasRedeemable = r.looseNumber()
-		case "cooldownUntil":
-			sr.CooldownUntil = r.looseTime()
-		case "credits":
-			r.loose('[', func() {
-				r.array(func() { r.loose('{', func() { sr.Credits = append(sr.Credits, r.resetCredit()) }) })
-			})
-		}
-	})
-	return sr
-}
-
-func (r *reader) resetCredit() ResetCredit {
-	var c ResetCredit
-	r.object([]string{"expiresAt", "usable", "clears"}, func(key string) {
-		switch key {
-		case "expiresAt":
-			c.ExpiresAt = r.looseTime()
-		case "usable":
-			r.loose('t', func() { c.Usable, c.HasUsable = r.boolean() })
-		case "clears":
-			r.loose('[', func() {
-				r.array(func() {
-					r.loose('"', func() {
-						if id := r.str(); id != "" {
-							c.Clears = append(c.Clears, id)
-						}
-					})
+// resetFields and creditFields read resetCredits field by field
+// (docs/broker-protocol.md §8.4, §13.1): a field of an unexpected type
+// reads as absent, and so does a resetCredits or a credit that is not an
+// object.
+var resetFields = []field[SavedResets]{
+	{"availableCount", optional, func(r *reader, s *SavedResets) bool { s.Available, s.HasAvailable = r.looseNumber(); return true }},
+	{"redeemableCount", optional, func(r *reader, s *SavedResets) bool { s.Redeemable, s.HasRedeemable = r.looseNumber(); return true }},
+	{"cooldownUntil", optional, func(r *reader, s *SavedResets) bool { s.CooldownUntil = r.looseTime(); return true }},
+	{"credits", optional, func(r *reader, s *SavedResets) bool {
+		r.loose('[', func() {
+			r.array(func() {
+				r.loose('{', func() {
+					s.Credits = append(s.Credits, ResetCredit{})
+					readObject(r, &s.Credits[len(s.Credits)-1], creditFields)
 				})
 			})
-		}
-	})
-	return c
+		})
+		return true
+	}},
+}
+
+var creditFields = []field[ResetCredit]{
+	{"expiresAt", optional, func(r *reader, c *ResetCredit) bool { c.ExpiresAt = r.looseTime(); return true }},
+	{"usable", optional, func(r *reader, c *ResetCredit) bool {
+		r.loose('t', func() { c.HasUsable = r.bool(&c.Usable) })
+		return true
+	}},
+	{"clears", optional, func(r *reader, c *ResetCredit) bool {
+		r.loose('[', func() {
+			r.array(func() {
+				var id string
+				if r.loose('"', func() { r.text(&id) }); id != "" {
+					c.Clears = append(c.Clears, id)
+				}
+			})
+		})
+		return true
+	}},
 }
 
 // loose calls read when the next value is of kind want (true or false for

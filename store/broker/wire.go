@@ -85,18 +85,6 @@ type StreamFrame struct {
 	RemovedID  int64     // Kind == FrameRemoved
 }
 
-// The keys of each object the decoders read; any other key is skipped
-// (docs/broker-protocol.md §1).
-var (
-	frameFields      = []string{"kind", "generation", "generatedAt", "serverNowMs", "refresher", "credentials", "entry", "id"}
-	refresherFields  = []string{"enabled", "intervalMs", "skewMs", "nextSweepInMs"}
-	entryFields      = []string{"id", "provider", "credential", "identityKey", "rotatesInMs", "blocks"}
-	credentialFields = []string{"type", "access", "key", "refresh", "expires", "authorizedAt", "email", "accountId",
-		"projectId", "orgId", "orgName", "enterpriseUrl", "apiEndpoint", "source"}
-	blockFields     = []string{"providerKey", "blockScope", "blockedUntilMs", "updatedAtMs"}
-	tombstoneFields = []string{"id", "provider", "type", "email", "accountId", "orgId", "orgName", "cause", "disabledAtMs"}
-)
-
 // FrameDecoder decodes the frames of one stream connection; the strings
 // the frames repeat (providers, emails, identity keys) are kept once. Not
 // safe for concurrent use.
@@ -109,8 +97,8 @@ type FrameDecoder struct {
 // new values that nothing else refers to.
 func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error) {
 	d.r.reset("stream", data)
-	d.r.pool = &d.pool
-	f := d.r.frame(recv, false)
+	d.r.pool, d.r.recv = &d.pool, recv
+	f := d.r.frame(false)
 	if err := d.r.finish(); err != nil {
 		return nil, err
 	}
@@ -119,73 +107,83 @@ func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error)
 
 func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 	r := newReader(op, data, nil)
-	f := r.frame(recv, true)
+	r.recv = recv
+	f := r.frame(true)
 	if err := r.finish(); err != nil {
 		return nil, err
 	}
 	return f.Snapshot, nil
 }
 
+// wireFrame is a frame of any kind as read, before its kind is checked.
+type wireFrame struct {
+	StreamFrame
+	generatedAt                     time.Time
+	hasGeneratedAt, hasID, hasCreds bool
+	document                        bool    // GET /v1/snapshot: no kind
+	entries                         []Entry // a snapshot's: one slice, as they are replaced together
+}
+
+// The keys of each object the decoders read; any other key is skipped
+// (docs/broker-protocol.md §1).
+var frameFields = []field[wireFrame]{
+	{"kind", optional, func(r *reader, f *wireFrame) bool {
+		switch r.text(&f.Kind); f.Kind {
+		case FrameSnapshot, FrameEntry, FrameRemoved:
+		default:
+			if !f.document {
+				r.fail("", "unknown frame kind %s", quoteShort(f.Kind))
+			}
+		}
+		return true
+	}},
+	{"generation", required, func(r *reader, f *wireFrame) bool { return r.int(&f.Generation) }},
+	{"generatedAt", optional, func(r *reader, f *wireFrame) bool { f.hasGeneratedAt = r.time(&f.generatedAt); return true }},
+	{"serverNowMs", required, func(r *reader, f *wireFrame) bool { return r.time(&f.ServerNow) }},
+	{"refresher", required, func(r *reader, f *wireFrame) bool { return r.refresher(&f.Refresher) }},
+	{"credentials", optional, func(r *reader, f *wireFrame) bool {
+		f.entries = []Entry{}
+		f.hasCreds = r.array(func() {
+			f.entries = append(f.entries, Entry{})
+			r.require(r.entry(&f.entries[len(f.entries)-1]), "")
+		})
+		return true
+	}},
+	{"entry", optional, func(r *reader, f *wireFrame) bool {
+		f.Entry = new(Entry)
+		if !r.entry(f.Entry) {
+			f.Entry = nil
+		}
+		return true
+	}},
+	{"id", optional, func(r *reader, f *wireFrame) bool { f.hasID = r.int(&f.RemovedID); return true }},
+}
+
 // frame reads a stream frame of any kind or, with document set, the
 // answer of GET /v1/snapshot (a snapshot frame without its kind).
-func (r *reader) frame(recv time.Time, document bool) *StreamFrame {
-	f := &StreamFrame{ReceivedAt: recv}
-	var (
-		generatedAt                            time.Time
-		hasGen, hasNow, hasGenAt, hasRefresher bool
-		hasCreds, hasEntry, hasID              bool
-		entries                                []Entry
-	)
-	r.object(frameFields, func(key string) {
-		switch key {
-		case "kind":
-			f.Kind = r.str()
-		case "generation":
-			f.Generation, hasGen = numInt(r.number())
-		case "generatedAt":
-			generatedAt, hasGenAt = msTime(r.number())
-		case "serverNowMs":
-			f.ServerNow, hasNow = msTime(r.number())
-		case "refresher":
-			hasRefresher = r.refresher(&f.Refresher, recv)
-		case "credentials": // one slice for all: a full snapshot replaces them together
-			entries = []Entry{}
-			hasCreds = r.array(func() {
-				entries = append(entries, Entry{})
-				r.entry(&entries[len(entries)-1], recv)
-			})
-		case "entry":
-			f.Entry = new(Entry)
-			hasEntry = r.entry(f.Entry, recv)
-		case "id":
-			f.RemovedID, hasID = numInt(r.number())
-		}
-	})
+func (r *reader) frame(document bool) *StreamFrame {
+	w := &wireFrame{StreamFrame: StreamFrame{ReceivedAt: r.recv}, document: document}
+	readObject(r, w, frameFields)
+	f := &w.StreamFrame
 	if document {
 		f.Kind = FrameSnapshot
 	}
 	switch f.Kind {
-	case FrameSnapshot, FrameEntry, FrameRemoved:
-	case "":
-		r.require(false, "kind")
-	default:
-		r.fail("kind", "unknown frame kind %s", quoteShort(f.Kind))
-	}
-	_ = r.require(hasGen, "generation") && r.require(hasNow, "serverNowMs") && r.require(hasRefresher, "refresher")
-	switch f.Kind {
 	case FrameSnapshot:
-		_ = r.require(hasGenAt, "generatedAt") && r.require(hasCreds, "credentials")
-		s := &Snapshot{Generation: f.Generation, GeneratedAt: generatedAt, ServerNow: f.ServerNow, ReceivedAt: recv,
-			Refresher: f.Refresher, Entries: make([]*Entry, len(entries))}
-		for i := range entries {
-			s.Entries[i] = &entries[i]
+		_ = r.require(w.hasGeneratedAt, "generatedAt") && r.require(w.hasCreds, "credentials")
+		s := &Snapshot{Generation: f.Generation, GeneratedAt: w.generatedAt, ServerNow: f.ServerNow, ReceivedAt: r.recv,
+			Refresher: f.Refresher, Entries: make([]*Entry, len(w.entries))}
+		for i := range w.entries {
+			s.Entries[i] = &w.entries[i]
 		}
 		f.Snapshot, f.Entry = s, nil
 	case FrameEntry:
-		r.require(hasEntry, "entry")
+		r.require(f.Entry != nil, "entry")
 	case FrameRemoved:
-		r.require(hasID, "id")
+		r.require(w.hasID, "id")
 		f.Entry = nil
+	default:
+		r.require(false, "kind")
 	}
 	if r.err != nil {
 		return nil
@@ -193,129 +191,112 @@ func (r *reader) frame(recv time.Time, document bool) *StreamFrame {
 	return f
 }
 
-func (r *reader) refresher(f *Refresher, recv time.Time) bool {
-	var next time.Duration
-	var hasEnabled, hasInterval, hasSkew, hasNext bool
-	r.object(refresherFields, func(key string) {
-		switch key {
-		case "enabled":
-			f.Enabled, hasEnabled = r.boolean()
-		case "intervalMs":
-			f.Interval, hasInterval = msDuration(r.number())
-		case "skewMs":
-			f.Skew, hasSkew = msDuration(r.number())
-		case "nextSweepInMs":
-			next, hasNext = msDuration(r.number())
-		}
-	})
-	ok := r.require(hasEnabled, "enabled") && r.require(hasInterval, "intervalMs") &&
-		r.require(hasSkew, "skewMs") && r.require(hasNext, "nextSweepInMs")
-	if ok && f.Enabled {
-		f.NextSweep, _ = addSat(recv, next)
+var refresherFields = []field[Refresher]{
+	{"enabled", required, func(r *reader, f *Refresher) bool { return r.bool(&f.Enabled) }},
+	{"intervalMs", required, func(r *reader, f *Refresher) bool { return r.duration(&f.Interval) }},
+	{"skewMs", required, func(r *reader, f *Refresher) bool { return r.duration(&f.Skew) }},
+	{"nextSweepInMs", required, func(r *reader, f *Refresher) bool {
+		var next time.Duration
+		ok := r.duration(&next)
+		f.NextSweep, _ = addSat(r.recv, next)
+		return ok
+	}},
+}
+
+func (r *reader) refresher(f *Refresher) bool {
+	ok := readObject(r, f, refresherFields)
+	if !f.Enabled {
+		f.NextSweep = time.Time{}
 	}
 	return ok
 }
 
-// entry reads a SnapshotEntry, or the CredentialEntry of a refresh answer
-// (which has no rotatesInMs: HasRotatesIn stays false).
-func (r *reader) entry(e *Entry, recv time.Time) bool {
-	e.ReceivedAt = recv
-	hasID, hasCred := false, false
-	r.object(entryFields, func(key string) {
-		switch key {
-		case "id":
-			e.ID, hasID = numInt(r.number())
-		case "provider":
-			e.Provider = r.str()
-		case "credential":
-			hasCred = r.credential(&e.Credential)
-		case "identityKey":
-			e.IdentityKey = r.str()
-		case "rotatesInMs":
-			if raw := r.number(); raw != nil {
-				if e.RotatesIn, e.HasRotatesIn = msDuration(raw); !e.HasRotatesIn {
-					r.fail("", "out of range")
-				}
+// entryFields read a SnapshotEntry, or the CredentialEntry of a refresh
+// answer (which has no rotatesInMs: HasRotatesIn stays false).
+var entryFields = []field[Entry]{
+	{"id", required, func(r *reader, e *Entry) bool { return r.int(&e.ID) }},
+	{"provider", required, func(r *reader, e *Entry) bool { return r.text(&e.Provider) && e.Provider != "" }},
+	{"credential", required, func(r *reader, e *Entry) bool { return r.credential(&e.Credential) }},
+	{"identityKey", optional, func(r *reader, e *Entry) bool { return r.text(&e.IdentityKey) }},
+	{"rotatesInMs", optional, func(r *reader, e *Entry) bool {
+		if raw := r.number(); raw != nil {
+			if e.RotatesIn, e.HasRotatesIn = msDuration(raw); !e.HasRotatesIn {
+				r.fail("", "out of range")
 			}
-		case "blocks":
-			r.array(func() { e.Blocks = append(e.Blocks, r.block()) })
 		}
-	})
-	return r.require(hasID, "id") && r.require(e.Provider != "", "provider") && r.require(hasCred, "credential")
+		return true
+	}},
+	{"blocks", optional, func(r *reader, e *Entry) bool {
+		return r.array(func() {
+			e.Blocks = append(e.Blocks, Block{})
+			r.require(readObject(r, &e.Blocks[len(e.Blocks)-1], blockFields), "")
+		})
+	}},
 }
 
-// credential reads a SnapshotCredential. The token (access or key) is
-// reduced to a fingerprint on the spot; extension keys are skipped
+// entry reads an entry; false for null.
+func (r *reader) entry(e *Entry) bool {
+	e.ReceivedAt = r.recv
+	return readObject(r, e, entryFields)
+}
+
+var blockFields = []field[Block]{
+	{"providerKey", required, func(r *reader, b *Block) bool { return r.text(&b.ProviderKey) }},
+	{"blockScope", optional, func(r *reader, b *Block) bool { return r.text(&b.Scope) }},
+	{"blockedUntilMs", required, func(r *reader, b *Block) bool { return r.time(&b.BlockedUntil) }},
+	{"updatedAtMs", optional, func(r *reader, b *Block) bool { return r.time(&b.UpdatedAt) }},
+}
+
+// credentialFields read a SnapshotCredential. The token (access or key)
+// is reduced to a fingerprint on the spot; extension keys are skipped
 // unread, whatever they hold (docs/broker-protocol.md §4.1).
+var credentialFields = []field[Credential]{
+	{"type", optional, func(r *reader, c *Credential) bool { return r.text(&c.Type) }},
+	{"access", optional, (*reader).secret},
+	{"key", optional, (*reader).secret},
+	{"refresh", optional, func(r *reader, c *Credential) bool { r.skip(); return true }}, // always "__remote__"
+	{"expires", optional, func(r *reader, c *Credential) bool { // there, even if out of range
+		raw := r.number()
+		c.Expires, c.HasExpires = msTime(raw)
+		return raw != nil
+	}},
+	{"authorizedAt", optional, func(r *reader, c *Credential) bool { return r.time(&c.AuthorizedAt) }},
+	{"email", optional, func(r *reader, c *Credential) bool { return r.text(&c.Email) }},
+	{"accountId", optional, func(r *reader, c *Credential) bool { return r.text(&c.AccountID) }},
+	{"projectId", optional, func(r *reader, c *Credential) bool { return r.text(&c.ProjectID) }},
+	{"orgId", optional, func(r *reader, c *Credential) bool { return r.text(&c.OrgID) }},
+	{"orgName", optional, func(r *reader, c *Credential) bool { return r.text(&c.OrgName) }},
+	{"enterpriseUrl", optional, func(r *reader, c *Credential) bool { return r.text(&c.EnterpriseURL) }},
+	{"apiEndpoint", optional, func(r *reader, c *Credential) bool { return r.text(&c.APIEndpoint) }},
+	{"source", optional, func(r *reader, c *Credential) bool { return r.text(&c.Source) }},
+}
+
+// secret reads access or key: a string, of which only a fingerprint is
+// kept.
+func (r *reader) secret(c *Credential) bool {
+	if !r.expect('"') {
+		return r.require(false, "") // null
+	}
+	c.fingerprint = fingerprint(r.value())
+	return true
+}
+
+// credential reads a credential and checks the fields its type requires.
 func (r *reader) credential(c *Credential) bool {
-	hasSecret, hasExpires := false, false
-	r.object(credentialFields, func(key string) {
-		switch key {
-		case "type":
-			c.Type = r.str()
-		case "access", "key":
-			if !r.expect('"') {
-				r.require(false, "") // null
-				return
-			}
-			c.fingerprint, hasSecret = fingerprint(r.value()), true
-		case "refresh": // always "__remote__"
-			r.skip()
-		case "expires":
-			raw := r.number()
-			hasExpires = raw != nil
-			c.Expires, c.HasExpires = msTime(raw)
-		case "authorizedAt":
-			c.AuthorizedAt, _ = msTime(r.number())
-		case "email":
-			c.Email = r.str()
-		case "accountId":
-			c.AccountID = r.str()
-		case "projectId":
-			c.ProjectID = r.str()
-		case "orgId":
-			c.OrgID = r.str()
-		case "orgName":
-			c.OrgName = r.str()
-		case "enterpriseUrl":
-			c.EnterpriseURL = r.str()
-		case "apiEndpoint":
-			c.APIEndpoint = r.str()
-		case "source":
-			c.Source = r.str()
-		}
-	})
+	if !readObject(r, c, credentialFields) {
+		return false
+	}
 	switch c.Type {
 	case TypeOAuth:
-		return r.require(hasSecret, "access") && r.require(hasExpires, "expires")
+		return r.require(c.fingerprint != 0, "access") && r.require(has(r, credentialFields, "expires"), "expires")
 	case TypeAPIKey:
 		c.Expires, c.HasExpires, c.AuthorizedAt = time.Time{}, false, time.Time{}
-		return r.require(hasSecret, "key")
+		return r.require(c.fingerprint != 0, "key")
 	case "":
 		return r.require(false, "type")
 	}
 	r.fail("type", "unknown credential type %s", quoteShort(c.Type))
 	return false
-}
-
-func (r *reader) block() Block {
-	var b Block
-	hasKey, hasUntil := false, false
-	r.object(blockFields, func(key string) {
-		switch key {
-		case "providerKey":
-			hasKey = r.peek() == '"'
-			b.ProviderKey = r.str()
-		case "blockScope":
-			b.Scope = r.str()
-		case "blockedUntilMs":
-			b.BlockedUntil, hasUntil = msTime(r.number())
-		case "updatedAtMs":
-			b.UpdatedAt, _ = msTime(r.number())
-		}
-	})
-	_ = r.require(hasKey, "providerKey") && r.require(hasUntil, "blockedUntilMs")
-	return b
 }
 
 // Health is the answer of GET /v1/healthz.
@@ -324,97 +305,75 @@ type Health struct {
 	Version string
 }
 
-func decodeHealth(op string, body []byte) (Health, error) {
-	r := newReader(op, body, nil)
-	var h Health
-	r.object([]string{"ok", "version"}, func(key string) {
-		if key == "ok" {
-			h.OK, _ = r.boolean()
-		} else {
-			h.Version = r.str()
-		}
-	})
-	return h, r.finish()
+var healthFields = []field[Health]{
+	{"ok", optional, func(r *reader, h *Health) bool { return r.bool(&h.OK) }},
+	{"version", optional, func(r *reader, h *Health) bool { return r.text(&h.Version) }},
 }
 
-// decodeEntryAnswer decodes the answer of POST /v1/credential/:id/refresh:
+func decodeHealth(op string, body []byte) (Health, error) {
+	var h Health
+	return h, decodeDocument(newReader(op, body, nil), &h, healthFields)
+}
+
+// entryAnswerFields read the answer of POST /v1/credential/:id/refresh:
 // {"entry": CredentialEntry}.
+var entryAnswerFields = []field[Entry]{{"entry", required, (*reader).entry}}
+
 func decodeEntryAnswer(op string, body []byte, recv time.Time) (*Entry, error) {
 	r := newReader(op, body, nil)
+	r.recv = recv
 	e := new(Entry)
-	hasEntry := false
-	r.object([]string{"entry"}, func(string) { hasEntry = r.entry(e, recv) })
-	r.require(hasEntry, "entry")
-	return e, r.finish()
+	return e, decodeDocument(r, e, entryAnswerFields)
 }
 
-// decodeOKAnswer decodes the answer of POST /v1/credential/:id/disable:
+// okAnswerFields read the answer of POST /v1/credential/:id/disable:
 // {"ok": true}.
+var okAnswerFields = []field[bool]{{"ok", required, func(r *reader, ok *bool) bool { return r.bool(ok) && *ok }}}
+
 func decodeOKAnswer(op string, body []byte) error {
-	r := newReader(op, body, nil)
-	ok := false
-	r.object([]string{"ok"}, func(string) { ok, _ = r.boolean() })
-	r.require(ok, "ok")
-	return r.finish()
+	var ok bool
+	return decodeDocument(newReader(op, body, nil), &ok, okAnswerFields)
 }
 
-// decodeDisabled decodes the answer of GET /v1/credentials/disabled.
+// disabledFields read the answer of GET /v1/credentials/disabled.
+var disabledFields = []field[[]Tombstone]{
+	{"generatedAt", optional, func(r *reader, _ *[]Tombstone) bool { r.skip(); return true }},
+	{"disabled", required, func(r *reader, ts *[]Tombstone) bool {
+		*ts = []Tombstone{}
+		return r.array(func() {
+			*ts = append(*ts, Tombstone{})
+			r.require(readObject(r, &(*ts)[len(*ts)-1], tombstoneFields), "")
+		})
+	}},
+}
+
+var tombstoneFields = []field[Tombstone]{
+	{"id", required, func(r *reader, t *Tombstone) bool { return r.int(&t.ID) }},
+	{"provider", required, func(r *reader, t *Tombstone) bool { return r.text(&t.Provider) && t.Provider != "" }},
+	{"type", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.Type) }},
+	{"email", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.Email) }},
+	{"accountId", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.AccountID) }},
+	{"orgId", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.OrgID) }},
+	{"orgName", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.OrgName) }},
+	{"cause", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.Cause) }},
+	{"disabledAtMs", optional, func(r *reader, t *Tombstone) bool { return r.time(&t.DisabledAt) }},
+}
+
 func decodeDisabled(op string, body []byte) ([]Tombstone, error) {
-	r := newReader(op, body, nil)
-	var out []Tombstone
-	r.object([]string{"generatedAt", "disabled"}, func(key string) {
-		if key == "generatedAt" {
-			r.skip()
-			return
-		}
-		list := []Tombstone{}
-		if r.array(func() { list = append(list, r.tombstone()) }) {
-			out = list
-		}
-	})
-	r.require(out != nil, "disabled")
-	if err := r.finish(); err != nil {
+	var ts []Tombstone
+	if err := decodeDocument(newReader(op, body, nil), &ts, disabledFields); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return ts, nil
 }
 
-func (r *reader) tombstone() Tombstone {
-	var t Tombstone
-	hasID := false
-	r.object(tombstoneFields, func(key string) {
-		switch key {
-		case "id":
-			t.ID, hasID = numInt(r.number())
-		case "provider":
-			t.Provider = r.str()
-		case "type":
-			t.Type = r.str()
-		case "email":
-			t.Email = r.str()
-		case "accountId":
-			t.AccountID = r.str()
-		case "orgId":
-			t.OrgID = r.str()
-		case "orgName":
-			t.OrgName = r.str()
-		case "cause":
-			t.Cause = r.str()
-		case "disabledAtMs":
-			t.DisabledAt, _ = msTime(r.number())
-		}
-	})
-	_ = r.require(hasID, "id") && r.require(t.Provider != "", "provider")
-	return t
-}
+var errorFields = []field[string]{{"error", optional, func(r *reader, s *string) bool { *s = r.plainStr(); return true }}}
 
 // errorMessage is the "error" text of an error answer, "" when the body
 // is not such an answer (a proxy's HTML page, say).
 func errorMessage(body []byte) string {
-	r := newReader("", body, nil)
-	msg := ""
-	r.object([]string{"error"}, func(string) { msg = r.plainStr() })
-	if r.finish() != nil {
+	var msg string
+	if decodeDocument(newReader("", body, nil), &msg, errorFields) != nil {
 		return ""
 	}
 	return msg
