@@ -145,41 +145,6 @@ func (c *Client) CloseIdleConnections() {
 	}
 }
 
-// HTTPError is a non-success status from the broker. Message is the
-// broker's "error" text with anything the client sent as a secret scrubbed
-// out; response bodies are never quoted otherwise.
-type HTTPError struct {
-	Method  string
-	Path    string
-	Status  int
-	Message string
-}
-
-func (e *HTTPError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
-	return fmt.Sprintf("auth-broker %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, msg)
-}
-
-// NetError is a transport failure (connection refused, reset, a per-attempt
-// timeout) after the one allowed retry.
-type NetError struct {
-	Method, Path string
-	Timeout      bool
-	Err          error
-}
-
-func (e *NetError) Error() string {
-	if e.Timeout {
-		return fmt.Sprintf("auth-broker %s %s: timeout: %v", e.Method, e.Path, e.Err)
-	}
-	return fmt.Sprintf("auth-broker %s %s: %v", e.Method, e.Path, e.Err)
-}
-
-func (e *NetError) Unwrap() error { return e.Err }
-
 type request struct {
 	method, path string
 	query        url.Values
@@ -500,16 +465,11 @@ func (c *Client) Disabled(ctx context.Context, provider string) ([]Tombstone, er
 	if provider != "" {
 		r.query = url.Values{"provider": {provider}}
 	}
-	resp, err := c.do(ctx, r)
-	if err != nil {
+	body, err := c.call(ctx, r)
+	if he := (*HTTPError)(nil); errors.As(err, &he) && he.Status == http.StatusNotFound {
+		return []Tombstone{}, nil
+	} else if err != nil {
 		return nil, err
 	}
-	switch resp.status {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return []Tombstone{}, nil
-	default:
-		return nil, c.statusErr(r, resp)
-	}
-	return decodeDisabled(r.op(), resp.body)
+	return decodeDisabled(r.op(), body)
 }

@@ -277,28 +277,12 @@ func (r *reader) unquote(raw []byte) []byte {
 	return r.buf
 }
 
-// str reads a string, shared through the pool; null is "".
-func (r *reader) str() string {
-	if !r.expect('"') {
-		return ""
-	}
-	return r.pool.get(r.unquote(r.value()))
-}
-
 // plainStr is str without the pool, for strings nothing else repeats.
 func (r *reader) plainStr() string {
 	if !r.expect('"') {
 		return ""
 	}
 	return string(r.unquote(r.value()))
-}
-
-// boolean reads true or false; ok is false for null.
-func (r *reader) boolean() (v, ok bool) {
-	if !r.expect('t') {
-		return false, false
-	}
-	return r.value()[0] == 't', true
 }
 
 // number reads a number literal; nil for null.
@@ -312,15 +296,23 @@ func (r *reader) number() []byte {
 // The readers of a field's value into dst report whether the value was
 // there (not null) and valid.
 
+// text reads a string, shared through the pool; null is "".
 func (r *reader) text(dst *string) bool {
-	ok := r.peek() == '"'
-	*dst = r.str()
-	return ok
+	*dst = ""
+	if !r.expect('"') {
+		return false
+	}
+	*dst = r.pool.get(r.unquote(r.value()))
+	return true
 }
 
-func (r *reader) bool(dst *bool) (ok bool) {
-	*dst, ok = r.boolean()
-	return ok
+func (r *reader) bool(dst *bool) bool {
+	*dst = false
+	if !r.expect('t') {
+		return false
+	}
+	*dst = r.value()[0] == 't'
+	return true
 }
 
 func (r *reader) int(dst *int64) (ok bool) {

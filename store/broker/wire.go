@@ -1,38 +1,11 @@
 package broker
 
 import (
-	"errors"
-	"fmt"
 	"hash/maphash"
 	"math"
 	"strconv"
 	"time"
 )
-
-// ProtocolError reports a response or frame the broker should never send:
-// malformed JSON, a duplicate or case-variant key, a value of the wrong
-// type, a missing required field, an unexpected content type, an oversized
-// frame. Its text names the field path but never quotes the offending
-// payload, which may carry token material.
-type ProtocolError struct {
-	Op       string // e.g. "GET /v1/snapshot" or "stream"
-	Detail   string
-	TooLarge bool // the body or frame was over its size limit
-}
-
-func (e *ProtocolError) Error() string {
-	return "auth-broker " + e.Op + ": invalid response: " + e.Detail
-}
-
-// ErrTooLarge matches (errors.Is) a ProtocolError for a body or frame over
-// its size limit.
-var ErrTooLarge = errors.New("auth-broker response over its size limit")
-
-func (e *ProtocolError) Is(target error) bool { return target == ErrTooLarge && e.TooLarge }
-
-func protoErr(op, format string, args ...any) *ProtocolError {
-	return &ProtocolError{Op: op, Detail: fmt.Sprintf(format, args...)}
-}
 
 func quoteShort(s string) string {
 	if len(s) > 32 {
