@@ -311,8 +311,9 @@ func (r *reader) bool(dst *bool) bool {
 	if !r.expect('t') {
 		return false
 	}
-	*dst = r.value()[0] == 't'
-	return true
+	v := r.value() // nil for a bad literal
+	*dst = len(v) > 0 && v[0] == 't'
+	return r.err == nil
 }
 
 func (r *reader) int(dst *int64) (ok bool) {
