@@ -277,14 +277,6 @@ func (r *reader) unquote(raw []byte) []byte {
 	return r.buf
 }
 
-// plainStr is str without the pool, for strings nothing else repeats.
-func (r *reader) plainStr() string {
-	if !r.expect('"') {
-		return ""
-	}
-	return string(r.unquote(r.value()))
-}
-
 // number reads a number literal; nil for null.
 func (r *reader) number() []byte {
 	if !r.expect('0') {
@@ -296,13 +288,20 @@ func (r *reader) number() []byte {
 // The readers of a field's value into dst report whether the value was
 // there (not null) and valid.
 
-// text reads a string, shared through the pool; null is "".
-func (r *reader) text(dst *string) bool {
+// text reads a string that many objects repeat (a provider, a limit id),
+// shared through the pool; null is "".
+func (r *reader) text(dst *string) bool { return r.string(dst, r.pool) }
+
+// plain reads a string of one object's own (an email, an account id):
+// pooling those would cost a lookup in a large map for each.
+func (r *reader) plain(dst *string) bool { return r.string(dst, nil) }
+
+func (r *reader) string(dst *string, pool *stringPool) bool {
 	*dst = ""
 	if !r.expect('"') {
 		return false
 	}
-	*dst = r.pool.get(r.unquote(r.value()))
+	*dst = pool.get(r.unquote(r.value()))
 	return true
 }
 

@@ -26,8 +26,9 @@ func BenchmarkDecodeFrame(b *testing.B) {
 }
 
 // TestDecodeFrameAllocations bounds what an entry frame costs on a
-// connection that has seen its strings: the frame, its entry, and the
-// entry's block list.
+// connection that has seen its provider: the frame, its entry, and the
+// strings of the credential's own (here email, account id and identity
+// key; the type and the provider come from the pool).
 func TestDecodeFrameAllocations(t *testing.T) {
 	frame := benchEntryFrame(4242, 7, "access-token")
 	d := &FrameDecoder{}
@@ -39,8 +40,8 @@ func TestDecodeFrameAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if n > 3 {
-		t.Fatalf("an entry frame costs %v allocations, want at most 3", n)
+	if n > 5 {
+		t.Fatalf("an entry frame costs %v allocations, want at most 5", n)
 	}
 }
 

@@ -180,13 +180,11 @@ var limitFields = []field[UsageLimit]{
 	}},
 }
 
-// A scope's account, project and org ids are each report's own: not
-// pooled.
 var scopeFields = []field[UsageScope]{
 	{"provider", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Provider) }},
-	{"accountId", optional, func(r *reader, s *UsageScope) bool { s.AccountID = r.plainStr(); return true }},
-	{"projectId", optional, func(r *reader, s *UsageScope) bool { s.ProjectID = r.plainStr(); return true }},
-	{"orgId", optional, func(r *reader, s *UsageScope) bool { s.OrgID = r.plainStr(); return true }},
+	{"accountId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.AccountID) }},
+	{"projectId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.ProjectID) }},
+	{"orgId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.OrgID) }},
 	{"modelId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.ModelID) }},
 	{"tier", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Tier) }},
 	{"windowId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.WindowID) }},
@@ -251,7 +249,8 @@ func (r *reader) metadata(m *UsageMetadata) bool {
 			r.skip()
 			continue
 		}
-		vals[i] = strings.TrimSpace(r.plainStr())
+		r.plain(&vals[i])
+		vals[i] = strings.TrimSpace(vals[i])
 	}
 	*m = UsageMetadata{Email: vals[0], AccountID: cmp.Or(vals[1], vals[5]), ProjectID: cmp.Or(vals[2], vals[6]),
 		OrgID: vals[3], OrgName: vals[4]}
@@ -321,7 +320,9 @@ func (r *reader) looseTime() (t time.Time) {
 	case '0':
 		t, _ = msTime(r.value())
 	case '"':
-		t, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(r.plainStr()))
+		var s string
+		r.plain(&s)
+		t, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
 	default:
 		r.skip()
 	}

@@ -190,7 +190,7 @@ var entryFields = []field[Entry]{
 	{"id", required, func(r *reader, e *Entry) bool { return r.int(&e.ID) }},
 	{"provider", required, func(r *reader, e *Entry) bool { return r.text(&e.Provider) && e.Provider != "" }},
 	{"credential", required, func(r *reader, e *Entry) bool { return r.credential(&e.Credential) }},
-	{"identityKey", optional, func(r *reader, e *Entry) bool { return r.text(&e.IdentityKey) }},
+	{"identityKey", optional, func(r *reader, e *Entry) bool { return r.plain(&e.IdentityKey) }},
 	{"rotatesInMs", optional, func(r *reader, e *Entry) bool {
 		if raw := r.number(); raw != nil {
 			if e.RotatesIn, e.HasRotatesIn = msDuration(raw); !e.HasRotatesIn {
@@ -234,13 +234,13 @@ var credentialFields = []field[Credential]{
 		return raw != nil
 	}},
 	{"authorizedAt", optional, func(r *reader, c *Credential) bool { return r.time(&c.AuthorizedAt) }},
-	{"email", optional, func(r *reader, c *Credential) bool { return r.text(&c.Email) }},
-	{"accountId", optional, func(r *reader, c *Credential) bool { return r.text(&c.AccountID) }},
-	{"projectId", optional, func(r *reader, c *Credential) bool { return r.text(&c.ProjectID) }},
-	{"orgId", optional, func(r *reader, c *Credential) bool { return r.text(&c.OrgID) }},
-	{"orgName", optional, func(r *reader, c *Credential) bool { return r.text(&c.OrgName) }},
-	{"enterpriseUrl", optional, func(r *reader, c *Credential) bool { return r.text(&c.EnterpriseURL) }},
-	{"apiEndpoint", optional, func(r *reader, c *Credential) bool { return r.text(&c.APIEndpoint) }},
+	{"email", optional, func(r *reader, c *Credential) bool { return r.plain(&c.Email) }},
+	{"accountId", optional, func(r *reader, c *Credential) bool { return r.plain(&c.AccountID) }},
+	{"projectId", optional, func(r *reader, c *Credential) bool { return r.plain(&c.ProjectID) }},
+	{"orgId", optional, func(r *reader, c *Credential) bool { return r.plain(&c.OrgID) }},
+	{"orgName", optional, func(r *reader, c *Credential) bool { return r.plain(&c.OrgName) }},
+	{"enterpriseUrl", optional, func(r *reader, c *Credential) bool { return r.plain(&c.EnterpriseURL) }},
+	{"apiEndpoint", optional, func(r *reader, c *Credential) bool { return r.plain(&c.APIEndpoint) }},
 	{"source", optional, func(r *reader, c *Credential) bool { return r.text(&c.Source) }},
 }
 
@@ -340,7 +340,7 @@ func decodeDisabled(op string, body []byte) ([]Tombstone, error) {
 	return ts, nil
 }
 
-var errorFields = []field[string]{{"error", optional, func(r *reader, s *string) bool { *s = r.plainStr(); return true }}}
+var errorFields = []field[string]{{"error", optional, (*reader).plain}}
 
 // errorMessage is the "error" text of an error answer, "" when the body
 // is not such an answer (a proxy's HTML page, say).
