@@ -59,7 +59,7 @@ type StreamFrame struct {
 }
 
 // FrameDecoder decodes the frames of one stream connection; the strings
-// the frames repeat (providers, emails, identity keys) are kept once. Not
+// every frame repeats (providers, credential types) are kept once. Not
 // safe for concurrent use.
 type FrameDecoder struct {
 	r    reader
