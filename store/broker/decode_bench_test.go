@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -60,4 +62,29 @@ func TestStringPool(t *testing.T) {
 	if n := len(p.m); n > stringPoolMax {
 		t.Fatalf("pool holds %d strings, bound %d", n, stringPoolMax)
 	}
+}
+
+// TestFrameDecoderLetsGoOfData: a connection's decoder keeps nothing of
+// the frame it decoded, which may be a snapshot of megabytes, until the
+// next one arrives.
+func TestFrameDecoderLetsGoOfData(t *testing.T) {
+	d := &FrameDecoder{}
+	data := bytes.Clone(benchSnapshotFrame(100, 7))
+	collected := make(chan struct{})
+	runtime.AddCleanup(&data[0], func(ch chan struct{}) { close(ch) }, collected)
+	if f, err := d.Decode(data, epoch); err != nil || len(f.Snapshot.Entries) != 100 {
+		t.Fatal(err)
+	}
+	data = nil
+	for range 100 {
+		runtime.GC()
+		select {
+		case <-collected:
+			runtime.KeepAlive(d) // the decoder lives on, for the next frame
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	runtime.KeepAlive(d)
+	t.Fatal("the decoder still holds the frame's bytes")
 }

@@ -72,7 +72,9 @@ func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error)
 	d.r.reset("stream", data)
 	d.r.pool, d.r.recv = &d.pool, recv
 	f := d.r.frame(false)
-	if err := d.r.finish(); err != nil {
+	err := d.r.finish()
+	d.r.reset("", nil) // let go of data, which may be a snapshot of megabytes
+	if err != nil {
 		return nil, err
 	}
 	return f, nil
