@@ -307,9 +307,9 @@ func (nastySource) Snapshot() store.View {
 	v := store.View{Ready: true, Generation: 7, GeneratedAt: t0, ServerNow: t0, ReceivedAt: t0,
 		Refresher: broker.Refresher{Enabled: true, Interval: time.Minute, Skew: 5 * time.Minute, NextSweep: t0.Add(time.Minute)}}
 	for i, s := range nastyLabels {
-		v.Entries = append(v.Entries, &store.Entry{Entry: broker.Entry{ID: int64(i + 1), Provider: s, IdentityKey: s, ReceivedAt: t0, RotatesIn: time.Minute, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Email: s, AccountID: s, OrgID: s, HasExpires: true, Expires: t0.Add(time.Hour)}, Blocks: []broker.Block{{ProviderKey: s, Scope: s, BlockedUntil: t0.Add(time.Hour)}, {ProviderKey: "other", Scope: s, BlockedUntil: t0.Add(2 * time.Hour)}}}, LastRotation: t0, Rotations: 2})
+		v.Entries = append(v.Entries, &store.Entry{Entry: &broker.Entry{ID: int64(i + 1), Provider: s, IdentityKey: s, ReceivedAt: t0, RotatesIn: time.Minute, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Email: s, AccountID: s, OrgID: s, HasExpires: true, Expires: t0.Add(time.Hour)}, Blocks: []broker.Block{{ProviderKey: s, Scope: s, BlockedUntil: t0.Add(time.Hour)}, {ProviderKey: "other", Scope: s, BlockedUntil: t0.Add(2 * time.Hour)}}}, LastRotation: t0, Rotations: 2})
 	}
-	v.Entries = append(v.Entries, &store.Entry{Entry: broker.Entry{ID: 1000, Provider: nastyLabels[0], Credential: broker.Credential{Type: broker.TypeAPIKey}}})
+	v.Entries = append(v.Entries, &store.Entry{Entry: &broker.Entry{ID: 1000, Provider: nastyLabels[0], Credential: broker.Credential{Type: broker.TypeAPIKey}}})
 	return v
 }
 

@@ -87,7 +87,7 @@ func newBenchSource(n int, usage bool) *benchSource {
 	for i := range entries {
 		p := benchProviders[i%len(benchProviders)]
 		email := fmt.Sprintf("user%d@example.com", i)
-		entries[i] = store.Entry{Entry: broker.Entry{ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
+		entries[i] = store.Entry{Entry: &broker.Entry{ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
 			Email: email, AccountID: fmt.Sprintf("acct-%d", i)}, RotatesIn: 55 * time.Minute, HasRotatesIn: true, ReceivedAt: t0}, LastRotation: t0.Add(-time.Hour), Rotations: 3}
 		s.view.Entries = append(s.view.Entries, &entries[i])
 	}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of store/ and store/broker/ for a bounded time,
-# one target per `go test` call (go test -fuzz takes one), and fails on the
+# Runs every fuzz target of store/ and store/broker/ (one per broker
+# document: FuzzSnapshot, FuzzStreamFrame, FuzzUsage, FuzzCallAnswer; and
+# FuzzMatchUsage) for a bounded time, found with `go test -list`, one
+# target per `go test` call (go test -fuzz takes one), and fails on the
 # first crash. A crash leaves its input under <package>/testdata/fuzz/<Target>/:
 # commit it with the fix, and it runs as a regression test in every `go test`.
 #
 #   scripts/fuzz.sh                 FUZZTIME=2m scripts/fuzz.sh
-#   scripts/fuzz.sh FuzzStreamBytes
+#   scripts/fuzz.sh FuzzStreamFrame
 #
 # The default budget is a count of executions, not a duration: Go 1.26's
 # fuzz coordinator can fail a target with a bare "context deadline

@@ -48,11 +48,12 @@ func (m Mode) String() string {
 	return "stream"
 }
 
-// Entry is one mirrored credential: the broker's entry plus what the
-// mirror observed of it. Entries are immutable once published: the store
+// Entry is one mirrored credential: the entry the client decoded (held by
+// pointer, not copied) plus what the mirror observed of it. Entries, and
+// the broker entries they hold, are immutable once published: the store
 // replaces the pointer, never the fields, so readers may keep them.
 type Entry struct {
-	broker.Entry
+	*broker.Entry
 	// LastRotation is when a change of token material or expiry was last
 	// observed (zero until one is). Rotations counts them over the store's
 	// lifetime.

@@ -718,7 +718,6 @@ func TestFaultMatrix(t *testing.T) {
 					for _, c := range creds(m) {
 						c["futureEntryField"] = "v"
 						c["credential"].(map[string]any)["clientSecret"] = canaryExtra
-						c["credential"].(map[string]any)["Email"] = canaryExtra
 						if bs, ok := c["blocks"].([]any); ok {
 							for _, b := range bs {
 								b.(map[string]any)["reason"] = "429"
@@ -798,6 +797,57 @@ func TestFaultMatrix(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) { runFault(t, row) })
 	}
+}
+
+// TestStrictRejections: each of what JSON.stringify never writes (a
+// duplicate key, a key that differs only in case from a known one, a
+// quoted number, a wrong type, a missing field) is a bad frame like any
+// other, held to the fault matrix's contract (the last good mirror kept,
+// counted as stream/protocol, one degraded line), and the error names
+// the field path (docs/broker-protocol.md §6.4).
+func TestStrictRejections(t *testing.T) {
+	good := entryFrameJSON(99)
+	edit := func(old, new string) string {
+		if !strings.Contains(good, old) {
+			t.Fatalf("no %s in %s", old, good)
+		}
+		return strings.Replace(good, old, new, 1)
+	}
+	const expires = `"expires":1795755013000`
+	cases := []struct{ name, frame, want string }{
+		{"duplicate key", edit(expires, expires+`,"expires":1`), "entry.credential.expires: duplicate key"},
+		{"case variant", edit(expires, expires+`,"Email":"`+canaryExtra+`"`), `entry.credential.Email: key differs only in case from "email"`},
+		{"quoted number", edit(expires, `"expires":"1795755013000"`), "entry.credential.expires: want a number, got a string"},
+		{"wrong type", edit(`"provider":"anthropic"`, `"provider":7`), "entry.provider: want a string, got a number"},
+		{"missing field", edit(","+expires, ""), "entry.credential.expires: missing"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runFault(t, faultRow{inject: badFrame(tc.frame), bound: time.Second,
+				allowed: []string{"stream/protocol", "stream/eof", "stream/network"}, want: []string{"stream/protocol"},
+				check: func(t *testing.T, e *env) {
+					d := logLines(e.log, "degraded")
+					if len(d) != 1 || !strings.Contains(d[0]["err"], "stream: invalid response: "+tc.want) {
+						t.Errorf("degraded line %v does not name the field: want %q", d, tc.want)
+					}
+				}})
+		})
+	}
+	t.Run("quoted number in a snapshot", func(t *testing.T) {
+		runFault(t, faultRow{bound: time.Second,
+			inject: func(e *env) {
+				e.b.SendRaw([]byte(e.frameFrom(broker.FrameSnapshot, func(m map[string]any) {
+					creds(m)[1]["credential"].(map[string]any)["expires"] = "1795755013000"
+				})))
+			},
+			allowed: []string{"stream/protocol", "stream/eof", "stream/network"}, want: []string{"stream/protocol"},
+			check: func(t *testing.T, e *env) {
+				d := logLines(e.log, "degraded")
+				if len(d) != 1 || !strings.Contains(d[0]["err"], "credentials[1].credential.expires: want a number, got a string") {
+					t.Errorf("degraded line %v does not name the field", d)
+				}
+			}})
+	})
 }
 
 // TestStoreBadFrameOnEveryConnectionEscalates: a broker that sends a good

@@ -38,7 +38,7 @@ func FuzzMatchUsage(f *testing.F) {
 		if apiKey {
 			typ = broker.TypeAPIKey
 		}
-		e := &Entry{Entry: broker.Entry{ID: 1, Provider: provider, Credential: broker.Credential{Type: typ, Email: email, AccountID: account, ProjectID: project, OrgID: org}}}
+		e := &Entry{Entry: &broker.Entry{ID: 1, Provider: provider, Credential: broker.Credential{Type: typ, Email: email, AccountID: account, ProjectID: project, OrgID: org}}}
 		u := NewUsage(resp.Reports, epoch, nil)
 		r, ok := u.Match(e)
 		if ok != (r != nil) {

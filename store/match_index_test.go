@@ -40,7 +40,7 @@ func randomUsageWorld(rng *rand.Rand, nReports, nCreds int) ([]broker.UsageRepor
 		if rng.IntN(10) == 0 {
 			typ = broker.TypeAPIKey
 		}
-		creds[i] = &Entry{Entry: broker.Entry{ID: int64(i), Provider: pick(append(providers, "unknown")...), Credential: broker.Credential{
+		creds[i] = &Entry{Entry: &broker.Entry{ID: int64(i), Provider: pick(append(providers, "unknown")...), Credential: broker.Credential{
 			Type: typ, Email: pick(emails...), AccountID: pick(accounts...), ProjectID: pick(projects...), OrgID: pick(orgs...)}}}
 	}
 	return reports, creds
@@ -137,7 +137,7 @@ func TestUsageIndexAgreesWithScan(t *testing.T) {
 	if matched < 1000 {
 		t.Fatalf("only %d matches: the random world does not exercise matching", matched)
 	}
-	if _, ok := NewUsage(nil, epoch, nil).Match(&Entry{Entry: broker.Entry{Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth}}}); ok {
+	if _, ok := NewUsage(nil, epoch, nil).Match(&Entry{Entry: &broker.Entry{Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth}}}); ok {
 		t.Fatal("empty index matched")
 	}
 }
@@ -148,7 +148,7 @@ func benchUsage(n int) ([]broker.UsageReport, []*Entry) {
 	for i := range n {
 		p := testkit.BenchProviders[i%len(testkit.BenchProviders)]
 		email := fmt.Sprintf("user%d@example.com", i)
-		creds[i] = &Entry{Entry: broker.Entry{ID: int64(i), Provider: p, Credential: broker.Credential{Type: broker.TypeOAuth, Email: email, AccountID: fmt.Sprintf("acct-%d", i)}}}
+		creds[i] = &Entry{Entry: &broker.Entry{ID: int64(i), Provider: p, Credential: broker.Credential{Type: broker.TypeOAuth, Email: email, AccountID: fmt.Sprintf("acct-%d", i)}}}
 		reports[n-1-i] = broker.UsageReport{Provider: p, Metadata: broker.UsageMetadata{Email: email, AccountID: fmt.Sprintf("acct-%d", i)},
 			Limits: []broker.UsageLimit{{ID: p + ":5h"}, {ID: p + ":7d"}}}
 	}

@@ -37,7 +37,7 @@ func TestEffectiveUsedFraction(t *testing.T) {
 
 func oauthEntry(provider string, c broker.Credential) *Entry {
 	c.Type = broker.TypeOAuth
-	return &Entry{Entry: broker.Entry{ID: 1, Provider: provider, Credential: c}}
+	return &Entry{Entry: &broker.Entry{ID: 1, Provider: provider, Credential: c}}
 }
 
 func report(provider string, md broker.UsageMetadata, scopes ...broker.UsageScope) broker.UsageReport {

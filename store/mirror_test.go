@@ -19,7 +19,7 @@ func TestMirrorMatchesMap(t *testing.T) {
 			m.del(id)
 			delete(model, id)
 		} else {
-			e := &Entry{Entry: broker.Entry{ID: id}}
+			e := &Entry{Entry: &broker.Entry{ID: id}}
 			m.set(e)
 			model[id] = e
 		}

@@ -241,16 +241,18 @@ func withoutExpiredBlocks(e *Entry, now time.Time) *Entry {
 	if expired == 0 {
 		return e
 	}
-	cp := *e
-	cp.Blocks = nil
+	be := *e.Entry
+	be.Blocks = nil
 	if expired < len(e.Blocks) {
-		cp.Blocks = make([]broker.Block, 0, len(e.Blocks)-expired)
+		be.Blocks = make([]broker.Block, 0, len(e.Blocks)-expired)
 		for _, b := range e.Blocks {
 			if b.BlockedUntil.After(now) {
-				cp.Blocks = append(cp.Blocks, b)
+				be.Blocks = append(be.Blocks, b)
 			}
 		}
 	}
+	cp := *e
+	cp.Entry = &be
 	return &cp
 }
 
@@ -280,9 +282,10 @@ func (s *Store) providerOf(id int64) string {
 // observe wraps a decoded entry for the mirror, carrying rotation
 // tracking over from its previous version (nil for a new credential) and
 // recording a rotation when an OAuth token's material or expiry changed.
-// at is when the change was observed.
+// at is when the change was observed. The mirror takes e as it is: the
+// client hands over each decoded entry once and never touches it again.
 func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
-	next := &Entry{Entry: *e}
+	next := &Entry{Entry: e}
 	if prev == nil {
 		return next
 	}
@@ -391,7 +394,7 @@ func NewView(snap *broker.Snapshot) View {
 	v := View{Ready: true, Generation: snap.Generation, GeneratedAt: snap.GeneratedAt, ServerNow: snap.ServerNow,
 		ReceivedAt: snap.ReceivedAt, Refresher: snap.Refresher, Entries: make([]*Entry, len(snap.Entries))}
 	for i, e := range snap.Entries {
-		v.Entries[i] = &Entry{Entry: *e}
+		v.Entries[i] = &Entry{Entry: e}
 	}
 	return v
 }

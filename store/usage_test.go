@@ -231,7 +231,7 @@ func TestUsageFailureWithoutData(t *testing.T) {
 	if u.HasData() || !u.Failing || u.Reports != nil || u.Unmatched() != 0 {
 		t.Fatalf("%+v", u)
 	}
-	e := &Entry{Entry: broker.Entry{ID: 1, Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth, Email: "a@example.com"}}}
+	e := &Entry{Entry: &broker.Entry{ID: 1, Provider: "anthropic", Credential: broker.Credential{Type: broker.TypeOAuth, Email: "a@example.com"}}}
 	if m, ok := u.Match(e); ok || m != nil {
 		t.Fatal("a failed answer matched")
 	}

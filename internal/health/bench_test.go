@@ -42,7 +42,7 @@ func scaleInput(n int) Input {
 		p := benchProviders[i%len(benchProviders)]
 		email := fmt.Sprintf("user%d@example.com", i)
 		e := &entries[i]
-		*e = store.Entry{Entry: broker.Entry{ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
+		*e = store.Entry{Entry: &broker.Entry{ID: int64(i + 1), Provider: p, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true,
 			Email: email, AccountID: fmt.Sprintf("acct-%d", i)}, RotatesIn: 55 * time.Minute, HasRotatesIn: true, ReceivedAt: t0}, LastRotation: t0.Add(-time.Hour), Rotations: 3}
 		if i%50 == 7 {
 			switch (i / 50) % 5 {

@@ -20,11 +20,11 @@ func f64(f float64) *float64 { return &f }
 // oauth is an OAuth entry received at t0 that expires in `expiresIn` and
 // is due for rotation at t0+rotatesIn.
 func oauth(id int64, provider, email string, expiresIn, rotatesIn time.Duration) *store.Entry {
-	return &store.Entry{Entry: broker.Entry{ID: id, Provider: provider, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(expiresIn), HasExpires: true, Email: email}, RotatesIn: rotatesIn, HasRotatesIn: true, ReceivedAt: t0}}
+	return &store.Entry{Entry: &broker.Entry{ID: id, Provider: provider, IdentityKey: "email:" + email, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(expiresIn), HasExpires: true, Email: email}, RotatesIn: rotatesIn, HasRotatesIn: true, ReceivedAt: t0}}
 }
 
 func apiKey(id int64, provider string) *store.Entry {
-	return &store.Entry{Entry: broker.Entry{ID: id, Provider: provider, Credential: broker.Credential{Type: broker.TypeAPIKey}, ReceivedAt: t0}}
+	return &store.Entry{Entry: &broker.Entry{ID: id, Provider: provider, Credential: broker.Credential{Type: broker.TypeAPIKey}, ReceivedAt: t0}}
 }
 
 func limit(id string, frac *float64, status string, resetsIn time.Duration) broker.UsageLimit {

@@ -14,7 +14,7 @@ func TestRotationRule(t *testing.T) {
 	// An OAuth entry that expires in an hour, received `ago` before t0
 	// with a rotation deadline `rotatesIn` after receipt.
 	entry := func(rotatesIn, ago time.Duration) *store.Entry {
-		return &store.Entry{Entry: broker.Entry{ID: 1, Provider: "anthropic", ReceivedAt: t0.Add(-ago), RotatesIn: rotatesIn, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true}}}
+		return &store.Entry{Entry: &broker.Entry{ID: 1, Provider: "anthropic", ReceivedAt: t0.Add(-ago), RotatesIn: rotatesIn, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: t0.Add(time.Hour), HasExpires: true}}}
 	}
 	with := func(e *store.Entry, mut func(e *store.Entry)) *store.Entry { mut(e); return e }
 	on := broker.Refresher{Enabled: true, Interval: time.Minute}
@@ -45,7 +45,7 @@ func TestRotationRule(t *testing.T) {
 		{"expires exactly now", live, with(entry(30*time.Second, 0), func(e *store.Entry) {
 			e.Credential.Expires = t0
 		}), false, false},
-		{"api key", live, &store.Entry{Entry: broker.Entry{ID: 1, Credential: broker.Credential{Type: broker.TypeAPIKey}, ReceivedAt: t0.Add(-time.Hour), HasRotatesIn: true}}, false, false},
+		{"api key", live, &store.Entry{Entry: &broker.Entry{ID: 1, Credential: broker.Credential{Type: broker.TypeAPIKey}, ReceivedAt: t0.Add(-time.Hour), HasRotatesIn: true}}, false, false},
 		{"refresher disabled: the deadline is not judged", RotationRule{Refresher: broker.Refresher{Interval: time.Minute}, MirrorLive: true},
 			entry(0, 10*time.Minute), false, false},
 		{"refresher disabled: expiry still counts", RotationRule{MirrorLive: true}, with(entry(0, 0), func(e *store.Entry) {

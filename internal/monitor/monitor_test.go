@@ -61,7 +61,7 @@ func (f *fakeMirror) DisableCredentialRemote(_ context.Context, id int64, _ stri
 }
 
 func oauth(id int64, expires time.Time, rotatesIn time.Duration, received time.Time) *store.Entry {
-	return &store.Entry{Entry: broker.Entry{ID: id, Provider: "anthropic", ReceivedAt: received, RotatesIn: rotatesIn, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: expires, HasExpires: true}}}
+	return &store.Entry{Entry: &broker.Entry{ID: id, Provider: "anthropic", ReceivedAt: received, RotatesIn: rotatesIn, HasRotatesIn: true, Credential: broker.Credential{Type: broker.TypeOAuth, Expires: expires, HasExpires: true}}}
 }
 
 func TestProbe(t *testing.T) {
@@ -116,7 +116,7 @@ func TestHeal(t *testing.T) {
 	fresh := oauth(10, t0.Add(time.Hour), 10*time.Minute, t0)
 	longExpired := oauth(20, t0.Add(-2*time.Hour), 0, t0)
 	mirror := &fakeMirror{view: store.View{Refresher: broker.Refresher{Enabled: true, Interval: time.Minute},
-		Entries: []*store.Entry{overdue(1), overdue(2), overdue(3), fresh, longExpired, {Entry: broker.Entry{ID: 30, Provider: "openai", Credential: broker.Credential{Type: broker.TypeAPIKey}}}}}}
+		Entries: []*store.Entry{overdue(1), overdue(2), overdue(3), fresh, longExpired, {Entry: &broker.Entry{ID: 30, Provider: "openai", Credential: broker.Credential{Type: broker.TypeAPIKey}}}}}}
 	m := New(Options{Broker: &fakeBroker{}, Mirror: mirror, Now: func() time.Time { return now },
 		RefreshOverdue: true, DisableExpiredAfter: time.Hour, MaxActionsPerPass: 3, RefreshEvery: 10 * time.Minute})
 	ctx := context.Background()

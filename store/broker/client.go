@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Defaults of the reference client (docs/broker-protocol.md).
@@ -65,7 +65,6 @@ type Client struct {
 	timeout    time.Duration
 	maxBody    int
 	maxUsage   int
-	usage      *usageState
 	idle       time.Duration
 	userAgent  string
 	clock      Clock
@@ -86,7 +85,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		timeout:   opts.RequestTimeout,
 		maxBody:   opts.MaxFrameBytes,
 		maxUsage:  opts.MaxUsageBytes,
-		usage:     &usageState{},
 		idle:      opts.StreamIdleTimeout,
 		userAgent: opts.UserAgent,
 		clock:     opts.Clock,
@@ -146,41 +144,6 @@ func (c *Client) CloseIdleConnections() {
 		t.CloseIdleConnections()
 	}
 }
-
-// HTTPError is a non-success status from the broker. Message is the
-// broker's "error" text with anything the client sent as a secret scrubbed
-// out; response bodies are never quoted otherwise.
-type HTTPError struct {
-	Method  string
-	Path    string
-	Status  int
-	Message string
-}
-
-func (e *HTTPError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
-	return fmt.Sprintf("auth-broker %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, msg)
-}
-
-// NetError is a transport failure (connection refused, reset, a per-attempt
-// timeout) after the one allowed retry.
-type NetError struct {
-	Method, Path string
-	Timeout      bool
-	Err          error
-}
-
-func (e *NetError) Error() string {
-	if e.Timeout {
-		return fmt.Sprintf("auth-broker %s %s: timeout: %v", e.Method, e.Path, e.Err)
-	}
-	return fmt.Sprintf("auth-broker %s %s: %v", e.Method, e.Path, e.Err)
-}
-
-func (e *NetError) Unwrap() error { return e.Err }
 
 type request struct {
 	method, path string
@@ -334,12 +297,7 @@ func (c *Client) netErr(r *request, actx context.Context, err error) error {
 
 // statusErr builds the HTTPError for a non-success response.
 func (c *Client) statusErr(r *request, resp *response) *HTTPError {
-	var we wireError
-	msg := ""
-	if json.Unmarshal(resp.body, &we) == nil {
-		msg = c.scrub(we.Error)
-	}
-	return &HTTPError{Method: r.method, Path: r.path, Status: resp.status, Message: msg}
+	return &HTTPError{Method: r.method, Path: r.path, Status: resp.status, Message: c.scrub(errorMessage(resp.body))}
 }
 
 // scrub removes the bearer token from a broker message, flattens it to
@@ -368,30 +326,27 @@ func (c *Client) scrub(msg string) string {
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// call sends r and, on 200, decodes the body into out (nil = ignore it).
-// Every other status becomes an *HTTPError with the broker's message.
-func (c *Client) call(ctx context.Context, r *request, out any) error {
+// call sends r and returns the body of a 200. Every other status becomes
+// an *HTTPError with the broker's message.
+func (c *Client) call(ctx context.Context, r *request) ([]byte, error) {
 	resp, err := c.do(ctx, r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.status != http.StatusOK {
-		return c.statusErr(r, resp)
+		return nil, c.statusErr(r, resp)
 	}
-	if out == nil {
-		return nil
-	}
-	return decode(r.op(), resp.body, out)
+	return resp.body, nil
 }
 
 // Healthz calls GET /v1/healthz (no token).
 func (c *Client) Healthz(ctx context.Context) (Health, error) {
 	r := &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}
-	var w wireHealth
-	if err := c.call(ctx, r, &w); err != nil {
+	body, err := c.call(ctx, r)
+	if err != nil {
 		return Health{}, err
 	}
-	return Health(w), nil
+	return decodeHealth(r.op(), body)
 }
 
 // SnapshotRequest selects a plain GET (zero value) or a long-poll: with
@@ -470,46 +425,22 @@ func parseETag(v string) (int64, bool) {
 func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
 	r := &request{method: http.MethodGet, path: "/v1/usage", maxBody: c.maxUsage,
 		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
-	resp, err := c.do(ctx, r)
+	body, err := c.call(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	if resp.status != http.StatusOK {
-		return nil, c.statusErr(r, resp)
-	}
-	c.usage.mu.Lock()
-	defer c.usage.mu.Unlock()
-	out, err := decodeUsageWith(r.op(), resp.body, &c.usage.dec)
-	if err != nil {
-		return nil, err
-	}
-	out.Size = len(resp.body)
-	return out, nil
-}
-
-// usageState is the client's usage decoder: the previous answer's
-// reports, for the next answer.
-type usageState struct {
-	mu  sync.Mutex
-	dec UsageDecoder
+	return decodeUsage(r.op(), body)
 }
 
 // Refresh calls POST /v1/credential/:id/refresh and returns the redacted
 // entry (no rotatesInMs, no blocks).
 func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
 	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/refresh"}
-	var w wireEntryResponse
-	if err := c.call(ctx, r, &w); err != nil {
+	body, err := c.call(ctx, r)
+	if err != nil {
 		return nil, err
 	}
-	if w.Entry == nil {
-		return nil, protoErr(r.op(), "missing entry")
-	}
-	e := new(Entry)
-	if err := w.Entry.convert(e, c.clock.Now()); err != nil {
-		return nil, jsonProtoErr(r.op(), err)
-	}
-	return e, nil
+	return decodeEntryAnswer(r.op(), body, c.clock.Now())
 }
 
 // Disable calls POST /v1/credential/:id/disable; an empty cause lets the
@@ -517,9 +448,14 @@ func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
 func (c *Client) Disable(ctx context.Context, id int64, cause string) error {
 	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/disable"}
 	if cause != "" {
-		r.body, _ = json.Marshal(map[string]string{"cause": cause})
+		quoted, _ := jsontext.AppendQuote(nil, cause) // invalid UTF-8 becomes U+FFFD
+		r.body = append(append([]byte(`{"cause":`), quoted...), '}')
 	}
-	return c.call(ctx, r, nil)
+	body, err := c.call(ctx, r)
+	if err != nil {
+		return err
+	}
+	return decodeOKAnswer(r.op(), body)
 }
 
 // Disabled calls GET /v1/credentials/disabled (provider "" = all). An old
@@ -529,24 +465,11 @@ func (c *Client) Disabled(ctx context.Context, provider string) ([]Tombstone, er
 	if provider != "" {
 		r.query = url.Values{"provider": {provider}}
 	}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	switch resp.status {
-	case http.StatusOK:
-	case http.StatusNotFound:
+	body, err := c.call(ctx, r)
+	if he := (*HTTPError)(nil); errors.As(err, &he) && he.Status == http.StatusNotFound {
 		return []Tombstone{}, nil
-	default:
-		return nil, c.statusErr(r, resp)
-	}
-	var w wireDisabled
-	if err := decode(r.op(), resp.body, &w); err != nil {
+	} else if err != nil {
 		return nil, err
 	}
-	out, err := w.convert()
-	if err != nil {
-		return nil, jsonProtoErr(r.op(), err)
-	}
-	return out, nil
+	return decodeDisabled(r.op(), body)
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 )
 
@@ -102,4 +103,64 @@ func CallReason(err error) string {
 	default:
 		return ReasonNetwork
 	}
+}
+
+// HTTPError is a non-success status from the broker. Message is the
+// broker's "error" text with anything the client sent as a secret scrubbed
+// out; response bodies are never quoted otherwise.
+type HTTPError struct {
+	Method  string
+	Path    string
+	Status  int
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("auth-broker %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, msg)
+}
+
+// NetError is a transport failure (connection refused, reset, a per-attempt
+// timeout) after the one allowed retry.
+type NetError struct {
+	Method, Path string
+	Timeout      bool
+	Err          error
+}
+
+func (e *NetError) Error() string {
+	if e.Timeout {
+		return fmt.Sprintf("auth-broker %s %s: timeout: %v", e.Method, e.Path, e.Err)
+	}
+	return fmt.Sprintf("auth-broker %s %s: %v", e.Method, e.Path, e.Err)
+}
+
+func (e *NetError) Unwrap() error { return e.Err }
+
+// ProtocolError reports a response or frame the broker should never send:
+// malformed JSON, a duplicate or case-variant key, a value of the wrong
+// type, a missing required field, an unexpected content type, an oversized
+// frame. Its text names the field path but never quotes the offending
+// payload, which may carry token material.
+type ProtocolError struct {
+	Op       string // e.g. "GET /v1/snapshot" or "stream"
+	Detail   string
+	TooLarge bool // the body or frame was over its size limit
+}
+
+func (e *ProtocolError) Error() string {
+	return "auth-broker " + e.Op + ": invalid response: " + e.Detail
+}
+
+// ErrTooLarge matches (errors.Is) a ProtocolError for a body or frame over
+// its size limit.
+var ErrTooLarge = errors.New("auth-broker response over its size limit")
+
+func (e *ProtocolError) Is(target error) bool { return target == ErrTooLarge && e.TooLarge }
+
+func protoErr(op, format string, args ...any) *ProtocolError {
+	return &ProtocolError{Op: op, Detail: fmt.Sprintf(format, args...)}
 }

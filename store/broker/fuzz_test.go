@@ -16,11 +16,12 @@ import (
 	"testing"
 )
 
-// Fuzz targets for everything that turns broker bytes into state: the SSE
-// stream (raw bytes through r3labs and the frame decoder), frame and
-// snapshot JSON, /v1/usage bodies, and usage matching. scripts/fuzz.sh runs
-// each for a bounded time; testdata/fuzz/<Fuzz...>/ holds the seed corpus
-// (shapes of the real 18.2.3 captures) and every input that ever failed.
+// One fuzz target per broker document: the snapshot, the stream frame
+// (raw SSE bytes through r3labs and the frame decoder), the usage answer,
+// and the refresh and disable answers (usage matching has its own, in
+// package store). scripts/fuzz.sh runs each for a bounded time;
+// testdata/fuzz/<Fuzz...>/ holds the seed corpus (shapes of the real
+// 18.2.3 captures) and every input that ever failed.
 
 // memTransport answers every request with one canned response, so the
 // fuzzed bytes go through the real client without a network.
@@ -204,23 +205,9 @@ func decodeTwice[T any](t *testing.T, data []byte, decode func([]byte) (T, error
 	return v, err
 }
 
-func FuzzDecodeFrame(f *testing.F) {
-	f.Add([]byte(sseSnapshot))
-	f.Add([]byte(sseEntry))
-	f.Add([]byte(sseRemoved))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fr, err := decodeTwice(t, data, func(b []byte) (*StreamFrame, error) { return decodeFrame(b, epoch, nil) })
-		checkNoSecrets(t, data, "decoded frame", fr, err)
-		if err != nil {
-			checkProtoErr(t, err)
-			return
-		}
-		checkFrame(t, fr)
-	})
-}
-
-func FuzzDecodeSnapshot(f *testing.F) {
+func FuzzSnapshot(f *testing.F) {
 	f.Add([]byte(strings.Replace(sseSnapshot, `"kind":"snapshot",`, "", 1)))
+	f.Add([]byte(strings.Replace(sseSnapshot, `"provider":"openai"`, `"provider":"openai \udc00"`, 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := decodeTwice(t, data, func(b []byte) (*Snapshot, error) { return decodeSnapshot("GET /v1/snapshot", b, epoch) })
 		checkNoSecrets(t, data, "decoded snapshot", s, err)
@@ -238,14 +225,16 @@ func FuzzDecodeSnapshot(f *testing.F) {
 // blocks of "event: <kind>\ndata: <one line>\n\n" and ": comment\n\n".
 var canonicalSSE = regexp.MustCompile(`^(?:(?:event: [a-z]+\n)?data: [^\n\r]*\n\n|: [^\n\r]*\n\n)*$`)
 
-// FuzzStreamBytes feeds raw bytes, as the broker's response body, through
+// FuzzStreamFrame feeds raw bytes, as the broker's stream body, through
 // the real client: r3labs' SSE reader and the frame decoder. The stream
 // must end with ErrStreamEnded or a ProtocolError, hand over a snapshot
 // first, and, for streams in the broker's own framing, hand over exactly
-// the frames an independent reading of that framing yields.
-func FuzzStreamBytes(f *testing.F) {
+// the frames an independent reading of that framing decodes to (so the
+// decoder neither depends on nor aliases r3labs' reused buffers).
+func FuzzStreamFrame(f *testing.F) {
 	f.Add([]byte(sseFrame("snapshot", sseSnapshot) + ": keepalive\n\n" + sseFrame("entry", sseEntry) + sseFrame("removed", sseRemoved)))
 	f.Add([]byte(sseFrame("snapshot", sseSnapshot) + "data: {\"kind\":\"entry\"\n\n"))
+	f.Add([]byte(sseFrame("snapshot", sseSnapshot) + sseFrame("entry", strings.Replace(sseEntry, `"refresh"`, `"email":"\ud800@x","refresh"`, 1))))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		const maxFrame = 8 << 10
 		c := memClient(t, memTransport{status: 200, ctype: "text/event-stream", body: raw}, maxFrame)
@@ -264,12 +253,13 @@ func FuzzStreamBytes(f *testing.F) {
 		}
 		for _, fr := range frames {
 			checkFrame(t, fr)
+			checkNoSecrets(t, raw, "decoded frame", fr, nil)
 		}
 		if !canonicalSSE.Match(raw) {
 			return
 		}
 		// The broker's framing, read independently.
-		var want []string
+		var want []*StreamFrame
 		wantErr := false
 		for _, block := range strings.SplitAfter(string(raw), "\n\n") {
 			if block == "" || strings.HasPrefix(block, ":") {
@@ -284,7 +274,7 @@ func FuzzStreamBytes(f *testing.F) {
 				wantErr = true
 				break
 			}
-			fr, err := decodeFrame([]byte(data), epoch, nil)
+			fr, err := decodeTwice(t, []byte(data), func(b []byte) (*StreamFrame, error) { return decodeFrame(b, epoch) })
 			if err == nil && len(want) == 0 && fr.Kind != FrameSnapshot {
 				err = errors.New("first frame not a snapshot")
 			}
@@ -292,22 +282,19 @@ func FuzzStreamBytes(f *testing.F) {
 				wantErr = true
 				break
 			}
-			want = append(want, fr.Kind)
+			want = append(want, fr)
 		}
-		var got []string
-		for _, fr := range frames {
-			got = append(got, fr.Kind)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) || (err != ErrStreamEnded) != wantErr {
-			t.Fatalf("frames %v (%v), want %v (error %v)", got, err, want, wantErr)
+		if !reflect.DeepEqual(frames, want) || (err != ErrStreamEnded) != wantErr {
+			t.Fatalf("frames %+v (%v), want %+v (error %v)", frames, err, want, wantErr)
 		}
 	})
 }
 
-// FuzzDecodeUsage feeds bodies of GET /v1/usage through the real client.
-func FuzzDecodeUsage(f *testing.F) {
+// FuzzUsage feeds bodies of GET /v1/usage through the real client.
+func FuzzUsage(f *testing.F) {
 	f.Add([]byte(`{"generatedAt":1795755808604,"reports":[]}`))
 	f.Add([]byte(`{"generatedAt":1,"reports":[` + exampleUsageReport + `]}`))
+	f.Add([]byte(`{"generatedAt":1,"reports":[` + strings.Replace(exampleUsageReport, `"a@example.com"`, `"\udc00a@example.com"`, 1) + `]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c := memClient(t, memTransport{status: 200, ctype: "application/json", body: body}, 1<<20)
 		resp, err := c.Usage(context.Background(), 1)
@@ -349,6 +336,30 @@ func FuzzDecodeUsage(f *testing.F) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// FuzzCallAnswer feeds one body through the real client as the answer of
+// a refresh ({"entry": CredentialEntry}) and of a disable ({"ok": true}).
+func FuzzCallAnswer(f *testing.F) {
+	entry := sseEntry[strings.Index(sseEntry, `"entry":`)+len(`"entry":`) : len(sseEntry)-1]
+	f.Add([]byte(`{"entry":` + entry + `}`))
+	f.Add([]byte(`{"entry":` + strings.Replace(entry, `"anthropic"`, `"anthropic\udfff"`, 1) + `}`))
+	f.Add([]byte(`{"ok":true}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c := memClient(t, memTransport{status: 200, ctype: "application/json", body: body}, 1<<20)
+		e, err := c.Refresh(context.Background(), 5)
+		checkNoSecrets(t, body, "refresh answer", e, err)
+		if err != nil {
+			checkProtoErr(t, err)
+		} else {
+			checkEntry(t, e)
+		}
+		err = c.Disable(context.Background(), 5, "")
+		checkNoSecrets(t, body, "disable answer", nil, err)
+		if err != nil {
+			checkProtoErr(t, err)
 		}
 	})
 }

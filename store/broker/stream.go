@@ -258,7 +258,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 			cancel(errStreamStopped)
 			return
 		}
-		f, err := decodeFrame(data, cfg.clock.Now(), dec)
+		f, err := dec.Decode(data, cfg.clock.Now())
 		if err != nil && cut.Load() {
 			cutFrame = err
 			return

@@ -88,7 +88,7 @@ func TestStreamFailures(t *testing.T) {
 		{"503", 503, "", "", 0, func(err error) bool { var he *HTTPError; return errors.As(err, &he) && he.Status == 503 }, SyncReason5xx},
 		{"json content type", 200, "application/json", sseFrame("snapshot", sseSnapshot), 0, isProto("text/event-stream"), SyncReasonProtocol},
 		{"first frame not a snapshot", 200, "text/event-stream", sseFrame("entry", sseEntry), 0, isProto("first frame"), SyncReasonProtocol},
-		{"malformed frame", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + "event: entry\ndata: {\"kind\":\"entry\",\"access\":\"" + canaryAccess + "\n\n", 0, isProto("malformed"), SyncReasonProtocol},
+		{"malformed frame", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + "event: entry\ndata: {\"kind\":\"entry\",\"access\":\"" + canaryAccess + "\n\n", 0, isProto("truncated"), SyncReasonProtocol},
 		{"unknown kind", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + sseFrame("bogus", `{"kind":"bogus"}`), 0, isProto("unknown frame kind"), SyncReasonProtocol},
 		{"oversized frame", 200, "text/event-stream", sseFrame("snapshot", sseSnapshot) + "data: " + strings.Repeat("x", 8192) + "\n\n", 4096, isProto("larger than 4096"), SyncReasonProtocol},
 	}

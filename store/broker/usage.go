@@ -1,11 +1,12 @@
 package broker
 
 import (
-	"bytes"
-	"encoding/json"
-	"math"
+	"cmp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // UsageReport is a decoded /v1/usage report. Metadata is reduced to the
@@ -111,59 +112,6 @@ func (a UsageAmount) EffectiveUsedFraction() (fraction float64, ok bool) {
 	return 0, false
 }
 
-// Usage wire types. Reports and limits are open objects on the wire; only
-// the fields below are read, and metadata only for its identity strings.
-
-type wireUsage struct {
-	GeneratedAt json.Number `json:"generatedAt"`
-	Reports     *reportList `json:"reports"`
-}
-
-type wireReport struct {
-	Provider     string                     `json:"provider"`
-	FetchedAt    json.Number                `json:"fetchedAt"`
-	Limits       []wireLimit                `json:"limits"`
-	Metadata     map[string]json.RawMessage `json:"metadata"`
-	ResetCredits json.RawMessage            `json:"resetCredits"`
-}
-
-type wireLimit struct {
-	ID     string      `json:"id"`
-	Label  string      `json:"label"`
-	Scope  wireScope   `json:"scope"`
-	Window *wireWindow `json:"window"`
-	Amount wireAmount  `json:"amount"`
-	Status string      `json:"status"`
-}
-
-type wireScope struct {
-	Provider  string `json:"provider"`
-	AccountID string `json:"accountId"`
-	ProjectID string `json:"projectId"`
-	OrgID     string `json:"orgId"`
-	ModelID   string `json:"modelId"`
-	Tier      string `json:"tier"`
-	WindowID  string `json:"windowId"`
-	Shared    bool   `json:"shared"`
-}
-
-type wireWindow struct {
-	ID         string      `json:"id"`
-	Label      string      `json:"label"`
-	DurationMs json.Number `json:"durationMs"`
-	ResetsAt   json.Number `json:"resetsAt"`
-	ResetLabel string      `json:"resetLabel"`
-}
-
-type wireAmount struct {
-	Used              *float64 `json:"used"`
-	Limit             *float64 `json:"limit"`
-	Remaining         *float64 `json:"remaining"`
-	UsedFraction      *float64 `json:"usedFraction"`
-	RemainingFraction *float64 `json:"remainingFraction"`
-	Unit              string   `json:"unit"`
-}
-
 // UsageResponse is the answer of GET /v1/usage.
 type UsageResponse struct {
 	GeneratedAt time.Time
@@ -171,216 +119,212 @@ type UsageResponse struct {
 	Size        int // bytes of the answer's body (0 when not from the wire)
 }
 
-// metaString reads a metadata value the way the broker client does: only a
-// string with non-blank content counts, and it is trimmed.
-func metaString(m map[string]json.RawMessage, key string) string {
-	raw, ok := m[key]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return strings.TrimSpace(s)
-}
-
 // DecodeUsage decodes a /v1/usage answer.
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
+// decodeUsage decodes a /v1/usage answer in one pass. Thousands of reports
+// repeat the same providers, limit ids, labels and units, and the answer
+// is kept for the usage TTL, so those strings are kept once each.
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
-	return decodeUsageWith(op, body, nil)
-}
-
-// decodeUsageWith decodes through the fast path, with d when not nil, and
-// through encoding/json what the fast path leaves (d then forgets the
-// previous answer).
-func decodeUsageWith(op string, body []byte, d *UsageDecoder) (*UsageResponse, error) {
-	if out, ok := decodeUsageFast(body, d); ok {
-		return out, nil
-	}
-	if d != nil {
-		d.seen = nil
-	}
-	return decodeUsageGeneral(op, body)
-}
-
-// decodeUsageGeneral decodes any answer through encoding/json.
-func decodeUsageGeneral(op string, body []byte) (*UsageResponse, error) {
-	var w wireUsage
-	if err := decode(op, body, &w); err != nil {
+	out := &UsageResponse{Size: len(body)}
+	if err := decodeDocument(newReader(op, body, &stringPool{}), out, usageFields); err != nil {
 		return nil, err
 	}
-	out, err := w.convert()
-	if err != nil {
-		return nil, jsonProtoErr(op, err)
-	}
 	return out, nil
 }
 
-func (w *wireUsage) convert() (*UsageResponse, error) {
-	if w.Reports == nil {
-		return nil, missing("reports")
-	}
-	out := &UsageResponse{Reports: w.Reports.reports}
-	if out.Reports == nil {
-		out.Reports = []UsageReport{}
-	}
-	if w.GeneratedAt != "" {
-		out.GeneratedAt, _ = msTime(w.GeneratedAt)
-	}
-	return out, nil
+var usageFields = []field[UsageResponse]{
+	{"generatedAt", optional, func(r *reader, u *UsageResponse) bool { return r.time(&u.GeneratedAt) }},
+	{"reports", required, func(r *reader, u *UsageResponse) bool {
+		u.Reports = []UsageReport{}
+		return r.array(func() {
+			u.Reports = append(u.Reports, UsageReport{Limits: make([]UsageLimit, 0, 4)})
+			r.require(readObject(r, &u.Reports[len(u.Reports)-1], reportFields), "")
+		})
+	}},
 }
 
-// reportList decodes the reports array one report at a time and
-// converts each as it goes: a 10k-report answer never exists in full in
-// wire form (maps of raw metadata, duplicate strings) next to its result.
-type reportList struct {
-	reports []UsageReport
+var reportFields = []field[UsageReport]{
+	{"provider", required, func(r *reader, u *UsageReport) bool { return r.text(&u.Provider) && u.Provider != "" }},
+	{"fetchedAt", optional, func(r *reader, u *UsageReport) bool { return r.time(&u.FetchedAt) }},
+	{"limits", optional, func(r *reader, u *UsageReport) bool {
+		return r.array(func() {
+			u.Limits = append(u.Limits, UsageLimit{})
+			r.require(readObject(r, &u.Limits[len(u.Limits)-1], limitFields), "")
+		})
+	}},
+	{"metadata", optional, func(r *reader, u *UsageReport) bool { return r.metadata(&u.Metadata) }},
+	{"resetCredits", optional, func(r *reader, u *UsageReport) bool {
+		r.loose('{', func() {
+			u.Resets = &SavedResets{}
+			readObject(r, u.Resets, resetFields)
+		})
+		return true
+	}},
 }
 
-func (u *reportList) UnmarshalJSON(data []byte) error {
-	u.reports = nil // a repeated key: the last one wins, as in JSON.parse
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil {
-		return err
-	} else if t != json.Delim('[') {
-		return missing("reports")
-	}
-	// Thousands of reports repeat the same provider, limit ids, labels,
-	// units and windows; the answer is kept for the usage TTL, so those
-	// strings are kept once each.
-	in := &stringPool{}
-	for dec.More() {
-		var wr wireReport
-		if err := dec.Decode(&wr); err != nil {
-			return err
+var limitFields = []field[UsageLimit]{
+	{"id", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.ID) }},
+	{"label", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.Label) }},
+	{"status", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.Status) }},
+	{"scope", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Scope, scopeFields) }},
+	{"window", optional, func(r *reader, l *UsageLimit) bool {
+		w := &UsageWindow{}
+		if readObject(r, w, windowFields) {
+			l.Window = w
 		}
-		r, err := wr.convert(in)
-		if err != nil {
-			return err
-		}
-		u.reports = append(u.reports, r)
-	}
-	_, err := dec.Token()
-	return err
+		return true
+	}},
+	{"amount", optional, func(r *reader, l *UsageLimit) bool {
+		return readObject(r, &wireAmount{UsageAmount: &l.Amount}, amountFields)
+	}},
 }
 
-func (wr *wireReport) convert(in *stringPool) (UsageReport, error) {
-	if wr.Provider == "" {
-		return UsageReport{}, missing("report provider")
-	}
-	r := UsageReport{Provider: in.share(wr.Provider)}
-	if wr.FetchedAt != "" {
-		r.FetchedAt, _ = msTime(wr.FetchedAt)
-	}
-	r.Metadata = UsageMetadata{
-		Email:     metaString(wr.Metadata, "email"),
-		AccountID: metaString(wr.Metadata, "accountId"),
-		ProjectID: metaString(wr.Metadata, "projectId"),
-		OrgID:     metaString(wr.Metadata, "orgId"),
-		OrgName:   metaString(wr.Metadata, "orgName"),
-	}
-	if r.Metadata.AccountID == "" {
-		r.Metadata.AccountID = metaString(wr.Metadata, "account_id")
-	}
-	if r.Metadata.ProjectID == "" {
-		r.Metadata.ProjectID = metaString(wr.Metadata, "project_id")
-	}
-	r.Resets = savedResets(wr.ResetCredits, in)
-	r.Limits = make([]UsageLimit, 0, len(wr.Limits))
-	for _, wl := range wr.Limits {
-		l := UsageLimit{
-			ID: in.share(wl.ID), Label: in.share(wl.Label), Status: in.share(wl.Status),
-			Scope: UsageScope(wl.Scope),
-			Amount: UsageAmount{
-				Used: wl.Amount.Used, Limit: wl.Amount.Limit, Remaining: wl.Amount.Remaining,
-				UsedFraction: wl.Amount.UsedFraction, RemainingFraction: wl.Amount.RemainingFraction,
-				Unit: in.share(wl.Amount.Unit),
-			},
-		}
-		sc := &l.Scope
-		sc.Provider, sc.ModelID, sc.Tier, sc.WindowID = in.share(sc.Provider), in.share(sc.ModelID), in.share(sc.Tier), in.share(sc.WindowID)
-		if ww := wl.Window; ww != nil {
-			win := &UsageWindow{ID: in.share(ww.ID), Label: in.share(ww.Label), ResetLabel: in.share(ww.ResetLabel)}
-			if d, ok := msDuration(ww.DurationMs); ok {
-				win.Duration = d
-			}
-			if ww.ResetsAt != "" {
-				win.ResetsAt, _ = msTime(ww.ResetsAt)
-			}
-			l.Window = win
-		}
-		r.Limits = append(r.Limits, l)
-	}
-	return r, nil
+var scopeFields = []field[UsageScope]{
+	{"provider", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Provider) }},
+	{"accountId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.AccountID) }},
+	{"projectId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.ProjectID) }},
+	{"orgId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.OrgID) }},
+	{"modelId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.ModelID) }},
+	{"tier", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Tier) }},
+	{"windowId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.WindowID) }},
+	{"shared", optional, func(r *reader, s *UsageScope) bool { return r.bool(&s.Shared) }},
 }
 
-// savedResets reads resetCredits field by field, so that one field of an
-// unexpected type costs that field, not the report: a resetCredits that is
-// not an object reads as absent (nil), and so does a credit that is not one.
-func savedResets(raw json.RawMessage, in *stringPool) *SavedResets {
-	var m map[string]json.RawMessage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
+var windowFields = []field[UsageWindow]{
+	{"id", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ID) }},
+	{"label", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.Label) }},
+	{"resetLabel", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ResetLabel) }},
+	{"durationMs", optional, func(r *reader, w *UsageWindow) bool { return r.duration(&w.Duration) }},
+	{"resetsAt", optional, func(r *reader, w *UsageWindow) bool { return r.time(&w.ResetsAt) }},
+}
+
+// wireAmount reads an amount's numbers into one array, allocated with
+// it.
+type wireAmount struct {
+	*UsageAmount
+	nums [5]float64
+}
+
+var amountFields = []field[wireAmount]{
+	{"used", optional, func(r *reader, a *wireAmount) bool { a.Used = a.number(r, 0); return true }},
+	{"limit", optional, func(r *reader, a *wireAmount) bool { a.Limit = a.number(r, 1); return true }},
+	{"remaining", optional, func(r *reader, a *wireAmount) bool { a.Remaining = a.number(r, 2); return true }},
+	{"usedFraction", optional, func(r *reader, a *wireAmount) bool { a.UsedFraction = a.number(r, 3); return true }},
+	{"remainingFraction", optional, func(r *reader, a *wireAmount) bool { a.RemainingFraction = a.number(r, 4); return true }},
+	{"unit", optional, func(r *reader, a *wireAmount) bool { return r.text(&a.Unit) }},
+}
+
+// number reads the amount's i-th number; nil for null.
+func (a *wireAmount) number(r *reader, i int) *float64 {
+	raw := r.number()
+	if raw == nil {
 		return nil
 	}
-	sr := &SavedResets{}
-	sr.Available, sr.HasAvailable = rawNumber(m["availableCount"])
-	sr.Redeemable, sr.HasRedeemable = rawNumber(m["redeemableCount"])
-	sr.CooldownUntil = rawTime(m["cooldownUntil"])
-	var credits []json.RawMessage
-	if json.Unmarshal(m["credits"], &credits) != nil {
-		return sr
+	f, ok := numFloat(raw)
+	if !ok {
+		r.fail("", "out of range")
+		return nil
 	}
-	for _, raw := range credits {
-		var c map[string]json.RawMessage
-		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &c) != nil {
+	a.nums[i] = f
+	return &a.nums[i]
+}
+
+// metadataKeys: the identity strings usage matching reads, then their
+// aliases.
+var metadataKeys = []string{"email", "accountId", "projectId", "orgId", "orgName", "account_id", "project_id"}
+
+// metadata reads the identity strings of a report's free-form metadata
+// (docs/broker-protocol.md §9.1): a value counts only as a string with
+// non-blank content, trimmed; any other member is skipped.
+func (r *reader) metadata(m *UsageMetadata) bool {
+	var vals [7]string
+	if !r.expect('{') {
+		return false
+	}
+	r.dec.ReadToken()
+	for r.more() {
+		i := slices.Index(metadataKeys, string(r.unquote(r.value())))
+		if i < 0 || r.peek() != '"' {
+			r.skip()
 			continue
 		}
-		rc := ResetCredit{ExpiresAt: rawTime(c["expiresAt"])}
-		rc.HasUsable = json.Unmarshal(c["usable"], &rc.Usable) == nil && len(c["usable"]) > 0 && c["usable"][0] != 'n'
-		var clears []json.RawMessage
-		if json.Unmarshal(c["clears"], &clears) == nil {
-			for _, raw := range clears {
+		r.plain(&vals[i])
+		vals[i] = strings.TrimSpace(vals[i])
+	}
+	*m = UsageMetadata{Email: vals[0], AccountID: cmp.Or(vals[1], vals[5]), ProjectID: cmp.Or(vals[2], vals[6]),
+		OrgID: vals[3], OrgName: vals[4]}
+	return true
+}
+
+// resetFields and creditFields read resetCredits field by field
+// (docs/broker-protocol.md §8.4, §13.1): a field of an unexpected type
+// reads as absent, and so does a resetCredits or a credit that is not an
+// object.
+var resetFields = []field[SavedResets]{
+	{"availableCount", optional, func(r *reader, s *SavedResets) bool { s.Available, s.HasAvailable = r.looseNumber(); return true }},
+	{"redeemableCount", optional, func(r *reader, s *SavedResets) bool { s.Redeemable, s.HasRedeemable = r.looseNumber(); return true }},
+	{"cooldownUntil", optional, func(r *reader, s *SavedResets) bool { s.CooldownUntil = r.looseTime(); return true }},
+	{"credits", optional, func(r *reader, s *SavedResets) bool {
+		r.loose('[', func() {
+			r.array(func() {
+				r.loose('{', func() {
+					s.Credits = append(s.Credits, ResetCredit{})
+					readObject(r, &s.Credits[len(s.Credits)-1], creditFields)
+				})
+			})
+		})
+		return true
+	}},
+}
+
+var creditFields = []field[ResetCredit]{
+	{"expiresAt", optional, func(r *reader, c *ResetCredit) bool { c.ExpiresAt = r.looseTime(); return true }},
+	{"usable", optional, func(r *reader, c *ResetCredit) bool {
+		r.loose('t', func() { c.HasUsable = r.bool(&c.Usable) })
+		return true
+	}},
+	{"clears", optional, func(r *reader, c *ResetCredit) bool {
+		r.loose('[', func() {
+			r.array(func() {
 				var id string
-				if json.Unmarshal(raw, &id) == nil && id != "" {
-					rc.Clears = append(rc.Clears, in.share(id))
+				if r.loose('"', func() { r.text(&id) }); id != "" {
+					c.Clears = append(c.Clears, id)
 				}
-			}
-		}
-		sr.Credits = append(sr.Credits, rc)
-	}
-	return sr
+			})
+		})
+		return true
+	}},
 }
 
-// rawNumber reads a finite JSON number.
-func rawNumber(raw json.RawMessage) (float64, bool) {
-	var f float64
-	if len(raw) == 0 || raw[0] == 'n' || json.Unmarshal(raw, &f) != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, false
+// loose calls read when the next value is of kind want (true or false for
+// 't'), and skips it otherwise.
+func (r *reader) loose(want jsontext.Kind, read func()) {
+	if k := r.peek(); k == want || want == 't' && k == 'f' {
+		read()
+	} else {
+		r.skip()
 	}
-	return f, true
 }
 
-// rawTime reads epoch milliseconds or an ISO-8601 (RFC 3339) string;
+// looseNumber reads a finite number; anything else is skipped as absent.
+func (r *reader) looseNumber() (f float64, ok bool) {
+	r.loose('0', func() { f, ok = numFloat(r.value()) })
+	return f, ok
+}
+
+// looseTime reads epoch milliseconds or an ISO-8601 (RFC 3339) string;
 // anything else is the zero time.
-func rawTime(raw json.RawMessage) time.Time {
-	if len(raw) == 0 {
-		return time.Time{}
-	}
-	if raw[0] == '"' {
+func (r *reader) looseTime() (t time.Time) {
+	switch r.peek() {
+	case '0':
+		t, _ = msTime(r.value())
+	case '"':
 		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return time.Time{}
-		}
-		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
-		if err != nil {
-			return time.Time{}
-		}
-		return t
+		r.plain(&s)
+		t, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+	default:
+		r.skip()
 	}
-	if t, ok := msTime(json.Number(bytes.TrimSpace(raw))); ok && isNumber(raw) {
-		return t
-	}
-	return time.Time{}
+	return t
 }

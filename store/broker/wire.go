@@ -1,79 +1,17 @@
 package broker
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"hash/maphash"
-	"io"
 	"math"
 	"strconv"
 	"time"
 )
 
-// ProtocolError reports a response or frame the broker should never send:
-// malformed JSON, missing required fields, an unexpected content type, an
-// oversized frame. Its text never quotes the offending payload, which may
-// carry token material.
-type ProtocolError struct {
-	Op       string // e.g. "GET /v1/snapshot" or "stream"
-	Detail   string
-	TooLarge bool // the body or frame was over its size limit
-}
-
-func (e *ProtocolError) Error() string {
-	return "auth-broker " + e.Op + ": invalid response: " + e.Detail
-}
-
-// ErrTooLarge matches (errors.Is) a ProtocolError for a body or frame over
-// its size limit.
-var ErrTooLarge = errors.New("auth-broker response over its size limit")
-
-func (e *ProtocolError) Is(target error) bool { return target == ErrTooLarge && e.TooLarge }
-
-func protoErr(op, format string, args ...any) *ProtocolError {
-	return &ProtocolError{Op: op, Detail: fmt.Sprintf(format, args...)}
-}
-
-// fieldError is raised inside decoding; decode() attaches the operation.
-type fieldError struct{ detail string }
-
-func (e *fieldError) Error() string { return e.detail }
-
-func missing(what string) error { return &fieldError{detail: "missing or invalid " + what} }
-
-// decode unmarshals a broker body into v and turns every failure into a
-// ProtocolError whose text is built from field names only.
-func decode(op string, data []byte, v any) error {
-	err := json.Unmarshal(data, v)
-	if err == nil {
-		return nil
+func quoteShort(s string) string {
+	if len(s) > 32 {
+		s = s[:32] + "…"
 	}
-	return jsonProtoErr(op, err)
-}
-
-func jsonProtoErr(op string, err error) error {
-	var (
-		se *json.SyntaxError
-		te *json.UnmarshalTypeError
-		fe *fieldError
-		pe *ProtocolError
-	)
-	switch {
-	case errors.As(err, &pe):
-		return pe
-	case errors.As(err, &fe):
-		return protoErr(op, "%s", fe.detail)
-	case errors.As(err, &se):
-		return protoErr(op, "malformed JSON at offset %d", se.Offset)
-	case errors.As(err, &te):
-		return protoErr(op, "field %q has the wrong type", te.Field)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return protoErr(op, "truncated JSON")
-	default:
-		return protoErr(op, "malformed JSON")
-	}
+	return strconv.Quote(s)
 }
 
 // fingerprintSeed keys the token fingerprints. It is fixed for the life of
@@ -89,172 +27,6 @@ func fingerprint(raw []byte) uint64 {
 	return h
 }
 
-// wireCredential is decoded by hand with exact (case-sensitive) key
-// matching: encoding/json would fold an unknown extension key such as
-// "EMAIL" into Email. Token material (access, key) is reduced to a
-// fingerprint on the spot; unknown keys are skipped without being copied.
-type wireCredential struct {
-	Type        string
-	Fingerprint uint64
-	HasSecret   bool
-	// expires and authorizedAt are parsed on the spot; hasExpires: the
-	// key was there with a number, expiresOK: a representable one.
-	hasExpires, expiresOK bool
-	expires, authorizedAt time.Time
-	Email                 string
-	AccountID             string
-	ProjectID             string
-	OrgID                 string
-	OrgName               string
-	EnterpriseURL         string
-	APIEndpoint           string
-	Source                string
-	// pool, when set, supplies strings the stream has sent before.
-	pool *stringPool
-}
-
-func (w *wireCredential) UnmarshalJSON(data []byte) error {
-	p := w.pool
-	*w = wireCredential{pool: p}
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' {
-		return missing("credential object")
-	}
-	return walkObject(data, func(key, val []byte) error {
-		var err error
-		switch string(key) {
-		case "type":
-			w.Type, err = credentialType(val)
-		case "access", "key":
-			if len(val) == 0 || val[0] != '"' {
-				return missing("credential." + string(key))
-			}
-			w.Fingerprint, w.HasSecret = fingerprint(val), true
-		case "expires":
-			var ok bool
-			if ok, err = numberLiteral(val, "credential.expires"); ok {
-				w.hasExpires = true
-				w.expires, w.expiresOK = msTimeBytes(val)
-			}
-		case "authorizedAt":
-			var ok bool
-			if ok, err = numberLiteral(val, "credential.authorizedAt"); ok {
-				w.authorizedAt, _ = msTimeBytes(val)
-			}
-		case "email":
-			w.Email, err = p.jsonString(val, "credential.email")
-		case "accountId":
-			w.AccountID, err = p.jsonString(val, "credential.accountId")
-		case "projectId":
-			w.ProjectID, err = p.jsonString(val, "credential.projectId")
-		case "orgId":
-			w.OrgID, err = p.jsonString(val, "credential.orgId")
-		case "orgName":
-			w.OrgName, err = p.jsonString(val, "credential.orgName")
-		case "enterpriseUrl":
-			w.EnterpriseURL, err = p.jsonString(val, "credential.enterpriseUrl")
-		case "apiEndpoint":
-			w.APIEndpoint, err = p.jsonString(val, "credential.apiEndpoint")
-		case "source":
-			w.Source, err = p.jsonString(val, "credential.source")
-		}
-		return err
-	})
-}
-
-type wireBlock struct {
-	ProviderKey    *string     `json:"providerKey"`
-	BlockScope     string      `json:"blockScope"`
-	BlockedUntilMs json.Number `json:"blockedUntilMs"`
-	UpdatedAtMs    json.Number `json:"updatedAtMs"`
-}
-
-type wireEntry struct {
-	ID          json.Number     `json:"id"`
-	Provider    string          `json:"provider"`
-	Credential  *wireCredential `json:"credential"`
-	IdentityKey *string         `json:"identityKey"`
-	RotatesInMs json.Number     `json:"rotatesInMs"`
-	Blocks      []wireBlock     `json:"blocks"`
-}
-
-type wireRefresher struct {
-	Enabled       *bool       `json:"enabled"`
-	IntervalMs    json.Number `json:"intervalMs"`
-	SkewMs        json.Number `json:"skewMs"`
-	NextSweepInMs json.Number `json:"nextSweepInMs"`
-}
-
-// wireFrame is a SnapshotResponse, a stream frame of any kind, or both.
-type wireFrame struct {
-	Kind        string         `json:"kind"`
-	Generation  json.Number    `json:"generation"`
-	GeneratedAt json.Number    `json:"generatedAt"`
-	ServerNowMs json.Number    `json:"serverNowMs"`
-	Refresher   *wireRefresher `json:"refresher"`
-	Credentials []wireEntry    `json:"credentials"`
-	Entry       *wireEntry     `json:"entry"`
-	ID          json.Number    `json:"id"`
-}
-
-// numInt accepts an integer or a float (the broker is JavaScript: 8.64e15
-// is a valid expires) and truncates toward zero.
-func numInt(n json.Number) (int64, bool) {
-	if n == "" {
-		return 0, false
-	}
-	if v, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-		return v, true
-	}
-	f, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f >= math.MaxInt64 || f <= math.MinInt64 {
-		return 0, false
-	}
-	return int64(f), true
-}
-
-func numFloat(n json.Number) (float64, bool) {
-	if n == "" {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false
-	}
-	return f, true
-}
-
-// msTime converts epoch milliseconds (integer or fractional) to a time.
-func msTime(n json.Number) (time.Time, bool) {
-	if v, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-		return time.UnixMilli(v), true
-	}
-	f, ok := numFloat(n)
-	if !ok || f >= math.MaxInt64 || f <= math.MinInt64 {
-		return time.Time{}, false
-	}
-	whole := math.Floor(f)
-	return time.UnixMilli(int64(whole)).Add(time.Duration((f - whole) * 1e6)), true
-}
-
-const maxDurationMs = int64(math.MaxInt64 / int64(time.Millisecond))
-
-// msDuration converts milliseconds to a Duration, saturating instead of
-// overflowing (a disabled refresher sends 2^53-1).
-func msDuration(n json.Number) (time.Duration, bool) {
-	v, ok := numInt(n)
-	if !ok {
-		return 0, false
-	}
-	if v > maxDurationMs {
-		return math.MaxInt64, true
-	}
-	if v < -maxDurationMs {
-		return math.MinInt64, true
-	}
-	return time.Duration(v) * time.Millisecond, true
-}
-
 // addSat adds d to t unless that would leave time.Time's range of
 // sensible values; ok is false for effectively-never instants.
 func addSat(t time.Time, d time.Duration) (time.Time, bool) {
@@ -262,113 +34,6 @@ func addSat(t time.Time, d time.Duration) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t.Add(d), true
-}
-
-func (w *wireRefresher) convert(recv time.Time) (Refresher, error) {
-	if w == nil || w.Enabled == nil {
-		return Refresher{}, missing("refresher")
-	}
-	interval, ok1 := msDuration(w.IntervalMs)
-	skew, ok2 := msDuration(w.SkewMs)
-	next, ok3 := msDuration(w.NextSweepInMs)
-	if !ok1 || !ok2 || !ok3 {
-		return Refresher{}, missing("refresher schedule")
-	}
-	r := Refresher{Enabled: *w.Enabled, Interval: interval, Skew: skew}
-	if r.Enabled {
-		r.NextSweep, _ = addSat(recv, next)
-	}
-	return r, nil
-}
-
-func (w *wireCredential) convert() (Credential, error) {
-	c := Credential{
-		Type:          w.Type,
-		Email:         w.Email,
-		AccountID:     w.AccountID,
-		ProjectID:     w.ProjectID,
-		OrgID:         w.OrgID,
-		OrgName:       w.OrgName,
-		EnterpriseURL: w.EnterpriseURL,
-		APIEndpoint:   w.APIEndpoint,
-		Source:        w.Source,
-		fingerprint:   w.Fingerprint,
-	}
-	switch w.Type {
-	case TypeOAuth:
-		if !w.HasSecret {
-			return Credential{}, missing("credential.access")
-		}
-		if !w.hasExpires {
-			return Credential{}, missing("credential.expires")
-		}
-		c.Expires, c.HasExpires = w.expires, w.expiresOK
-		c.AuthorizedAt = w.authorizedAt
-	case TypeAPIKey:
-		if !w.HasSecret {
-			return Credential{}, missing("credential.key")
-		}
-	case "":
-		return Credential{}, missing("credential.type")
-	default:
-		return Credential{}, &fieldError{detail: "unknown credential type " + quoteShort(w.Type)}
-	}
-	return c, nil
-}
-
-// convert fills e from the wire entry. Entries coming from refresh/upload
-// responses carry no rotatesInMs; they simply get HasRotatesIn false.
-func (w *wireEntry) convert(e *Entry, recv time.Time) error {
-	id, ok := numInt(w.ID)
-	if !ok {
-		return missing("entry id")
-	}
-	if w.Provider == "" {
-		return missing("entry provider")
-	}
-	if w.Credential == nil {
-		return missing("entry credential")
-	}
-	cred, err := w.Credential.convert()
-	if err != nil {
-		return err
-	}
-	*e = Entry{ID: id, Provider: w.Provider, Credential: cred, ReceivedAt: recv}
-	if w.IdentityKey != nil {
-		e.IdentityKey = *w.IdentityKey
-	}
-	if w.RotatesInMs != "" {
-		if e.RotatesIn, ok = msDuration(w.RotatesInMs); !ok {
-			return missing("entry rotatesInMs")
-		}
-		e.HasRotatesIn = true
-	}
-	if len(w.Blocks) > 0 {
-		e.Blocks = make([]Block, len(w.Blocks))
-		for i := range w.Blocks {
-			wb := &w.Blocks[i]
-			if wb.ProviderKey == nil {
-				return missing("block providerKey")
-			}
-			until, ok := msTime(wb.BlockedUntilMs)
-			if !ok {
-				return missing("block blockedUntilMs")
-			}
-			b := Block{ProviderKey: *wb.ProviderKey, Scope: wb.BlockScope, BlockedUntil: until}
-			if wb.UpdatedAtMs != "" {
-				b.UpdatedAt, _ = msTime(wb.UpdatedAtMs)
-			}
-			e.Blocks[i] = b
-		}
-	}
-	return nil
-}
-
-func quoteShort(s string) string {
-	if len(s) > 32 {
-		s = s[:32] + "…"
-	}
-	return strconv.Quote(s)
 }
 
 // Snapshot is a decoded full SnapshotResponse.
@@ -393,141 +58,220 @@ type StreamFrame struct {
 	RemovedID  int64     // Kind == FrameRemoved
 }
 
-func (w *wireFrame) header(recv time.Time) (gen int64, now time.Time, r Refresher, err error) {
-	var ok bool
-	if gen, ok = numInt(w.Generation); !ok {
-		return 0, time.Time{}, Refresher{}, missing("generation")
-	}
-	if now, ok = msTime(w.ServerNowMs); !ok {
-		return 0, time.Time{}, Refresher{}, missing("serverNowMs")
-	}
-	r, err = w.Refresher.convert(recv)
-	return gen, now, r, err
-}
-
-func (w *wireFrame) snapshot(recv time.Time) (*Snapshot, error) {
-	gen, now, r, err := w.header(recv)
-	if err != nil {
-		return nil, err
-	}
-	generatedAt, ok := msTime(w.GeneratedAt)
-	if !ok {
-		return nil, missing("generatedAt")
-	}
-	if w.Credentials == nil {
-		return nil, missing("credentials")
-	}
-	s := &Snapshot{Generation: gen, GeneratedAt: generatedAt, ServerNow: now, ReceivedAt: recv, Refresher: r,
-		Entries: make([]*Entry, len(w.Credentials))}
-	// One allocation for all entries: a full snapshot replaces them together.
-	slab := make([]Entry, len(w.Credentials))
-	for i := range w.Credentials {
-		if err := w.Credentials[i].convert(&slab[i], recv); err != nil {
-			return nil, err
-		}
-		s.Entries[i] = &slab[i]
-	}
-	return s, nil
-}
-
-func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
-	var w wireFrame
-	if err := decode(op, data, &w); err != nil {
-		return nil, err
-	}
-	s, err := w.snapshot(recv)
-	if err != nil {
-		return nil, jsonProtoErr(op, err)
-	}
-	return s, nil
-}
-
 // FrameDecoder decodes the frames of one stream connection; the strings
-// the frames repeat (providers, emails, ids) are kept once, and an entry
-// the broker re-sends unchanged but for rotatesInMs is recognised from its
-// bytes (see decodeDeltaFast). Not safe for concurrent use.
+// every frame repeats (providers, credential types) are kept once. Not
+// safe for concurrent use.
 type FrameDecoder struct {
+	r    reader
 	pool stringPool
-	// seen holds, per credential id, the last entry the fast path decoded
-	// on this connection: a keyed hash of its bytes without the
-	// rotatesInMs value, and the Entry they decoded to. Never token bytes.
-	seen map[int64]seenEntry
 }
 
-// Decode decodes one frame received at recv.
+// Decode decodes one frame received at recv. The frame and its entry are
+// new values that nothing else refers to.
 func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error) {
-	return decodeFrame(data, recv, d)
-}
-
-// decodeFrame decodes one stream frame; d (optional) is the connection's
-// decoder.
-func decodeFrame(data []byte, recv time.Time, d *FrameDecoder) (*StreamFrame, error) {
-	if f, ok := decodeDeltaFast(data, recv, d); ok {
-		return f, nil
-	}
-	f, err := decodeFrameGeneral(data, recv)
-	if err == nil && d != nil {
-		d.forget(f)
-	}
-	return f, err
-}
-
-func decodeFrameGeneral(data []byte, recv time.Time) (*StreamFrame, error) {
-	const op = "stream"
-	var w wireFrame
-	if err := decode(op, data, &w); err != nil {
-		return nil, err
-	}
-	f, err := w.frame(recv)
+	d.r.reset("stream", data)
+	d.r.pool, d.r.recv = &d.pool, recv
+	f := d.r.frame(false)
+	err := d.r.finish()
+	d.r.reset("", nil) // let go of data, which may be a snapshot of megabytes
 	if err != nil {
-		return nil, jsonProtoErr(op, err)
+		return nil, err
 	}
 	return f, nil
 }
 
-func (w *wireFrame) frame(recv time.Time) (*StreamFrame, error) {
-	f := &StreamFrame{Kind: w.Kind, ReceivedAt: recv}
-	switch w.Kind {
-	case FrameSnapshot:
-		s, err := w.snapshot(recv)
-		if err != nil {
-			return nil, err
-		}
-		f.Generation, f.ServerNow, f.Refresher, f.Snapshot = s.Generation, s.ServerNow, s.Refresher, s
-		return f, nil
-	case FrameEntry, FrameRemoved:
-		var err error
-		if f.Generation, f.ServerNow, f.Refresher, err = w.header(recv); err != nil {
-			return nil, err
-		}
-		if w.Kind == FrameRemoved {
-			id, ok := numInt(w.ID)
-			if !ok {
-				return nil, missing("removed id")
-			}
-			f.RemovedID = id
-			return f, nil
-		}
-		if w.Entry == nil {
-			return nil, missing("entry")
-		}
-		f.Entry = new(Entry)
-		if err := w.Entry.convert(f.Entry, recv); err != nil {
-			return nil, err
-		}
-		return f, nil
-	case "":
-		return nil, missing("kind")
-	default:
-		return nil, &fieldError{detail: "unknown frame kind " + quoteShort(w.Kind)}
+func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
+	r := newReader(op, data, nil)
+	r.recv = recv
+	f := r.frame(true)
+	if err := r.finish(); err != nil {
+		return nil, err
 	}
+	return f.Snapshot, nil
 }
 
-// Responses of the other routes.
+// wireFrame is a frame of any kind as read, before its kind is checked.
+type wireFrame struct {
+	StreamFrame
+	generatedAt                     time.Time
+	hasGeneratedAt, hasID, hasCreds bool
+	document                        bool    // GET /v1/snapshot: no kind
+	entries                         []Entry // a snapshot's: one slice, as they are replaced together
+}
 
-type wireHealth struct {
-	OK      bool   `json:"ok"`
-	Version string `json:"version"`
+// The keys of each object the decoders read; any other key is skipped
+// (docs/broker-protocol.md §1).
+var frameFields = []field[wireFrame]{
+	{"kind", optional, func(r *reader, f *wireFrame) bool {
+		switch r.text(&f.Kind); f.Kind {
+		case FrameSnapshot, FrameEntry, FrameRemoved:
+		default:
+			if !f.document {
+				r.fail("", "unknown frame kind %s", quoteShort(f.Kind))
+			}
+		}
+		return true
+	}},
+	{"generation", required, func(r *reader, f *wireFrame) bool { return r.int(&f.Generation) }},
+	{"generatedAt", optional, func(r *reader, f *wireFrame) bool { f.hasGeneratedAt = r.time(&f.generatedAt); return true }},
+	{"serverNowMs", required, func(r *reader, f *wireFrame) bool { return r.time(&f.ServerNow) }},
+	{"refresher", required, func(r *reader, f *wireFrame) bool { return r.refresher(&f.Refresher) }},
+	{"credentials", optional, func(r *reader, f *wireFrame) bool {
+		f.entries = []Entry{}
+		f.hasCreds = r.array(func() {
+			f.entries = append(f.entries, Entry{})
+			r.require(r.entry(&f.entries[len(f.entries)-1]), "")
+		})
+		return true
+	}},
+	{"entry", optional, func(r *reader, f *wireFrame) bool {
+		f.Entry = new(Entry)
+		if !r.entry(f.Entry) {
+			f.Entry = nil
+		}
+		return true
+	}},
+	{"id", optional, func(r *reader, f *wireFrame) bool { f.hasID = r.int(&f.RemovedID); return true }},
+}
+
+// frame reads a stream frame of any kind or, with document set, the
+// answer of GET /v1/snapshot (a snapshot frame without its kind).
+func (r *reader) frame(document bool) *StreamFrame {
+	w := &wireFrame{StreamFrame: StreamFrame{ReceivedAt: r.recv}, document: document}
+	readObject(r, w, frameFields)
+	f := &w.StreamFrame
+	if document {
+		f.Kind = FrameSnapshot
+	}
+	switch f.Kind {
+	case FrameSnapshot:
+		_ = r.require(w.hasGeneratedAt, "generatedAt") && r.require(w.hasCreds, "credentials")
+		s := &Snapshot{Generation: f.Generation, GeneratedAt: w.generatedAt, ServerNow: f.ServerNow, ReceivedAt: r.recv,
+			Refresher: f.Refresher, Entries: make([]*Entry, len(w.entries))}
+		for i := range w.entries {
+			s.Entries[i] = &w.entries[i]
+		}
+		f.Snapshot, f.Entry = s, nil
+	case FrameEntry:
+		r.require(f.Entry != nil, "entry")
+	case FrameRemoved:
+		r.require(w.hasID, "id")
+		f.Entry = nil
+	default:
+		r.require(false, "kind")
+	}
+	if r.err != nil {
+		return nil
+	}
+	return f
+}
+
+var refresherFields = []field[Refresher]{
+	{"enabled", required, func(r *reader, f *Refresher) bool { return r.bool(&f.Enabled) }},
+	{"intervalMs", required, func(r *reader, f *Refresher) bool { return r.duration(&f.Interval) }},
+	{"skewMs", required, func(r *reader, f *Refresher) bool { return r.duration(&f.Skew) }},
+	{"nextSweepInMs", required, func(r *reader, f *Refresher) bool {
+		var next time.Duration
+		ok := r.duration(&next)
+		f.NextSweep, _ = addSat(r.recv, next)
+		return ok
+	}},
+}
+
+func (r *reader) refresher(f *Refresher) bool {
+	ok := readObject(r, f, refresherFields)
+	if !f.Enabled {
+		f.NextSweep = time.Time{}
+	}
+	return ok
+}
+
+// entryFields read a SnapshotEntry, or the CredentialEntry of a refresh
+// answer (which has no rotatesInMs: HasRotatesIn stays false).
+var entryFields = []field[Entry]{
+	{"id", required, func(r *reader, e *Entry) bool { return r.int(&e.ID) }},
+	{"provider", required, func(r *reader, e *Entry) bool { return r.text(&e.Provider) && e.Provider != "" }},
+	{"credential", required, func(r *reader, e *Entry) bool { return r.credential(&e.Credential) }},
+	{"identityKey", optional, func(r *reader, e *Entry) bool { return r.plain(&e.IdentityKey) }},
+	{"rotatesInMs", optional, func(r *reader, e *Entry) bool {
+		if raw := r.number(); raw != nil {
+			if e.RotatesIn, e.HasRotatesIn = msDuration(raw); !e.HasRotatesIn {
+				r.fail("", "out of range")
+			}
+		}
+		return true
+	}},
+	{"blocks", optional, func(r *reader, e *Entry) bool {
+		return r.array(func() {
+			e.Blocks = append(e.Blocks, Block{})
+			r.require(readObject(r, &e.Blocks[len(e.Blocks)-1], blockFields), "")
+		})
+	}},
+}
+
+// entry reads an entry; false for null.
+func (r *reader) entry(e *Entry) bool {
+	e.ReceivedAt = r.recv
+	return readObject(r, e, entryFields)
+}
+
+var blockFields = []field[Block]{
+	{"providerKey", required, func(r *reader, b *Block) bool { return r.text(&b.ProviderKey) }},
+	{"blockScope", optional, func(r *reader, b *Block) bool { return r.text(&b.Scope) }},
+	{"blockedUntilMs", required, func(r *reader, b *Block) bool { return r.time(&b.BlockedUntil) }},
+	{"updatedAtMs", optional, func(r *reader, b *Block) bool { return r.time(&b.UpdatedAt) }},
+}
+
+// credentialFields read a SnapshotCredential. The token (access or key)
+// is reduced to a fingerprint on the spot; extension keys are skipped
+// unread, whatever they hold (docs/broker-protocol.md §4.1).
+var credentialFields = []field[Credential]{
+	{"type", optional, func(r *reader, c *Credential) bool { return r.text(&c.Type) }},
+	{"access", optional, (*reader).secret},
+	{"key", optional, (*reader).secret},
+	{"refresh", optional, func(r *reader, c *Credential) bool { r.skip(); return true }}, // always "__remote__"
+	{"expires", optional, func(r *reader, c *Credential) bool { // there, even if out of range
+		raw := r.number()
+		c.Expires, c.HasExpires = msTime(raw)
+		return raw != nil
+	}},
+	{"authorizedAt", optional, func(r *reader, c *Credential) bool { return r.time(&c.AuthorizedAt) }},
+	{"email", optional, func(r *reader, c *Credential) bool { return r.plain(&c.Email) }},
+	{"accountId", optional, func(r *reader, c *Credential) bool { return r.plain(&c.AccountID) }},
+	{"projectId", optional, func(r *reader, c *Credential) bool { return r.plain(&c.ProjectID) }},
+	{"orgId", optional, func(r *reader, c *Credential) bool { return r.plain(&c.OrgID) }},
+	{"orgName", optional, func(r *reader, c *Credential) bool { return r.plain(&c.OrgName) }},
+	{"enterpriseUrl", optional, func(r *reader, c *Credential) bool { return r.plain(&c.EnterpriseURL) }},
+	{"apiEndpoint", optional, func(r *reader, c *Credential) bool { return r.plain(&c.APIEndpoint) }},
+	{"source", optional, func(r *reader, c *Credential) bool { return r.text(&c.Source) }},
+}
+
+// secret reads access or key: a string, of which only a fingerprint is
+// kept.
+func (r *reader) secret(c *Credential) bool {
+	if !r.expect('"') {
+		return r.require(false, "") // null
+	}
+	c.fingerprint = fingerprint(r.value())
+	return true
+}
+
+// credential reads a credential and checks the fields its type requires.
+func (r *reader) credential(c *Credential) bool {
+	if !readObject(r, c, credentialFields) {
+		return false
+	}
+	switch c.Type {
+	case TypeOAuth:
+		return r.require(c.fingerprint != 0, "access") && r.require(has(r, credentialFields, "expires"), "expires")
+	case TypeAPIKey:
+		c.Expires, c.HasExpires, c.AuthorizedAt = time.Time{}, false, time.Time{}
+		return r.require(c.fingerprint != 0, "key")
+	case "":
+		return r.require(false, "type")
+	}
+	r.fail("type", "unknown credential type %s", quoteShort(c.Type))
+	return false
 }
 
 // Health is the answer of GET /v1/healthz.
@@ -536,46 +280,76 @@ type Health struct {
 	Version string
 }
 
-type wireEntryResponse struct {
-	Entry *wireEntry `json:"entry"`
+var healthFields = []field[Health]{
+	{"ok", optional, func(r *reader, h *Health) bool { return r.bool(&h.OK) }},
+	{"version", optional, func(r *reader, h *Health) bool { return r.text(&h.Version) }},
 }
 
-type wireError struct {
-	Error string `json:"error"`
+func decodeHealth(op string, body []byte) (Health, error) {
+	var h Health
+	return h, decodeDocument(newReader(op, body, nil), &h, healthFields)
 }
 
-type wireTombstone struct {
-	ID           json.Number `json:"id"`
-	Provider     string      `json:"provider"`
-	Type         string      `json:"type"`
-	Email        string      `json:"email"`
-	AccountID    string      `json:"accountId"`
-	OrgID        string      `json:"orgId"`
-	OrgName      string      `json:"orgName"`
-	Cause        string      `json:"cause"`
-	DisabledAtMs json.Number `json:"disabledAtMs"`
+// entryAnswerFields read the answer of POST /v1/credential/:id/refresh:
+// {"entry": CredentialEntry}.
+var entryAnswerFields = []field[Entry]{{"entry", required, (*reader).entry}}
+
+func decodeEntryAnswer(op string, body []byte, recv time.Time) (*Entry, error) {
+	r := newReader(op, body, nil)
+	r.recv = recv
+	e := new(Entry)
+	return e, decodeDocument(r, e, entryAnswerFields)
 }
 
-type wireDisabled struct {
-	Disabled []wireTombstone `json:"disabled"`
+// okAnswerFields read the answer of POST /v1/credential/:id/disable:
+// {"ok": true}.
+var okAnswerFields = []field[bool]{{"ok", required, func(r *reader, ok *bool) bool { return r.bool(ok) && *ok }}}
+
+func decodeOKAnswer(op string, body []byte) error {
+	var ok bool
+	return decodeDocument(newReader(op, body, nil), &ok, okAnswerFields)
 }
 
-func (w *wireDisabled) convert() ([]Tombstone, error) {
-	if w.Disabled == nil {
-		return nil, missing("disabled")
+// disabledFields read the answer of GET /v1/credentials/disabled.
+var disabledFields = []field[[]Tombstone]{
+	{"generatedAt", optional, func(r *reader, _ *[]Tombstone) bool { r.skip(); return true }},
+	{"disabled", required, func(r *reader, ts *[]Tombstone) bool {
+		*ts = []Tombstone{}
+		return r.array(func() {
+			*ts = append(*ts, Tombstone{})
+			r.require(readObject(r, &(*ts)[len(*ts)-1], tombstoneFields), "")
+		})
+	}},
+}
+
+var tombstoneFields = []field[Tombstone]{
+	{"id", required, func(r *reader, t *Tombstone) bool { return r.int(&t.ID) }},
+	{"provider", required, func(r *reader, t *Tombstone) bool { return r.text(&t.Provider) && t.Provider != "" }},
+	{"type", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.Type) }},
+	{"email", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.Email) }},
+	{"accountId", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.AccountID) }},
+	{"orgId", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.OrgID) }},
+	{"orgName", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.OrgName) }},
+	{"cause", optional, func(r *reader, t *Tombstone) bool { return r.text(&t.Cause) }},
+	{"disabledAtMs", optional, func(r *reader, t *Tombstone) bool { return r.time(&t.DisabledAt) }},
+}
+
+func decodeDisabled(op string, body []byte) ([]Tombstone, error) {
+	var ts []Tombstone
+	if err := decodeDocument(newReader(op, body, nil), &ts, disabledFields); err != nil {
+		return nil, err
 	}
-	out := make([]Tombstone, 0, len(w.Disabled))
-	for _, t := range w.Disabled {
-		id, ok := numInt(t.ID)
-		if !ok || t.Provider == "" {
-			return nil, missing("tombstone id/provider")
-		}
-		ts := Tombstone{ID: id, Provider: t.Provider, Type: t.Type, Email: t.Email, AccountID: t.AccountID,
-			OrgID: t.OrgID, OrgName: t.OrgName, Cause: t.Cause}
-		if t.DisabledAtMs != "" {
-			ts.DisabledAt, _ = msTime(t.DisabledAtMs)
-		}
-		out = append(out, ts)
+	return ts, nil
+}
+
+var errorFields = []field[string]{{"error", optional, (*reader).plain}}
+
+// errorMessage is the "error" text of an error answer, "" when the body
+// is not such an answer (a proxy's HTML page, say).
+func errorMessage(body []byte) string {
+	var msg string
+	if decodeDocument(newReader("", body, nil), &msg, errorFields) != nil {
+		return ""
 	}
-	return out, nil
+	return msg
 }

@@ -84,12 +84,8 @@ func TestDecodeNumbers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := `{"entry":{"id":7,"provider":"p","credential":{"type":"oauth","access":"x","refresh":"__remote__","expires":` +
 				tc.expires + `},"identityKey":null}}`
-			var w wireEntryResponse
-			if err := decode("test", []byte(body), &w); err != nil {
-				t.Fatal(err)
-			}
-			var e Entry
-			if err := w.Entry.convert(&e, epoch); err != nil {
+			e, err := decodeEntryAnswer("test", []byte(body), epoch)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if !e.Credential.HasExpires || !e.Credential.Expires.Equal(tc.want) {
@@ -100,7 +96,7 @@ func TestDecodeNumbers(t *testing.T) {
 	t.Run("generation and rotatesInMs as floats", func(t *testing.T) {
 		body := `{"kind":"entry","generation":2.1e1,"serverNowMs":1.795751638608e12,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":9007199254740991},
 			"entry":{"id":3.0,"provider":"p","credential":{"type":"oauth","access":"x","expires":1e13},"identityKey":null,"rotatesInMs":1500.0}}`
-		f, err := decodeFrame([]byte(body), epoch, nil)
+		f, err := decodeFrame([]byte(body), epoch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,8 +123,8 @@ func TestDecodeRejectsMissingRequiredFields(t *testing.T) {
 		{"entry without refresher", `{"kind":"entry","generation":1,"serverNowMs":1,"entry":` + entry + `}`, "refresher"},
 		{"refresher missing interval", `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":true,"skewMs":1,"nextSweepInMs":1},"entry":` + entry + `}`, "refresher"},
 		{"entry without entry", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `}`, "entry"},
-		{"removed without id", `{"kind":"removed","generation":1,"serverNowMs":1,` + refresher + `}`, "removed id"},
-		{"entry without id", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"provider":"p","credential":` + cred + `}}`, "entry id"},
+		{"removed without id", `{"kind":"removed","generation":1,"serverNowMs":1,` + refresher + `}`, "id: missing"},
+		{"entry without id", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"provider":"p","credential":` + cred + `}}`, "entry.id: missing"},
 		{"entry without provider", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"id":1,"credential":` + cred + `}}`, "provider"},
 		{"entry without credential", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"id":1,"provider":"p"}}`, "credential"},
 		{"oauth without access", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"id":1,"provider":"p","credential":{"type":"oauth","expires":1}}}`, "access"},
@@ -137,14 +133,14 @@ func TestDecodeRejectsMissingRequiredFields(t *testing.T) {
 		{"access not a string", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":123,"expires":1}}}`, "access"},
 		{"unknown credential type", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"id":1,"provider":"p","credential":{"type":"jwt","access":"x"}}}`, "unknown credential type"},
 		{"block without providerKey", `{"kind":"entry","generation":1,"serverNowMs":1,` + refresher + `,"entry":{"id":1,"provider":"p","credential":` + cred + `,"blocks":[{"blockScope":"","blockedUntilMs":5}]}}`, "providerKey"},
-		{"generation is a string", `{"kind":"entry","generation":"x","serverNowMs":1,` + refresher + `,"entry":` + entry + `}`, "malformed JSON"},
-		{"malformed JSON after a secret", `{"kind":"entry","entry":{"credential":{"access":"` + canaryAccess + `"}`, "malformed JSON"},
+		{"generation is a string", `{"kind":"entry","generation":"x","serverNowMs":1,` + refresher + `,"entry":` + entry + `}`, "generation: want a number, got a string"},
+		{"malformed JSON after a secret", `{"kind":"entry","entry":{"credential":{"access":"` + canaryAccess + `"`, "truncated JSON"},
 		{"garbage", `not json ` + canaryAccess, "malformed JSON"},
-		{"wrong type deep", `{"kind":"snapshot","generation":1,"generatedAt":1,"serverNowMs":1,` + refresher + `,"credentials":{"a":"` + canaryAccess + `"}}`, "wrong type"},
+		{"wrong type deep", `{"kind":"snapshot","generation":1,"generatedAt":1,"serverNowMs":1,` + refresher + `,"credentials":{"a":"` + canaryAccess + `"}}`, "credentials: want an array, got an object"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeFrame([]byte(tc.frame), epoch, nil)
+			_, err := decodeFrame([]byte(tc.frame), epoch)
 			var pe *ProtocolError
 			if !errors.As(err, &pe) {
 				t.Fatalf("want ProtocolError, got %v", err)
@@ -158,26 +154,54 @@ func TestDecodeRejectsMissingRequiredFields(t *testing.T) {
 	}
 }
 
-func TestDecodeCredentialKeysAreCaseSensitive(t *testing.T) {
-	// encoding/json would fold these into Email/Access; an unknown
-	// extension key must never land in an identity field.
+// TestDecodeStrictRejections: each of what JSON.stringify never writes is
+// a ProtocolError naming the field path, and never quotes a value.
+func TestDecodeStrictRejections(t *testing.T) {
+	head := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},"entry":`
+	cred := `"type":"oauth","access":"` + canaryAccess + `","expires":1`
+	cases := []struct{ name, entry, want string }{
+		{"duplicate key", `{"id":1,"provider":"p","credential":{` + cred + `,"email":"a","email":"` + canaryExtra + `"}}`, "entry.credential.email: duplicate key"},
+		{"duplicate key by escape", `{"id":1,"provider":"p","credential":{` + cred + `,"email":"a","em\u0061il":"` + canaryExtra + `"}}`, "entry.credential.email: duplicate key"},
+		{"case variant", `{"id":1,"provider":"p","credential":{` + cred + `,"Email":"` + canaryExtra + `"}}`, `entry.credential.Email: key differs only in case from "email"`},
+		{"case variant of the token", `{"id":1,"provider":"p","credential":{` + cred + `,"ACCESS":"` + canaryAccess + `"}}`, `entry.credential.ACCESS: key differs only in case`},
+		{"quoted number", `{"id":1,"provider":"p","credential":{"type":"oauth","access":"x","expires":"17"}}`, "entry.credential.expires: want a number, got a string"},
+		{"wrong type", `{"id":1,"provider":"p","credential":{` + cred + `,"email":7}}`, "entry.credential.email: want a string, got a number"},
+		{"missing field", `{"id":1,"credential":{` + cred + `}}`, "entry.provider: missing"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeFrame([]byte(head+tc.entry+`}`), epoch)
+			checkProtoErr(t, err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+			assertNoCanary(t, "protocol error", err.Error())
+		})
+	}
+}
+
+// TestDecodeLoneSurrogate: JSON.stringify writes a lone surrogate as an
+// escape, which decodes to U+FFFD as JSON.parse's round trip would.
+func TestDecodeLoneSurrogate(t *testing.T) {
 	body := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},
-		"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"x","expires":1,
-		"EMAIL":"` + canaryExtra + `","Email":"` + canaryExtra + `","em\u0061il":"` + canaryExtra + `","email":"user@example.com","ACCESS":"` + canaryAccess + `"}}}`
-	f, err := decodeFrame([]byte(body), epoch, nil)
+		"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"x","expires":1,"orgName":"Acme \udc00 \ud83d","email":"a@b"}}}`
+	f, err := decodeFrame([]byte(body), epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Entry.Credential.Email != "user@example.com" {
-		t.Fatalf("email = %q", f.Entry.Credential.Email)
+	if got := f.Entry.Credential.OrgName; got != "Acme \uFFFD \uFFFD" {
+		t.Fatalf("orgName = %q", got)
 	}
-	assertNoCanary(t, "entry", fmt.Sprintf("%#v", f.Entry))
+	u, err := decodeUsage("u", []byte(`{"reports":[{"provider":"p","metadata":{"email":" \udc00x "}}]}`))
+	if err != nil || u.Reports[0].Metadata.Email != "\uFFFDx" {
+		t.Fatalf("usage %v %+v", err, u)
+	}
 }
 
 func TestDecodeEscapedStrings(t *testing.T) {
 	body := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},
 		"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"x\"y","expires":1,"email":"a\u00e9\"b@example.com","orgName":"Ac\\me"}}}`
-	f, err := decodeFrame([]byte(body), epoch, nil)
+	f, err := decodeFrame([]byte(body), epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +214,7 @@ func TestFingerprintTracksTokenMaterial(t *testing.T) {
 	mk := func(access string) uint64 {
 		body := `{"kind":"entry","generation":1,"serverNowMs":1,"refresher":{"enabled":false,"intervalMs":0,"skewMs":0,"nextSweepInMs":0},
 			"entry":{"id":1,"provider":"p","credential":{"type":"oauth","access":"` + access + `","expires":1}}}`
-		f, err := decodeFrame([]byte(body), epoch, nil)
+		f, err := decodeFrame([]byte(body), epoch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +228,7 @@ func TestFingerprintTracksTokenMaterial(t *testing.T) {
 
 func TestDecodeRemovedAndEntryFrames(t *testing.T) {
 	r := `{"kind":"removed","generation":43,"serverNowMs":1795751866545,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":13434},"id":4}`
-	f, err := decodeFrame([]byte(r), epoch, nil)
+	f, err := decodeFrame([]byte(r), epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +236,7 @@ func TestDecodeRemovedAndEntryFrames(t *testing.T) {
 		t.Fatalf("%+v", f)
 	}
 	e := `{"kind":"entry","generation":21,"serverNowMs":1795751777704,"refresher":{"enabled":true,"intervalMs":60000,"skewMs":300000,"nextSweepInMs":42275},"entry":{"id":4,"provider":"openai","credential":{"type":"api_key","key":"sk-spec-test-1","source":"login"},"identityKey":null,"rotatesInMs":null}}`
-	f, err = decodeFrame([]byte(e), epoch, nil)
+	f, err = decodeFrame([]byte(e), epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,11 +252,7 @@ func TestDecodeUsage(t *testing.T) {
 	  "limits":[{"id":"anthropic:5h","label":"Claude 5 Hour","scope":{"provider":"anthropic","windowId":"5h","shared":true,"accountId":" Acct-S"},
 	   "window":{"id":"5h","label":"5 Hour","durationMs":18000000,"resetsAt":1795760000000},
 	   "amount":{"used":42,"limit":100,"remaining":58,"usedFraction":0.42,"remainingFraction":0.58,"unit":"percent"},"status":"ok"}]}]}`
-	var w wireUsage
-	if err := decode("GET /v1/usage", []byte(body), &w); err != nil {
-		t.Fatal(err)
-	}
-	u, err := w.convert()
+	u, err := decodeUsage("GET /v1/usage", []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,8 +272,7 @@ func TestDecodeUsage(t *testing.T) {
 	assertNoCanary(t, "usage", fmt.Sprintf("%#v", u))
 }
 
-// TestDecodeUsageReportList: the report list is decoded one report at a
-// time; its edge cases answer as a whole-document decode would.
+// TestDecodeUsageReportList: the edge cases of the report list.
 func TestDecodeUsageReportList(t *testing.T) {
 	rep := func(p string) string { return `{"provider":"` + p + `","limits":[{"id":"x","status":"ok"}]}` }
 	for _, tc := range []struct {
@@ -262,7 +281,7 @@ func TestDecodeUsageReportList(t *testing.T) {
 	}{
 		{`{"reports":[]}`, []string{}},
 		{`{"reports":[` + rep("a") + `,` + rep("b") + `]}`, []string{"a", "b"}},
-		{`{"reports":[` + rep("a") + `],"reports":[` + rep("b") + `]}`, []string{"b"}}, // last key wins
+		{`{"reports":[` + rep("a") + `],"reports":[` + rep("b") + `]}`, nil}, // a duplicate key
 		{`{"reports":null}`, nil},
 		{`{}`, nil},
 		{`{"reports":"x"}`, nil},
@@ -272,17 +291,12 @@ func TestDecodeUsageReportList(t *testing.T) {
 		{`{"reports":[{"provider":"a","limits":[{"id":7}]}]}`, nil},
 		{`{"reports":[` + rep("a") + `,]}`, nil},
 	} {
-		var w wireUsage
-		err := decode("GET /v1/usage", []byte(tc.body), &w)
-		var u *UsageResponse
-		if err == nil {
-			u, err = w.convert()
-		}
+		u, err := decodeUsage("GET /v1/usage", []byte(tc.body))
 		if tc.providers == nil {
 			if err == nil {
 				t.Errorf("%s: no error", tc.body)
 			} else {
-				checkProtoErr(t, jsonProtoErr("GET /v1/usage", err))
+				checkProtoErr(t, err)
 			}
 			continue
 		}
@@ -302,11 +316,7 @@ func TestDecodeUsageReportList(t *testing.T) {
 
 func TestDecodeTombstones(t *testing.T) {
 	body := `{"generatedAt":1,"disabled":[{"id":5,"provider":"anthropic","type":"oauth","email":"a@x","cause":"oauth refresh failed: invalid_grant","disabledAtMs":1795751000000},{"id":6,"provider":"openai","type":"api_key","cause":"replaced by oauth login"}]}`
-	var w wireDisabled
-	if err := decode("t", []byte(body), &w); err != nil {
-		t.Fatal(err)
-	}
-	ts, err := w.convert()
+	ts, err := decodeDisabled("t", []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
