@@ -1,0 +1,73 @@
+// Command render writes the files rendered from the monitoring mixin
+// (mixin/) into the repository: alerts/authbroker-*.yml, dashboards/*.json
+// and the Helm chart's copies of both. Run it from the repository root
+// (`make generate`); -check only reports files that differ.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/authbroker/authbroker_exporter/mixin"
+)
+
+func main() {
+	root := flag.String("root", ".", "repository root")
+	check := flag.Bool("check", false, "report files that differ from a fresh render instead of writing them")
+	flag.Parse()
+	if err := run(*root, *check); err != nil {
+		fmt.Fprintln(os.Stderr, "render:", err)
+		os.Exit(1)
+	}
+}
+
+func run(root string, check bool) error {
+	out, err := mixin.Render(filepath.Join(root, "mixin"), "")
+	if err != nil {
+		return err
+	}
+	files := out.Files()
+	stale, err := mixin.Stale(root, files)
+	if err != nil {
+		return err
+	}
+	if check {
+		if len(stale) > 0 {
+			return fmt.Errorf("differ from a fresh render of mixin/ (run make generate): %v", stale)
+		}
+		return nil
+	}
+	// Removals first: a symlinked directory goes before files are written
+	// where it was.
+	for _, p := range stale {
+		if _, ok := files[p]; !ok {
+			if err := os.Remove(filepath.Join(root, filepath.FromSlash(p))); err != nil {
+				return err
+			}
+			fmt.Println("removed", p)
+		}
+	}
+	for _, p := range stale {
+		b, ok := files[p]
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if !ok {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		// A symlink left from before is replaced by a real file.
+		if fi, err := os.Lstat(full); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			if err := os.Remove(full); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(full, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Println("wrote", p)
+	}
+	return nil
+}
