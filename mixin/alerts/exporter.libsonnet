@@ -26,7 +26,7 @@ function(cfg) {
       labels: { severity: 'critical' },
       annotations: {
         summary: 'No authbroker_exporter target is being scraped.',
-        description: 'Prometheus has had no target with job="{{ $labels.job }}" for ' + forText('AuthBrokerExporterAbsent') + ': the scrape configuration lost the exporter, or it uses another job name (then set the mixin\'s authbrokerSelector, or the chart\'s serviceMonitor.jobName).',
+        description: 'Prometheus has had no target matching up{' + cfg.authbrokerSelector + '} for ' + forText('AuthBrokerExporterAbsent') + ": the scrape configuration lost the exporter, or it uses another job name (then set the mixin's authbrokerSelector, or the chart's serviceMonitor.jobName).",
       },
     },
     {

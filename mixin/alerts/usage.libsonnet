@@ -94,7 +94,7 @@ function(cfg) {
         labels: { severity: 'warning' },
         annotations: {
           summary: 'Usage data from the exporter is unavailable.',
-          description: '{{ if eq $labels.cause "stale" }}The newest usage report the exporter {{ $labels.instance }} holds was fetched by the broker {{ $value | humanizeDuration }} ago, more than ' + u.seconds(cfg.usageReportStaleSeconds) + ' ago{{ else }}Every /v1/usage call the exporter {{ $labels.instance }} made in the last ' + u.last(cfg.usageFetchWindow) + ' failed (' + count + ' errors){{ end }}, for ' + u.duration(cfg.alertFor.AuthBrokerUsageUnavailable) + '. Usage limits and their alerts for this broker are out of date or missing.',
+          description: '{{ if eq $labels.cause "stale" }}The newest usage report the exporter {{ $labels.instance }} holds was fetched by the broker {{ $value | humanizeDuration }} ago (more than ' + u.seconds(cfg.usageReportStaleSeconds) + '){{ else }}Every /v1/usage call the exporter {{ $labels.instance }} made in the last ' + u.last(cfg.usageFetchWindow) + ' failed (' + count + ' errors){{ end }}, for ' + u.duration(cfg.alertFor.AuthBrokerUsageUnavailable) + '. Usage limits and their alerts for this broker are out of date or missing.',
         },
       },
     ],

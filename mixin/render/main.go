@@ -2,6 +2,11 @@
 // (mixin/) into the repository: alerts/authbroker-*.yml, dashboards/*.json
 // and the Helm chart's copies of both. Run it from the repository root
 // (`make generate`); -check only reports files that differ.
+//
+// With -out, it renders the mixin with -override merged in (jsonnet, e.g.
+// '{ _config+:: { authbrokerSelector: "job=\"llm-auth\"" } }') into that
+// directory instead: authbroker-alerts.yml, authbroker-rules.yml and the
+// dashboards.
 package main
 
 import (
@@ -16,8 +21,16 @@ import (
 func main() {
 	root := flag.String("root", ".", "repository root")
 	check := flag.Bool("check", false, "report files that differ from a fresh render instead of writing them")
+	out := flag.String("out", "", "render into this directory instead of the repository")
+	override := flag.String("override", "", "jsonnet merged into the mixin (with -out)")
 	flag.Parse()
-	if err := run(*root, *check); err != nil {
+	var err error
+	if *out != "" {
+		err = renderTo(*root, *out, *override)
+	} else {
+		err = run(*root, *check)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
@@ -68,6 +81,29 @@ func run(root string, check bool) error {
 			return err
 		}
 		fmt.Println("wrote", p)
+	}
+	return nil
+}
+
+func renderTo(root, dir, override string) error {
+	out, err := mixin.Render(filepath.Join(root, "mixin"), override)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		filepath.Base(mixin.AlertsFile): out.Alerts,
+		filepath.Base(mixin.RulesFile):  out.Rules,
+	}
+	for name, b := range out.Dashboards {
+		files[name] = b
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }
