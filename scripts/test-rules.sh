@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the Prometheus rules in alerts/: that they are a fresh render of
-# mixin/ (make generate), promtool check rules, promtool test rules, amtool check-config on the example Alertmanager configuration, then
-# the Go checks in alerts/rules_test.go (names, for, severity, annotations,
+# mixin/ (make generate), promtool check rules, promtool test rules, amtool
+# check-config on the example Alertmanager configuration, then the Go checks in alerts/rules_test.go (names, for, severity, annotations,
 # runbook anchors, metric contract, unit-test coverage, storm threshold and
 # mutation tests, the multi-cluster and custom-configuration renders).
 # Exits non-zero on the first failing step.
