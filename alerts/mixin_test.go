@@ -107,6 +107,29 @@ func TestJsonnetUser(t *testing.T) {
 		t.Error("absentAlertEnabled is on but AuthBrokerExporterAbsent is not rendered")
 	}
 
+	// The alerts only a configuration turns on have their firing and quiet
+	// cases here, as every default alert has in tests/.
+	var u unitTestFile
+	decodeStrict(t, "tests/custom/custom_test.yml", &u)
+	for _, name := range optInAlerts {
+		fires, quiet := 0, 0
+		for _, tc := range u.Tests {
+			for _, at := range tc.AlertRuleTests {
+				if at.Alertname != name {
+					continue
+				}
+				if len(at.ExpAlerts) > 0 {
+					fires++
+				} else {
+					quiet++
+				}
+			}
+		}
+		if fires == 0 || quiet == 0 {
+			t.Errorf("%s: %d firing and %d quiet cases in tests/custom, want at least one of each", name, fires, quiet)
+		}
+	}
+
 	dst := writeRuleFiles(t, alerts, rules, "tests/custom/custom_test.yml")
 	dir := filepath.Dir(dst)
 	if out, err := runPromtool(t, "check", "rules", filepath.Join(dir, alertsFile), filepath.Join(dir, rulesFile)); err != nil {
