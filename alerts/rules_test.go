@@ -193,6 +193,11 @@ func TestAlertRules(t *testing.T) {
 				t.Errorf("%s: annotation %s missing", a.Alert, k)
 			}
 		}
+		// One headline for every alert of a name: a grouped notification
+		// shows it once; the values are in the description.
+		if sum := a.Annotations["summary"]; strings.Contains(sum, "{{") || !strings.HasSuffix(sum, ".") {
+			t.Errorf("%s: summary %q is not static text ending with a period", a.Alert, sum)
+		}
 		want := runbookURL(t) + "#" + strings.ToLower(a.Alert)
 		if got := a.Annotations["runbook_url"]; got != want {
 			t.Errorf("%s: runbook_url %q, want %q", a.Alert, got, want)
