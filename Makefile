@@ -3,7 +3,7 @@
 GO ?= go
 export CI ?= true
 
-.PHONY: all build test deps fmt-check vet race rules dashboards check-build fuzz e2e
+.PHONY: all build test deps fmt-check vet race rules dashboards check-build fuzz e2e generate
 
 all: build
 
@@ -25,6 +25,11 @@ vet:
 # dashboard checks (dashboards/) and the headless-Chromium page test (internal/health/).
 race:
 	$(GO) test -race -count=1 ./...
+
+# alerts/authbroker-*.yml, dashboards/*.json and the Helm chart's copies of both, rendered from the
+# monitoring mixin (mixin/, jsonnet through go-jsonnet); tests fail when the checked-in files differ.
+generate:
+	$(GO) run ./mixin/render
 
 rules:
 	./scripts/test-rules.sh

@@ -729,47 +729,6 @@ func TestDiffGroupsDetectsChanges(t *testing.T) {
 	}
 }
 
-// TestDashboardConfigMaps: every dashboards/*.json is in one ConfigMap,
-// byte for byte, labelled for Grafana's sidecar.
-func TestDashboardConfigMaps(t *testing.T) {
-	for _, c := range []struct {
-		name, values, label, value string
-	}{
-		{"defaults", requiredValues, "grafana_dashboard", "1"},
-		{"all-features", allOnValues, "grafana_dashboard_custom", "yes"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := renderChart(t, readValues(t, c.values))
-			found := map[string]int{}
-			for _, o := range r.byKind("ConfigMap") {
-				cm := o.typed.(*corev1.ConfigMap)
-				if got := cm.Labels[c.label]; got != c.value {
-					t.Errorf("ConfigMap %s: label %s=%q, want %q", cm.Name, c.label, got, c.value)
-				}
-				for k, v := range cm.Data {
-					found[k]++
-					b, err := os.ReadFile(filepath.Join("..", "dashboards", k))
-					if err != nil {
-						t.Errorf("ConfigMap %s holds %s, which is not a dashboard in dashboards/", cm.Name, k)
-						continue
-					}
-					if v != string(b) {
-						t.Errorf("ConfigMap %s: %s differs from dashboards/%s", cm.Name, k, k)
-					}
-				}
-				if c.name == "all-features" && cm.Annotations["grafana_folder"] != "Auth broker" {
-					t.Errorf("ConfigMap %s: annotations %v", cm.Name, cm.Annotations)
-				}
-			}
-			for _, f := range repoFiles(t, "dashboards/*.json") {
-				if n := found[filepath.Base(f)]; n != 1 {
-					t.Errorf("%s is in %d ConfigMaps, want 1", f, n)
-				}
-			}
-		})
-	}
-}
-
 // TestTokenOnlyInItsSecret: the token from values appears in the token
 // Secret and nowhere else: not in other objects, not in NOTES.
 func TestTokenOnlyInItsSecret(t *testing.T) {
@@ -805,21 +764,8 @@ func TestNotes(t *testing.T) {
 	}
 }
 
-// TestChartSources: the chart's alerts and dashboards are symlinks to the
-// repository's alerts/ and dashboards/ (one source), and its appVersion is
-// the exporter's VERSION.
+// TestChartSources: the chart's appVersion is the exporter's VERSION.
 func TestChartSources(t *testing.T) {
-	for link, target := range map[string]string{"alerts": "../../../../alerts", "dashboards": "../../../../dashboards"} {
-		p := filepath.Join(chartDir, "files", link)
-		got, err := os.Readlink(p)
-		if err != nil {
-			t.Errorf("%s must be a symlink to %s: %v", p, target, err)
-			continue
-		}
-		if got != target {
-			t.Errorf("%s -> %s, want %s", p, got, target)
-		}
-	}
 	version, err := os.ReadFile(filepath.Join("..", "VERSION"))
 	if err != nil {
 		t.Fatal(err)
@@ -862,9 +808,8 @@ func TestImageMatchesDockerfile(t *testing.T) {
 	}
 }
 
-// TestChartFiles: through the symlinks, the chart ships the rule files and
-// the dashboards and nothing else of alerts/ and dashboards/ (no Go code,
-// no promtool tests): .helmignore filters them.
+// TestChartFiles: the chart ships the rendered rule files and dashboards
+// (files/, see TestChartFilesAreRendered) and nothing else.
 func TestChartFiles(t *testing.T) {
 	chrt, err := loader.Load(chartDir)
 	if err != nil {

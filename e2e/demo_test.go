@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -226,6 +227,36 @@ func TestDemo(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("Alertmanager has no active %s for credential %s", alertExpiringSoon, soonID)
+	})
+
+	// The demo's Alertmanager runs alerts/alertmanager.example.yml. The
+	// credential seeded as expired is also "expiring soon" (that set has no
+	// lower bound), and the example's inhibition suppresses that alert by
+	// the same credential's "expired": one notification, for the cause.
+	eventually("the expired credential's expiring-soon alert suppressed by its expired alert", 3*time.Minute, func() error {
+		alerts, err := amAlertsStatus(ctx, hc, strings.TrimSuffix(urls["alertmanager"], "/"))
+		if err != nil {
+			return err
+		}
+		of := func(name string) *amStatusAlert {
+			i := slices.IndexFunc(alerts, func(a amStatusAlert) bool {
+				return a.Labels["alertname"] == name && a.Labels["identity"] == "email:expired@demo.example"
+			})
+			if i < 0 {
+				return nil
+			}
+			return &alerts[i]
+		}
+		expired, soon := of(alertExpired), of(alertExpiringSoon)
+		switch {
+		case expired == nil || soon == nil:
+			return fmt.Errorf("Alertmanager lists %s: %v, %s: %v for expired@demo.example", alertExpired, expired != nil, alertExpiringSoon, soon != nil)
+		case expired.Status.State != "active":
+			return fmt.Errorf("%s is %s, want active", alertExpired, expired.Status.State)
+		case soon.Status.State != "suppressed" || !slices.Contains(soon.Status.InhibitedBy, expired.Fingerprint):
+			return fmt.Errorf("%s is %s, inhibited by %v; want suppressed by %s", alertExpiringSoon, soon.Status.State, soon.Status.InhibitedBy, expired.Fingerprint)
+		}
+		return nil
 	})
 
 	// What the demo started: every process working inside its directory

@@ -27,6 +27,7 @@ import (
 const (
 	alertUnreachable  = "AuthBrokerUnreachable"
 	alertExpiringSoon = "AuthBrokerCredentialExpiringSoon"
+	alertExpired      = "AuthBrokerCredentialExpired"
 )
 
 // suite is the running stack and what the scenario seeded.

@@ -21,9 +21,10 @@ import (
 // TestAlertmanagerInhibition loads alerts/alertmanager.example.yml, as
 // shipped, into the real Alertmanager, posts alerts through its API v2 and
 // checks the inhibitions: an unreachable broker silences the other alerts
-// of its instance but not another instance's, and an exhausted limit
+// of its instance but not another instance's, an exhausted limit
 // silences "high" for the same credential and limit but not for another
-// limit. It needs no broker and no Prometheus, so it takes seconds.
+// limit, and kube-prometheus' TargetDown silences AuthBrokerExporterDown
+// for the same target but not for another service. It needs no broker and no Prometheus, so it takes seconds.
 func TestAlertmanagerInhibition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -67,6 +68,11 @@ func TestAlertmanagerInhibition(t *testing.T) {
 		return l
 	}
 	cred := []string{"provider", "anthropic", "id", "3"}
+	// Scraped through the chart's ServiceMonitor: up, and so the alerts on
+	// it, carry the namespace and service of the target.
+	svc := func(service string) map[string]string {
+		return map[string]string{"job": "authbroker", "namespace": "monitoring", "service": service}
+	}
 	posted := map[string]map[string]string{
 		"a unreachable": with(a, "alertname", "AuthBrokerUnreachable", "severity", "critical"),
 		"a expired":     with(a, append([]string{"alertname", "AuthBrokerCredentialExpired", "severity", "critical"}, cred...)...),
@@ -74,9 +80,13 @@ func TestAlertmanagerInhibition(t *testing.T) {
 		"b exhausted":   with(b, append([]string{"alertname", "AuthBrokerUsageLimitExhausted", "severity", "critical", "limit", "anthropic:5h", "window", "5h"}, cred...)...),
 		"b high 5h":     with(b, append([]string{"alertname", "AuthBrokerUsageLimitHigh", "severity", "warning", "limit", "anthropic:5h", "window", "5h"}, cred...)...),
 		"b high 7d":     with(b, append([]string{"alertname", "AuthBrokerUsageLimitHigh", "severity", "warning", "limit", "anthropic:7d", "window", "7d"}, cred...)...),
+		// kube-prometheus' TargetDown is per job, namespace and service.
+		"c target down": with(svc("authbroker-exporter"), "alertname", "TargetDown", "severity", "warning"),
+		"c down":        with(svc("authbroker-exporter"), "alertname", "AuthBrokerExporterDown", "severity", "critical", "instance", "10.0.0.7:8766"),
+		"d down":        with(svc("other-authbroker-exporter"), "alertname", "AuthBrokerExporterDown", "severity", "critical", "instance", "10.0.0.8:8766"),
 	}
 	// Which posted alert inhibits which; the rest stay active.
-	wantInhibitor := map[string]string{"a expired": "a unreachable", "b high 5h": "b exhausted"}
+	wantInhibitor := map[string]string{"a expired": "a unreachable", "b high 5h": "b exhausted", "c down": "c target down"}
 
 	if err := postAlerts(ctx, hc, url, slices.Collect(maps.Values(posted))); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,9 @@
 #  1. the deploy/ Go module's tests: the Helm chart linted (helm lint --strict)
 #     and rendered (helm template) with Helm's own library, every object
 #     decoded strictly into the Kubernetes and prometheus-operator API types,
-#     the PrometheusRule equal to alerts/authbroker-*.yml, every dashboard in a ConfigMap;
+#     the PrometheusRule equal to alerts/authbroker-*.yml (and, with a custom
+#     job name, a disabled alert and an extra label, promtool-tested), every
+#     dashboard in a ConfigMap with per-release uids, no symlink in the chart;
 #     the dashboards decoded strictly into Grafana's schema; the systemd units
 #     linted against systemd's directive list;
 #  2. systemd-analyze verify and security on the units, with the real binary;

@@ -26,7 +26,9 @@
 #     --monitor.refresh-overdue);
 #   - Prometheus scraping it every 2 s with alerts/authbroker-*.yml as they are, sending
 #     to Alertmanager;
-#   - Alertmanager (one receiver that notifies nobody).
+#   - Alertmanager with alerts/alertmanager.example.yml, its receivers'
+#     URLs pointed at the closed port: its inhibitions at work (the expired
+#     credential's "expiring soon" is suppressed by its "expired").
 # Then it prints the URLs and waits. Ctrl-C (SIGINT) or SIGTERM stops all of
 # it and removes the temporary directory. If one of them dies, the demo says
 # which, with the end of its log, and stops the rest.
@@ -206,15 +208,10 @@ upload "$(oauth google-gemini-cli day@demo.example $((now_ms + 24 * 3600 * 1000)
 upload '{"provider":"openai","credential":{"type":"api_key","key":"demo-api-key-not-a-secret"}}'
 
 # ---- Alertmanager, exporter, Prometheus ----
-cat >alertmanager/alertmanager.yml <<'EOF'
-route:
-  receiver: nobody
-  group_wait: 5s
-  group_interval: 30s
-  repeat_interval: 4h
-receivers:
-  - name: nobody
-EOF
+# The shipped example (alerts/alertmanager.example.yml) with its routes,
+# time intervals and inhibitions as they are; only its receivers' URLs point
+# at the closed loopback port, so no notification leaves the machine.
+sed -E "s#url: https?://[^[:space:]]+#url: ${proxy}/demo-receiver#" "$root/alerts/alertmanager.example.yml" >alertmanager/alertmanager.yml
 say "starting Alertmanager"
 start_on_free_port alertmanager "$dir/alertmanager/alertmanager.log" /-/ready \
 	env -i PATH="$PATH" HOME="$dir/alertmanager" "$alertmanager" \
@@ -258,7 +255,8 @@ authbroker_exporter demo is running (Ctrl-C stops it and removes $dir):
 
 AuthBrokerCredentialExpiringSoon (soon@demo.example) fires about a minute after start, AuthBrokerCredentialExpired
 (expired@demo.example) too; the exporter's refreshes of the expired credential fail and are counted in
-authbroker_refresh_errors_total. Logs are in ${dir}.
+authbroker_refresh_errors_total. Alertmanager (alerts/alertmanager.example.yml) shows expired@demo.example's
+AuthBrokerCredentialExpiringSoon suppressed by its AuthBrokerCredentialExpired. Logs are in ${dir}.
 EOF
 
 # ---- wait ----

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Checks the Prometheus rules in alerts/: promtool check rules, promtool test
-# rules, amtool check-config on the example Alertmanager configuration, then
-# the Go checks in alerts/rules_test.go (names, for, severity, annotations,
+# Checks the Prometheus rules in alerts/: that they are a fresh render of
+# mixin/ (make generate), promtool check rules, promtool test rules, amtool
+# check-config on the example Alertmanager configuration, then the Go checks in alerts/rules_test.go (names, for, severity, annotations,
 # runbook anchors, metric contract, unit-test coverage, storm threshold and
-# mutation tests). Exits non-zero on the first failing step.
+# mutation tests, the multi-cluster and custom-configuration renders).
+# Exits non-zero on the first failing step.
 #
 #   scripts/test-rules.sh          PROMTOOL=/path/to/promtool AMTOOL=/path/to/amtool scripts/test-rules.sh
 set -euo pipefail
@@ -21,6 +22,7 @@ if ! command -v "$amtool" >/dev/null; then
 	exit 1
 fi
 
+go run ./mixin/render -check
 "$promtool" check rules alerts/authbroker-alerts.yml alerts/authbroker-rules.yml
 "$promtool" test rules alerts/tests/*.yml
 "$amtool" check-config alerts/alertmanager.example.yml
