@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/store/broker"
+	"github.com/go-kit/log"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -28,8 +30,6 @@ type Store struct {
 	ctx    context.Context // owned goroutines stop when Close cancels it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	lifeMu sync.Mutex
-	closed bool
 
 	// mu guards the mirror. Entries are immutable: writers replace map
 	// values, readers copy pointers and let go.
@@ -67,8 +67,6 @@ type Store struct {
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.
 	changed func()
-	// streamBytes, when set (tests), sees every read from the stream body.
-	streamBytes func()
 }
 
 func (s *Store) notify() {
@@ -100,25 +98,15 @@ const (
 	healthDown
 )
 
+// setDefaults fills in the defaults Options documents; a zero UsageTTL or
+// ReconcileEvery is defaulted (a negative one turns it off), a non-positive
+// PollWait or backoff bound is.
 func (o *Options) setDefaults() {
-	if o.UsageTTL == 0 {
-		o.UsageTTL = 15 * time.Second
-	}
-	if o.PollWait <= 0 {
-		o.PollWait = 30 * time.Second
-	}
-	if o.BackoffInitial <= 0 {
-		o.BackoffInitial = 500 * time.Millisecond
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = 30 * time.Second
-	}
-	if o.BackoffMax < o.BackoffInitial {
-		o.BackoffMax = o.BackoffInitial
-	}
-	if o.ReconcileEvery == 0 {
-		o.ReconcileEvery = 5 * time.Second
-	}
+	o.UsageTTL = cmp.Or(o.UsageTTL, 15*time.Second)
+	o.PollWait = cmp.Or(max(o.PollWait, 0), 30*time.Second)
+	o.BackoffInitial = cmp.Or(max(o.BackoffInitial, 0), 500*time.Millisecond)
+	o.BackoffMax = max(cmp.Or(max(o.BackoffMax, 0), 30*time.Second), o.BackoffInitial)
+	o.ReconcileEvery = cmp.Or(o.ReconcileEvery, 5*time.Second)
 }
 
 // New starts the background sync (stream first, long-poll after a 404)
@@ -134,17 +122,9 @@ func New(opts Options) *Store {
 }
 
 func (s *Store) start() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.run()
-	}()
+	s.wg.Go(s.run)
 	if s.opts.UsageTTL > 0 {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.refreshUsage()
-		}()
+		s.wg.Go(s.refreshUsage)
 	}
 }
 
@@ -164,7 +144,7 @@ func newStore(opts Options) *Store {
 		s.clock = broker.WallClock{}
 	}
 	if s.log == nil {
-		s.log = nopLogger{}
+		s.log = log.NewNopLogger()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -178,32 +158,9 @@ func (s *Store) String() string {
 func (s *Store) GoString() string           { return s.String() }
 func (s *Store) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
-type nopLogger struct{}
-
-func (nopLogger) Log(...any) error { return nil }
-
-// enterOwned registers a goroutine that Close waits for (it calls
-// s.wg.Done when it ends); false once the store is closed.
-func (s *Store) enterOwned() bool {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
-}
-
 // Close stops the background sync and every goroutine the store owns,
-// including a shared usage fetch in flight.
+// including a shared usage fetch in flight. A second Close waits too.
 func (s *Store) Close() {
-	s.lifeMu.Lock()
-	if s.closed {
-		s.lifeMu.Unlock()
-		return
-	}
-	s.closed = true
-	s.lifeMu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 }
@@ -232,24 +189,14 @@ func (s *Store) Snapshot() View {
 }
 
 func withoutExpiredBlocks(e *Entry, now time.Time) *Entry {
-	expired := 0
-	for i := range e.Blocks {
-		if !e.Blocks[i].BlockedUntil.After(now) {
-			expired++
-		}
-	}
-	if expired == 0 {
+	expired := func(b broker.Block) bool { return !b.BlockedUntil.After(now) }
+	if !slices.ContainsFunc(e.Blocks, expired) {
 		return e
 	}
 	be := *e.Entry
-	be.Blocks = nil
-	if expired < len(e.Blocks) {
-		be.Blocks = make([]broker.Block, 0, len(e.Blocks)-expired)
-		for _, b := range e.Blocks {
-			if b.BlockedUntil.After(now) {
-				be.Blocks = append(be.Blocks, b)
-			}
-		}
+	be.Blocks = slices.DeleteFunc(slices.Clone(e.Blocks), expired)
+	if len(be.Blocks) == 0 {
+		be.Blocks = nil
 	}
 	cp := *e
 	cp.Entry = &be
