@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -56,19 +58,18 @@ type ClientOptions struct {
 
 // Client speaks the broker's HTTP protocol. It is safe for concurrent use.
 type Client struct {
-	base       string
-	token      TokenSource
-	transport  http.RoundTripper
-	streamRT   http.RoundTripper
-	owned      []*http.Transport
-	httpc      *http.Client
-	timeout    time.Duration
-	maxBody    int
-	maxUsage   int
-	idle       time.Duration
-	userAgent  string
-	clock      Clock
-	subscriber func(streamConn) sseSubscriber
+	base      string
+	token     TokenSource
+	transport http.RoundTripper
+	streamRT  http.RoundTripper
+	owned     []*http.Transport
+	httpc     *http.Client
+	timeout   time.Duration
+	maxBody   int
+	maxUsage  int
+	idle      time.Duration
+	userAgent string
+	clock     Clock
 }
 
 // NewClient validates the options and builds a Client.
@@ -78,15 +79,16 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("auth-broker URL must be an absolute http(s) URL")
 	}
+	// A non-positive limit or timeout takes its default.
 	c := &Client{
 		base:      base,
 		token:     opts.Token,
 		transport: opts.Transport,
-		timeout:   opts.RequestTimeout,
-		maxBody:   opts.MaxFrameBytes,
-		maxUsage:  opts.MaxUsageBytes,
-		idle:      opts.StreamIdleTimeout,
-		userAgent: opts.UserAgent,
+		timeout:   cmp.Or(max(opts.RequestTimeout, 0), DefaultRequestTimeout),
+		maxBody:   cmp.Or(max(opts.MaxFrameBytes, 0), DefaultMaxFrameBytes),
+		maxUsage:  cmp.Or(max(opts.MaxUsageBytes, 0), DefaultMaxUsageBytes),
+		idle:      cmp.Or(max(opts.StreamIdleTimeout, 0), DefaultStreamIdleTimeout),
+		userAgent: cmp.Or(opts.UserAgent, "authbroker_exporter"),
 		clock:     opts.Clock,
 	}
 	c.streamRT = c.transport
@@ -104,26 +106,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		c.transport, c.streamRT = rt, st
 		c.owned = []*http.Transport{rt, st}
 	}
-	if c.timeout <= 0 {
-		c.timeout = DefaultRequestTimeout
-	}
-	if c.maxBody <= 0 {
-		c.maxBody = DefaultMaxFrameBytes
-	}
-	if c.maxUsage <= 0 {
-		c.maxUsage = DefaultMaxUsageBytes
-	}
-	if c.idle <= 0 {
-		c.idle = DefaultStreamIdleTimeout
-	}
 	if c.clock == nil {
 		c.clock = WallClock{}
 	}
-	if c.userAgent == "" {
-		c.userAgent = "authbroker_exporter"
-	}
 	c.httpc = &http.Client{Transport: c.transport}
-	c.subscriber = newR3labsSubscriber
 	return c, nil
 }
 
@@ -167,30 +153,43 @@ type response struct {
 
 func (r *request) op() string { return r.method + " " + r.path }
 
+// withToken calls call with the bearer token ("" with noAuth or without a
+// token source). When call reports a 401 and the token source reloads a
+// changed token, it calls once more, with the new token.
+func (c *Client) withToken(noAuth bool, call func(tok string) (unauthorized bool, err error)) error {
+	auth := !noAuth && c.token != nil
+	for retried := false; ; retried = true {
+		tok := ""
+		if auth {
+			var err error
+			if tok, err = c.token.Token(); err != nil {
+				return &TokenError{Err: err}
+			}
+		}
+		unauthorized, err := call(tok)
+		if !auth || retried || !unauthorized {
+			return err
+		}
+		if changed, rerr := c.token.Reload(); rerr != nil || !changed {
+			return err
+		}
+	}
+}
+
 // do runs one logical request: at most two attempts for transport errors,
 // and one more after a 401 when the token source yields a new token.
-func (c *Client) do(ctx context.Context, r *request) (*response, error) {
+func (c *Client) do(ctx context.Context, r *request) (resp *response, err error) {
 	if r.timeout <= 0 {
 		r.timeout = c.timeout
 	}
-	var tok string
-	if !r.noAuth && c.token != nil {
-		var err error
-		if tok, err = c.token.Token(); err != nil {
-			return nil, &TokenError{Err: err}
-		}
+	err = c.withToken(r.noAuth, func(tok string) (bool, error) {
+		resp, err = c.attempts(ctx, r, tok)
+		return err == nil && resp.status == http.StatusUnauthorized, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	resp, err := c.attempts(ctx, r, tok)
-	if err != nil || resp.status != http.StatusUnauthorized || r.noAuth || c.token == nil {
-		return resp, err
-	}
-	if changed, rerr := c.token.Reload(); rerr != nil || !changed {
-		return resp, nil
-	}
-	if tok, err = c.token.Token(); err != nil {
-		return nil, &TokenError{Err: err}
-	}
-	return c.attempts(ctx, r, tok)
+	return resp, nil
 }
 
 func (c *Client) attempts(ctx context.Context, r *request, tok string) (*response, error) {
@@ -316,7 +315,7 @@ func (c *Client) scrub(msg string) string {
 	}, msg)
 	if len(msg) > maxErrorMessage {
 		cut := maxErrorMessage
-		for cut > 0 && !utf8RuneStart(msg[cut]) {
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
 			cut--
 		}
 		msg = msg[:cut] + "…"
@@ -324,29 +323,23 @@ func (c *Client) scrub(msg string) string {
 	return msg
 }
 
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// call sends r and returns the body of a 200. Every other status becomes
-// an *HTTPError with the broker's message.
-func (c *Client) call(ctx context.Context, r *request) ([]byte, error) {
+// call sends r and decodes the body of a 200 with decode. Every other
+// status becomes an *HTTPError with the broker's message.
+func call[T any](ctx context.Context, c *Client, r *request, decode func(op string, body []byte) (T, error)) (T, error) {
 	resp, err := c.do(ctx, r)
+	if err == nil && resp.status != http.StatusOK {
+		err = c.statusErr(r, resp)
+	}
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	if resp.status != http.StatusOK {
-		return nil, c.statusErr(r, resp)
-	}
-	return resp.body, nil
+	return decode(r.op(), resp.body)
 }
 
 // Healthz calls GET /v1/healthz (no token).
 func (c *Client) Healthz(ctx context.Context) (Health, error) {
-	r := &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return Health{}, err
-	}
-	return decodeHealth(r.op(), body)
+	return call(ctx, c, &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}, decodeHealth)
 }
 
 // SnapshotRequest selects a plain GET (zero value) or a long-poll: with
@@ -425,22 +418,16 @@ func parseETag(v string) (int64, bool) {
 func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
 	r := &request{method: http.MethodGet, path: "/v1/usage", maxBody: c.maxUsage,
 		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return decodeUsage(r.op(), body)
+	return call(ctx, c, r, decodeUsage)
 }
 
 // Refresh calls POST /v1/credential/:id/refresh and returns the redacted
 // entry (no rotatesInMs, no blocks).
 func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
 	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/refresh"}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return decodeEntryAnswer(r.op(), body, c.clock.Now())
+	return call(ctx, c, r, func(op string, body []byte) (*Entry, error) {
+		return decodeEntryAnswer(op, body, c.clock.Now())
+	})
 }
 
 // Disable calls POST /v1/credential/:id/disable; an empty cause lets the
@@ -451,11 +438,8 @@ func (c *Client) Disable(ctx context.Context, id int64, cause string) error {
 		quoted, _ := jsontext.AppendQuote(nil, cause) // invalid UTF-8 becomes U+FFFD
 		r.body = append(append([]byte(`{"cause":`), quoted...), '}')
 	}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return err
-	}
-	return decodeOKAnswer(r.op(), body)
+	_, err := call(ctx, c, r, decodeOKAnswer)
+	return err
 }
 
 // Disabled calls GET /v1/credentials/disabled (provider "" = all). An old
@@ -465,11 +449,9 @@ func (c *Client) Disabled(ctx context.Context, provider string) ([]Tombstone, er
 	if provider != "" {
 		r.query = url.Values{"provider": {provider}}
 	}
-	body, err := c.call(ctx, r)
+	ts, err := call(ctx, c, r, decodeDisabled)
 	if he := (*HTTPError)(nil); errors.As(err, &he) && he.Status == http.StatusNotFound {
 		return []Tombstone{}, nil
-	} else if err != nil {
-		return nil, err
 	}
-	return decodeDisabled(r.op(), body)
+	return ts, err
 }

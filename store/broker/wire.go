@@ -285,9 +285,9 @@ var healthFields = []field[Health]{
 	{"version", optional, func(r *reader, h *Health) bool { return r.text(&h.Version) }},
 }
 
-func decodeHealth(op string, body []byte) (Health, error) {
-	var h Health
-	return h, decodeDocument(newReader(op, body, nil), &h, healthFields)
+func decodeHealth(op string, body []byte) (h Health, err error) {
+	err = decodeDocument(newReader(op, body, nil), &h, healthFields)
+	return h, err
 }
 
 // entryAnswerFields read the answer of POST /v1/credential/:id/refresh:
@@ -305,9 +305,9 @@ func decodeEntryAnswer(op string, body []byte, recv time.Time) (*Entry, error) {
 // {"ok": true}.
 var okAnswerFields = []field[bool]{{"ok", required, func(r *reader, ok *bool) bool { return r.bool(ok) && *ok }}}
 
-func decodeOKAnswer(op string, body []byte) error {
-	var ok bool
-	return decodeDocument(newReader(op, body, nil), &ok, okAnswerFields)
+func decodeOKAnswer(op string, body []byte) (ok bool, err error) {
+	err = decodeDocument(newReader(op, body, nil), &ok, okAnswerFields)
+	return ok, err
 }
 
 // disabledFields read the answer of GET /v1/credentials/disabled.
