@@ -17,7 +17,10 @@ import (
 // RefreshOAuthCredential asks the broker to refresh id now and counts the
 // outcome by provider; a non-OAuth answer is an invalid response.
 func (s *Store) RefreshOAuthCredential(ctx context.Context, id int64) error {
-	provider := s.providerOf(id)
+	provider := unknownProvider
+	if m := s.entry(id); m != nil {
+		provider = m.Provider
+	}
 	e, err := s.broker.Refresh(ctx, id)
 	if err == nil && e.Credential.Type != broker.TypeOAuth {
 		err = &broker.ProtocolError{Op: "POST /v1/credential/" + strconv.FormatInt(id, 10) + "/refresh",
@@ -41,6 +44,9 @@ func (s *Store) DisableCredentialRemote(ctx context.Context, id int64, cause str
 	s.countCall(s.count.DisableRequests, s.count.DisableErrors, e.Provider, err)
 	return err == nil, err
 }
+
+// unknownProvider labels a call about an id the mirror does not hold.
+const unknownProvider = "unknown"
 
 func (s *Store) countCall(requests map[CallOutcome]uint64, errs map[CallFailure]uint64, provider string, err error) {
 	s.sm.Lock()

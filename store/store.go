@@ -85,18 +85,10 @@ type syncState struct {
 	resets            uint64
 	skew              time.Duration
 	hasSkew           bool
-	health            health
-	failures          int
+	connected         bool // a sync attempt has succeeded
+	failures          int  // failed attempts since the last success
 	reconcileFailing  bool
 }
-
-type health int
-
-const (
-	healthUnknown health = iota
-	healthUp
-	healthDown
-)
 
 // setDefaults fills in the defaults Options documents; a zero UsageTTL or
 // ReconcileEvery is defaulted (a negative one turns it off), a non-positive
@@ -216,16 +208,6 @@ func (s *Store) entry(id int64) *Entry {
 	return s.entries.get(id)
 }
 
-// unknownProvider labels a call about an id the mirror does not hold.
-const unknownProvider = "unknown"
-
-func (s *Store) providerOf(id int64) string {
-	if e := s.entry(id); e != nil {
-		return e.Provider
-	}
-	return unknownProvider
-}
-
 // observe wraps a decoded entry for the mirror, carrying rotation
 // tracking over from its previous version (nil for a new credential) and
 // recording a rotation when an OAuth token's material or expiry changed.
@@ -325,14 +307,10 @@ func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher
 	if reset {
 		s.status.resets++
 	}
-	s.noteFrameLocked(recv, serverNow)
-	s.sm.Unlock()
-}
-
-func (s *Store) noteFrameLocked(recv, serverNow time.Time) {
 	s.status.lastSync = recv
 	s.status.skew = recv.Sub(serverNow)
 	s.status.hasSkew = true
+	s.sm.Unlock()
 }
 
 // NewView is the View of one snapshot fetched by someone else (the

@@ -51,12 +51,6 @@ func (s *Store) mode() Mode {
 	return ModeStream
 }
 
-// pollWindow is how long a long-poll may legitimately stay unanswered: the
-// client's own long-poll timeout, max(request timeout, wait + 1 s).
-func (s *Store) pollWindow() (d time.Duration) {
-	return max(s.broker.RequestTimeout(), s.opts.PollWait+time.Second)
-}
-
 // Status returns the sync status.
 func (s *Store) Status() SyncStatus {
 	mode := s.mode()
@@ -78,7 +72,10 @@ func (s *Store) Status() SyncStatus {
 	if mode == ModeStream {
 		st.Live = connected
 	} else {
-		st.Live = s.status.pollOK && now.Sub(s.status.lastPollAnswer) <= s.pollWindow()
+		// A long-poll may stay unanswered for the client's own long-poll
+		// timeout, max(request timeout, wait + 1 s).
+		window := max(s.broker.RequestTimeout(), s.opts.PollWait+time.Second)
+		st.Live = s.status.pollOK && now.Sub(s.status.lastPollAnswer) <= window
 	}
 	return st
 }
@@ -224,19 +221,21 @@ func (s *Store) syncOK(mode Mode, result string) {
 		s.status.pollOK = true
 		s.status.lastPollAnswer = now
 	}
-	prev, failures := s.status.health, s.status.failures
-	s.status.health, s.status.failures = healthUp, 0
+	wasConnected, failures := s.status.connected, s.status.failures
+	s.status.connected, s.status.failures = true, 0
 	s.sm.Unlock()
 	defer s.notify()
-	switch prev {
-	case healthUnknown:
-		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
-	case healthDown:
+	switch {
+	case failures > 0:
 		level.Info(s.log).Log("msg", "auth-broker mirror recovered", "mode", mode.String(), "failed_attempts", failures)
 		// A usage fetch that failed while the broker was away would
 		// otherwise hide usage for the rest of its TTL after the broker is
-		// back.
-		s.retryFailedUsage()
+		// back: retry it at once, leaving a good answer as it is.
+		if u := s.usage.Load(); u != nil && u.Failing {
+			s.kickUsage()
+		}
+	case !wasConnected:
+		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
 	}
 }
 
@@ -253,8 +252,7 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 	if mode == ModePoll {
 		s.status.pollOK = false
 	}
-	prev := s.status.health
-	s.status.health = healthDown
+	firstFailure := s.status.failures == 0
 	s.status.failures++
 	s.sm.Unlock()
 	defer s.notify()
@@ -263,7 +261,7 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 		// with the first snapshot.
 		s.usageUnready.Do(s.kickUsage)
 	}
-	if prev != healthDown {
+	if firstFailure {
 		level.Warn(s.log).Log("msg", "auth-broker mirror degraded; retrying with backoff", "mode", mode.String(), "reason", reason, "err", err)
 	}
 }

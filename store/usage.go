@@ -228,14 +228,6 @@ func (s *Store) fetchUsage() (any, error) {
 	return next, nil
 }
 
-// retryFailedUsage retries a failed fetch at once (the broker is back),
-// leaving a good answer as it is.
-func (s *Store) retryFailedUsage() {
-	if u := s.usage.Load(); u != nil && u.Failing {
-		s.kickUsage()
-	}
-}
-
 func (s *Store) maxAccountsPerProvider() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
