@@ -42,13 +42,14 @@ func (c *Client) newSSEClient(tok string, transport http.RoundTripper) *sse.Clie
 	// One connection per Subscribe: the store runs its own context-aware
 	// backoff, and must see a 404 to latch long-poll mode.
 	sc.ReconnectStrategy = &backoff.StopBackOff{}
-	sc.ResponseValidator = validateStream
+	sc.ResponseValidator = c.validateStream
 	return sc
 }
 
 // validateStream runs before r3labs reads the body; on error it must close
-// the body itself. Errors are permanent so r3labs never retries.
-func validateStream(_ *sse.Client, resp *http.Response) error {
+// the body itself. Errors are permanent so r3labs never retries; r3labs
+// returns them unwrapped.
+func (c *Client) validateStream(_ *sse.Client, resp *http.Response) error {
 	if resp.StatusCode == http.StatusOK {
 		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if mt == "text/event-stream" {
@@ -63,17 +64,9 @@ func validateStream(_ *sse.Client, resp *http.Response) error {
 	if resp.StatusCode == http.StatusNotFound {
 		return backoff.Permanent(ErrStreamUnsupported)
 	}
-	return backoff.Permanent(&statusBody{status: resp.StatusCode, body: body})
+	r := &request{method: http.MethodGet, path: streamPath}
+	return backoff.Permanent(c.statusErr(r, &response{status: resp.StatusCode, body: body}))
 }
-
-// statusBody carries a non-200 stream answer out of the validator so the
-// client can build a scrubbed HTTPError.
-type statusBody struct {
-	status int
-	body   []byte
-}
-
-func (e *statusBody) Error() string { return http.StatusText(e.status) }
 
 // observedBody reports every successful read to the idle watchdog, and
 // a body that ends (EOF or error) part-way through an event.
@@ -237,14 +230,11 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 	case err == nil:
 		return ErrStreamEnded
 	}
-	var sb *statusBody
 	var pe *ProtocolError
+	var he *HTTPError
 	switch {
-	case errors.Is(err, ErrStreamUnsupported), errors.As(err, &pe):
+	case errors.Is(err, ErrStreamUnsupported), errors.As(err, &pe), errors.As(err, &he):
 		return err
-	case errors.As(err, &sb):
-		r := &request{method: http.MethodGet, path: streamPath}
-		return c.statusErr(r, &response{status: sb.status, body: sb.body})
 	case errors.Is(err, bufio.ErrTooLong):
 		return &ProtocolError{Op: "stream", Detail: fmt.Sprintf("frame larger than %d bytes", c.maxBody), TooLarge: true}
 	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && answered.Load():
