@@ -69,8 +69,8 @@ func (s *Store) nextCheck(checked time.Time) (time.Time, bool) {
 		}
 	}
 	s.mu.RLock()
-	if !s.refresher.NextSweep.IsZero() {
-		consider(s.refresher.NextSweep)
+	if !s.head.Refresher.NextSweep.IsZero() {
+		consider(s.head.Refresher.NextSweep)
 	}
 	for _, e := range s.entries.list {
 		d, ok := e.RotationDeadline()
@@ -95,7 +95,7 @@ func (s *Store) nextCheck(checked time.Time) (time.Time, bool) {
 // reconcileOnce asks whether the broker moved past the mirror's generation.
 func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 	s.mu.RLock()
-	gen := s.gen
+	gen := s.head.Generation
 	// An entry last sent while its refresh was under way (rotatesIn 0, the
 	// deadline passed) is rescheduled when the sweep ends, and the broker
 	// does not bump its generation for that: a 304 cannot tell, so ask for
@@ -148,7 +148,7 @@ func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 func (s *Store) advanceSweep(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &s.refresher
+	r := &s.head.Refresher
 	if !r.Enabled || r.Interval <= 0 || r.NextSweep.IsZero() || r.NextSweep.After(now) {
 		return
 	}

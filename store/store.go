@@ -33,14 +33,9 @@ type Store struct {
 
 	// mu guards the mirror. Entries are immutable: writers replace map
 	// values, readers copy pointers and let go.
-	mu          sync.RWMutex
-	entries     mirror
-	ready       bool
-	gen         int64
-	generatedAt time.Time
-	serverNow   time.Time
-	receivedAt  time.Time
-	refresher   broker.Refresher
+	mu      sync.RWMutex
+	entries mirror
+	head    View // the mirror's View but for its entries (head.Entries stays nil)
 
 	streamConnected atomic.Bool
 	// frameSeen wakes an idle reconciler after an applied frame.
@@ -163,16 +158,8 @@ func (s *Store) Close() {
 func (s *Store) Snapshot() View {
 	now := s.clock.Now()
 	s.mu.RLock()
-	v := View{
-		Ready:       s.ready,
-		Generation:  s.gen,
-		GeneratedAt: s.generatedAt,
-		ServerNow:   s.serverNow,
-		ReceivedAt:  s.receivedAt,
-		Refresher:   s.refresher,
-		Entries:     make([]*Entry, len(s.entries.list)),
-	}
-	copy(v.Entries, s.entries.list)
+	v := s.head
+	v.Entries = slices.Clone(s.entries.list)
 	s.mu.RUnlock()
 	for i, e := range v.Entries {
 		v.Entries[i] = withoutExpiredBlocks(e, now)
@@ -199,7 +186,7 @@ func withoutExpiredBlocks(e *Entry, now time.Time) *Entry {
 func (s *Store) Ready() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.ready
+	return s.head.Ready
 }
 
 func (s *Store) entry(id int64) *Entry {
@@ -211,12 +198,14 @@ func (s *Store) entry(id int64) *Entry {
 // observe wraps a decoded entry for the mirror, carrying rotation
 // tracking over from its previous version (nil for a new credential) and
 // recording a rotation when an OAuth token's material or expiry changed.
-// at is when the change was observed. The mirror takes e as it is: the
-// client hands over each decoded entry once and never touches it again.
-func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
-	next := &Entry{Entry: e}
+// at is when the change was observed. blocksMoved: the rate-limit blocks
+// of a mirrored credential differ in its new version. The mirror takes e
+// as it is: the client hands over each decoded entry once and never
+// touches it again.
+func observe(prev *Entry, e *broker.Entry, at time.Time) (next *Entry, blocksMoved bool) {
+	next = &Entry{Entry: e}
 	if prev == nil {
-		return next
+		return next, false
 	}
 	next.LastRotation, next.Rotations = prev.LastRotation, prev.Rotations
 	if prev.Credential.Type == broker.TypeOAuth && next.Credential.Type == broker.TypeOAuth &&
@@ -224,13 +213,7 @@ func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
 		next.LastRotation = at
 		next.Rotations++
 	}
-	return next
-}
-
-// blocksChanged: a mirrored credential's rate-limit blocks differ in its
-// new version.
-func blocksChanged(prev, next *Entry) bool {
-	return prev != nil && !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b broker.Block) bool {
+	return next, !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b broker.Block) bool {
 		return a.ProviderKey == b.ProviderKey && a.Scope == b.Scope && a.BlockedUntil.Equal(b.BlockedUntil) && a.UpdatedAt.Equal(b.UpdatedAt)
 	})
 }
@@ -242,23 +225,22 @@ func blocksChanged(prev, next *Entry) bool {
 // that lost a race against newer frames.
 func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 	s.mu.Lock()
-	if !force && s.ready && snap.Generation < s.gen && s.streamConnected.Load() {
+	if !force && s.head.Ready && snap.Generation < s.head.Generation && s.streamConnected.Load() {
 		s.mu.Unlock()
 		return false
 	}
-	first := !s.ready
-	reset := s.ready && snap.Generation < s.gen
+	first := !s.head.Ready
+	reset := s.head.Ready && snap.Generation < s.head.Generation
 	next := newMirror(len(snap.Entries))
 	blocksMoved := false
 	for _, e := range snap.Entries {
-		prev := s.entries.get(e.ID)
-		cur := observe(prev, e, snap.ReceivedAt)
-		blocksMoved = blocksMoved || blocksChanged(prev, cur)
+		cur, moved := observe(s.entries.get(e.ID), e, snap.ReceivedAt)
+		blocksMoved = blocksMoved || moved
 		next.set(cur)
 	}
 	s.entries = next
-	s.ready = true
-	s.generatedAt = snap.GeneratedAt
+	s.head.Ready = true
+	s.head.GeneratedAt = snap.GeneratedAt
 	s.applied(snap.Generation, snap.ServerNow, snap.ReceivedAt, snap.Refresher, blocksMoved, reset)
 	if first {
 		s.kickUsage() // the refresher waits for the first snapshot
@@ -274,16 +256,15 @@ func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 // frames with the same generation).
 func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 	s.mu.Lock()
-	if f.Generation < s.gen {
+	if f.Generation < s.head.Generation {
 		s.mu.Unlock()
 		return false
 	}
 	blocksMoved := false
 	switch f.Kind {
 	case broker.FrameEntry:
-		prev := s.entries.get(f.Entry.ID)
-		cur := observe(prev, f.Entry, f.ReceivedAt)
-		blocksMoved = blocksChanged(prev, cur)
+		var cur *Entry
+		cur, blocksMoved = observe(s.entries.get(f.Entry.ID), f.Entry, f.ReceivedAt)
 		s.entries.set(cur)
 	case broker.FrameRemoved:
 		s.entries.del(f.RemovedID)
@@ -298,7 +279,7 @@ func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 // new block usually means a limit was hit; the 18.2.3 client drops its
 // cached usage then too).
 func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher, blocksMoved, reset bool) {
-	s.gen, s.serverNow, s.receivedAt, s.refresher = gen, serverNow, recv, r
+	s.head.Generation, s.head.ServerNow, s.head.ReceivedAt, s.head.Refresher = gen, serverNow, recv, r
 	s.mu.Unlock()
 	if blocksMoved {
 		s.blocksMovedUsage()

@@ -187,8 +187,8 @@ func (s *Store) latchPoll() {
 func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
 	req := broker.SnapshotRequest{}
 	s.mu.RLock()
-	if s.ready && !*unconditional {
-		req = broker.SnapshotRequest{LongPoll: true, Generation: s.gen, Wait: s.opts.PollWait}
+	if s.head.Ready && !*unconditional {
+		req = broker.SnapshotRequest{LongPoll: true, Generation: s.head.Generation, Wait: s.opts.PollWait}
 	}
 	s.mu.RUnlock()
 	res, err := s.broker.Snapshot(s.ctx, req)
