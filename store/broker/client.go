@@ -137,7 +137,7 @@ type request struct {
 	body         []byte
 	header       http.Header
 	timeout      time.Duration
-	maxBody      int // 0 = the client's MaxFrameBytes
+	maxBody      int // 0 = the client's MaxFrameBytes; never negative
 	noAuth       bool
 	// plainRetry turns the retry of a long-poll into an unconditional GET:
 	// after a transport error the broker may have restarted and reused the
@@ -249,10 +249,7 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 		return nil, c.netErr(r, actx, err)
 	}
 	defer resp.Body.Close()
-	limit := c.maxBody
-	if r.maxBody > 0 {
-		limit = r.maxBody
-	}
+	limit := cmp.Or(r.maxBody, c.maxBody)
 	if resp.StatusCode >= 300 {
 		limit = maxErrorBody
 	}
@@ -375,22 +372,16 @@ func (c *Client) Snapshot(ctx context.Context, sr SnapshotRequest) (*SnapshotRes
 		return nil, err
 	}
 	recv := c.clock.Now()
-	etag, hasTag := parseETag(resp.header.Get("ETag"))
+	etag := resp.header.Get("ETag")
 	switch resp.status {
 	case http.StatusNotModified:
-		res := &SnapshotResult{NotModified: true, Generation: sr.Generation}
-		if hasTag {
-			res.Generation = etag
-		}
-		return res, nil
+		return &SnapshotResult{NotModified: true, Generation: parseETag(etag, sr.Generation)}, nil
 	case http.StatusOK:
 		s, err := decodeSnapshot(r.op(), resp.body, recv)
 		if err != nil {
 			return nil, err
 		}
-		if hasTag {
-			s.Generation = etag
-		}
+		s.Generation = parseETag(etag, s.Generation)
 		return &SnapshotResult{Generation: s.Generation, Snapshot: s}, nil
 	default:
 		return nil, c.statusErr(r, resp)
@@ -398,8 +389,8 @@ func (c *Client) Snapshot(ctx context.Context, sr SnapshotRequest) (*SnapshotRes
 }
 
 // parseETag follows the broker's own If-None-Match parsing: trim, drop W/,
-// drop one pair of quotes, a non-negative integer.
-func parseETag(v string) (int64, bool) {
+// drop one pair of quotes, a non-negative integer; otherwise, fallback.
+func parseETag(v string, fallback int64) int64 {
 	v = strings.TrimSpace(v)
 	v = strings.TrimPrefix(v, "W/")
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
@@ -407,9 +398,9 @@ func parseETag(v string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, false
+		return fallback
 	}
-	return n, true
+	return n
 }
 
 // Usage calls GET /v1/usage. The broker fans out to every provider, so the

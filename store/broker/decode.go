@@ -247,6 +247,15 @@ func (r *reader) array(read func()) bool {
 	return r.err == nil
 }
 
+// objects reads an array of objects through fields, appending them to
+// *dst (false for null); each element must be a valid object.
+func objects[T any](r *reader, dst *[]T, fields []field[T]) bool {
+	return r.array(func() {
+		*dst = append(*dst, *new(T))
+		r.require(readObject(r, &(*dst)[len(*dst)-1], fields), "")
+	})
+}
+
 // more reports whether the open object or array has another member or
 // element, and reads its end when not.
 func (r *reader) more() bool {

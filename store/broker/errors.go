@@ -29,11 +29,6 @@ const (
 	ReasonTooLarge        = "too_large" // an answer over its size limit
 )
 
-func isTokenErr(err error) bool {
-	var te *TokenError
-	return errors.As(err, &te)
-}
-
 // SyncReason classifies a failed stream connection, long-poll or
 // reconciling GET.
 func SyncReason(err error) string {
@@ -60,7 +55,7 @@ func SyncReason(err error) string {
 		default:
 			return SyncReason4xx
 		}
-	case isTokenErr(err):
+	case errors.As(err, new(*TokenError)):
 		return SyncReasonUnauthorized
 	case errors.As(err, &ne) && ne.Timeout, errors.Is(err, context.DeadlineExceeded):
 		return SyncReasonTimeout
@@ -90,7 +85,7 @@ func CallReason(err error) string {
 		}
 	case errors.As(err, &pe):
 		return ReasonInvalidResponse
-	case isTokenErr(err):
+	case errors.As(err, new(*TokenError)):
 		return ReasonUnauthorized
 	case errors.As(err, &ne):
 		if ne.Timeout {

@@ -201,12 +201,7 @@ var entryFields = []field[Entry]{
 		}
 		return true
 	}},
-	{"blocks", optional, func(r *reader, e *Entry) bool {
-		return r.array(func() {
-			e.Blocks = append(e.Blocks, Block{})
-			r.require(readObject(r, &e.Blocks[len(e.Blocks)-1], blockFields), "")
-		})
-	}},
+	{"blocks", optional, func(r *reader, e *Entry) bool { return objects(r, &e.Blocks, blockFields) }},
 }
 
 // entry reads an entry; false for null.
@@ -315,10 +310,7 @@ var disabledFields = []field[[]Tombstone]{
 	{"generatedAt", optional, func(r *reader, _ *[]Tombstone) bool { r.skip(); return true }},
 	{"disabled", required, func(r *reader, ts *[]Tombstone) bool {
 		*ts = []Tombstone{}
-		return r.array(func() {
-			*ts = append(*ts, Tombstone{})
-			r.require(readObject(r, &(*ts)[len(*ts)-1], tombstoneFields), "")
-		})
+		return objects(r, ts, tombstoneFields)
 	}},
 }
 
