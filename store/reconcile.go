@@ -126,9 +126,9 @@ func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 		s.adoptSnapshot(res.Snapshot, false)
 	}
 	s.sm.Lock()
-	s.count.SyncRequests[SyncOutcome{ModeReconcile, result}]++
+	inc(&s.count.SyncRequests, SyncOutcome{ModeReconcile, result})
 	if err != nil {
-		s.count.SyncErrors[SyncFailure{ModeReconcile, broker.SyncReason(err)}]++
+		inc(&s.count.SyncErrors, SyncFailure{ModeReconcile, broker.SyncReason(err)})
 	}
 	failingBefore := s.status.reconcileFailing
 	s.status.reconcileFailing = err != nil

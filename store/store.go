@@ -125,7 +125,6 @@ func newStore(opts Options) *Store {
 		log:       opts.Logger,
 		entries:   newMirror(0),
 		frameSeen: make(chan struct{}, 1),
-		count:     newCounters(),
 	}
 	if s.clock == nil {
 		s.clock = broker.WallClock{}

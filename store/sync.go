@@ -10,17 +10,12 @@ import (
 	"github.com/go-kit/log/level"
 )
 
-func newCounters() Counters {
-	return Counters{
-		SyncRequests:     map[SyncOutcome]uint64{},
-		SyncErrors:       map[SyncFailure]uint64{},
-		StreamEvents:     map[FrameOutcome]uint64{},
-		RefreshRequests:  map[CallOutcome]uint64{},
-		RefreshErrors:    map[CallFailure]uint64{},
-		DisableRequests:  map[CallOutcome]uint64{},
-		DisableErrors:    map[CallFailure]uint64{},
-		UsageFetchErrors: map[string]uint64{},
+// inc counts one under key, making the counter's map on first use.
+func inc[K comparable](m *map[K]uint64, key K) {
+	if *m == nil {
+		*m = map[K]uint64{}
 	}
+	(*m)[key]++
 }
 
 // Counters returns a copy of the outcome counters.
@@ -164,7 +159,7 @@ func (s *Store) applyFrame(f *broker.StreamFrame) {
 		result = FrameStale
 	}
 	s.sm.Lock()
-	s.count.StreamEvents[FrameOutcome{f.Kind, result}]++
+	inc(&s.count.StreamEvents, FrameOutcome{f.Kind, result})
 	s.sm.Unlock()
 	select {
 	case s.frameSeen <- struct{}{}:
@@ -214,7 +209,7 @@ func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
 func (s *Store) syncOK(mode Mode, result string) {
 	now := s.clock.Now()
 	s.sm.Lock()
-	s.count.SyncRequests[SyncOutcome{mode.String(), result}]++
+	inc(&s.count.SyncRequests, SyncOutcome{mode.String(), result})
 	s.status.lastError, s.status.lastErrorReason = "", ""
 	s.status.lastSync = now
 	if mode == ModePoll {
@@ -245,9 +240,9 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 	reason := broker.SyncReason(err)
 	s.sm.Lock()
 	if countRequest {
-		s.count.SyncRequests[SyncOutcome{mode.String(), SyncResultError}]++
+		inc(&s.count.SyncRequests, SyncOutcome{mode.String(), SyncResultError})
 	}
-	s.count.SyncErrors[SyncFailure{mode.String(), reason}]++
+	inc(&s.count.SyncErrors, SyncFailure{mode.String(), reason})
 	s.status.lastError, s.status.lastErrorReason = err.Error(), reason
 	if mode == ModePoll {
 		s.status.pollOK = false

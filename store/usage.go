@@ -212,7 +212,7 @@ func (s *Store) fetchUsage() (any, error) {
 	s.sm.Lock()
 	s.count.UsageFetches++
 	if err != nil {
-		s.count.UsageFetchErrors[next.Reason]++
+		inc(&s.count.UsageFetchErrors, next.Reason)
 	}
 	s.sm.Unlock()
 	// Logged before the answer is published, so whoever sees the answer
