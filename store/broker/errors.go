@@ -72,7 +72,7 @@ func CallReason(err error) string {
 		ne *NetError
 	)
 	switch {
-	case errors.Is(err, ErrTooLarge):
+	case errors.As(err, &pe) && pe.TooLarge:
 		return ReasonTooLarge
 	case errors.As(err, &he):
 		switch he.Status {
@@ -93,7 +93,7 @@ func CallReason(err error) string {
 		}
 		return ReasonNetwork
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		// The caller stopped waiting for the
+		// The caller stopped waiting for the answer.
 		return ReasonTimeout
 	default:
 		return ReasonNetwork
@@ -149,12 +149,6 @@ type ProtocolError struct {
 func (e *ProtocolError) Error() string {
 	return "auth-broker " + e.Op + ": invalid response: " + e.Detail
 }
-
-// ErrTooLarge matches (errors.Is) a ProtocolError for a body or frame over
-// its size limit.
-var ErrTooLarge = errors.New("auth-broker response over its size limit")
-
-func (e *ProtocolError) Is(target error) bool { return target == ErrTooLarge && e.TooLarge }
 
 func protoErr(op, format string, args ...any) *ProtocolError {
 	return &ProtocolError{Op: op, Detail: fmt.Sprintf(format, args...)}
