@@ -136,12 +136,12 @@ func newStore(opts Options) *Store {
 	return s
 }
 
-// String, GoString and Format print a summary instead of the store's fields.
+// String and Format (which fmt prefers for every verb, %#v included)
+// print a summary instead of the store's fields.
 func (s *Store) String() string {
 	v := s.Snapshot()
 	return fmt.Sprintf("store.Store(generation %d, %d credentials)", v.Generation, len(v.Entries))
 }
-func (s *Store) GoString() string           { return s.String() }
 func (s *Store) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
 // Close stops the background sync and every goroutine the store owns,

@@ -40,7 +40,6 @@ func (t *staticToken) Token() (string, error) {
 }
 func (t *staticToken) Reload() (bool, error)      { return false, nil }
 func (t *staticToken) String() string             { return "StaticToken(" + redacted + ")" }
-func (t *staticToken) GoString() string           { return t.String() }
 func (t *staticToken) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, t.String()) }
 
 // FileToken reads the token from path (trimmed, like the broker's own token
@@ -93,5 +92,4 @@ func (t *fileToken) Reload() (bool, error) {
 }
 
 func (t *fileToken) String() string             { return "FileToken(" + t.path + ")" }
-func (t *fileToken) GoString() string           { return t.String() }
 func (t *fileToken) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, t.String()) }
