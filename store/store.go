@@ -70,19 +70,16 @@ func (s *Store) notify() {
 	}
 }
 
+// syncState is the sync status as the sync loop keeps it. Of its
+// SyncStatus, Mode, StreamConnected and Live are left zero: Status works
+// them out when asked.
 type syncState struct {
-	streamUnsupported bool
-	pollOK            bool
-	lastPollAnswer    time.Time
-	lastSync          time.Time
-	lastError         string
-	lastErrorReason   string
-	resets            uint64
-	skew              time.Duration
-	hasSkew           bool
-	connected         bool // a sync attempt has succeeded
-	failures          int  // failed attempts since the last success
-	reconcileFailing  bool
+	SyncStatus
+	pollOK           bool
+	lastPollAnswer   time.Time
+	connected        bool // a sync attempt has succeeded
+	failures         int  // failed attempts since the last success
+	reconcileFailing bool
 }
 
 // setDefaults fills in the defaults Options documents; a zero UsageTTL or
@@ -285,11 +282,11 @@ func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher
 	}
 	s.sm.Lock()
 	if reset {
-		s.status.resets++
+		s.status.GenerationResets++
 	}
-	s.status.lastSync = recv
-	s.status.skew = recv.Sub(serverNow)
-	s.status.hasSkew = true
+	s.status.LastSync = recv
+	s.status.ClockSkew = recv.Sub(serverNow)
+	s.status.HasClockSkew = true
 	s.sm.Unlock()
 }
 

@@ -40,7 +40,7 @@ func (s *Store) mode() Mode {
 	}
 	s.sm.Lock()
 	defer s.sm.Unlock()
-	if s.status.streamUnsupported {
+	if s.status.StreamUnsupported {
 		return ModePoll
 	}
 	return ModeStream
@@ -53,17 +53,8 @@ func (s *Store) Status() SyncStatus {
 	connected := s.streamConnected.Load()
 	s.sm.Lock()
 	defer s.sm.Unlock()
-	st := SyncStatus{
-		Mode:              mode,
-		StreamConnected:   connected,
-		StreamUnsupported: s.status.streamUnsupported,
-		LastSync:          s.status.lastSync,
-		LastError:         s.status.lastError,
-		LastErrorReason:   s.status.lastErrorReason,
-		GenerationResets:  s.status.resets,
-		ClockSkew:         s.status.skew,
-		HasClockSkew:      s.status.hasSkew,
-	}
+	st := s.status.SyncStatus
+	st.Mode, st.StreamConnected = mode, connected
 	if mode == ModeStream {
 		st.Live = connected
 	} else {
@@ -170,7 +161,7 @@ func (s *Store) applyFrame(f *broker.StreamFrame) {
 
 func (s *Store) latchPoll() {
 	s.sm.Lock()
-	s.status.streamUnsupported = true
+	s.status.StreamUnsupported = true
 	s.sm.Unlock()
 	s.notify()
 	level.Info(s.log).Log("msg", "auth-broker has no snapshot stream (404); using long-poll from now on")
@@ -210,8 +201,8 @@ func (s *Store) syncOK(mode Mode, result string) {
 	now := s.clock.Now()
 	s.sm.Lock()
 	inc(&s.count.SyncRequests, SyncOutcome{mode.String(), result})
-	s.status.lastError, s.status.lastErrorReason = "", ""
-	s.status.lastSync = now
+	s.status.LastError, s.status.LastErrorReason = "", ""
+	s.status.LastSync = now
 	if mode == ModePoll {
 		s.status.pollOK = true
 		s.status.lastPollAnswer = now
@@ -243,7 +234,7 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 		inc(&s.count.SyncRequests, SyncOutcome{mode.String(), SyncResultError})
 	}
 	inc(&s.count.SyncErrors, SyncFailure{mode.String(), reason})
-	s.status.lastError, s.status.lastErrorReason = err.Error(), reason
+	s.status.LastError, s.status.LastErrorReason = err.Error(), reason
 	if mode == ModePoll {
 		s.status.pollOK = false
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -193,20 +194,16 @@ func (c *Client) do(ctx context.Context, r *request) (resp *response, err error)
 }
 
 func (c *Client) attempts(ctx context.Context, r *request, tok string) (*response, error) {
-	var last error
-	for attempt := 0; attempt < 2; attempt++ {
+	for attempt := 1; ; attempt++ {
 		resp, err := c.once(ctx, r, tok)
-		if err == nil {
+		switch {
+		case err == nil:
 			return resp, nil
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		}
-		var ne *NetError
-		if !errors.As(err, &ne) {
+		case attempt == 2 || !errors.As(err, new(*NetError)):
 			return nil, err
 		}
-		last = err
 		if r.plainRetry {
 			plain := *r
 			plain.query, plain.timeout = nil, c.timeout
@@ -215,7 +212,6 @@ func (c *Client) attempts(ctx context.Context, r *request, tok string) (*respons
 			r = &plain
 		}
 	}
-	return nil, last
 }
 
 func (c *Client) once(ctx context.Context, r *request, tok string) (*response, error) {
@@ -241,9 +237,7 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	for k, v := range r.header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, r.header)
 	resp, err := c.httpc.Do(req)
 	if err != nil {
 		return nil, c.netErr(r, actx, err)

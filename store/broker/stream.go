@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -148,9 +149,7 @@ func (c *Client) stream(ctx context.Context, cfg streamConfig, handle func(*Stre
 }
 
 func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, handle func(*StreamFrame) error) error {
-	if cfg.idle <= 0 {
-		cfg.idle = c.idle
-	}
+	cfg.idle = cmp.Or(max(cfg.idle, 0), c.idle)
 	if cfg.clock == nil {
 		cfg.clock = c.clock
 	}
@@ -229,11 +228,7 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		return ErrStreamIdle
 	case err == nil:
 		return ErrStreamEnded
-	}
-	var pe *ProtocolError
-	var he *HTTPError
-	switch {
-	case errors.Is(err, ErrStreamUnsupported), errors.As(err, &pe), errors.As(err, &he):
+	case errors.Is(err, ErrStreamUnsupported), errors.As(err, new(*ProtocolError)), errors.As(err, new(*HTTPError)):
 		return err
 	case errors.Is(err, bufio.ErrTooLong):
 		return &ProtocolError{Op: "stream", Detail: fmt.Sprintf("frame larger than %d bytes", c.maxBody), TooLarge: true}
