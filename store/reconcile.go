@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -100,13 +101,10 @@ func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 	// deadline passed) is rescheduled when the sweep ends, and the broker
 	// does not bump its generation for that: a 304 cannot tell, so ask for
 	// the whole snapshot.
-	plain := false
-	for _, e := range s.entries.list {
-		if d, ok := e.RotationDeadline(); ok && e.RotatesIn == 0 && !d.After(now) {
-			plain = true
-			break
-		}
-	}
+	plain := slices.ContainsFunc(s.entries.list, func(e *Entry) bool {
+		d, ok := e.RotationDeadline()
+		return ok && e.RotatesIn == 0 && !d.After(now)
+	})
 	s.mu.RUnlock()
 	// wait=1 ms: the broker answers a matching tag with 304 after the wait,
 	// and a different generation with 200 at once (a wait of 0 would

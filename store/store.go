@@ -53,8 +53,7 @@ type Store struct {
 	// soon (blocksMovedUsage). usageWake ends the refresher's current wait.
 	usageKicked      atomic.Bool
 	usageBlocksMoved atomic.Bool
-	usageWakeMu      sync.Mutex
-	usageWake        context.CancelFunc
+	usageWake        atomic.Pointer[context.CancelFunc]
 	// usageUnready: the sync loop failed before a first snapshot, which
 	// releases the refresher without one (once).
 	usageUnready sync.Once

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/store/broker"
@@ -35,12 +36,9 @@ func (s *Store) Counters() Counters {
 }
 
 func (s *Store) mode() Mode {
-	if !s.opts.Stream {
-		return ModePoll
-	}
 	s.sm.Lock()
 	defer s.sm.Unlock()
-	if s.status.StreamUnsupported {
+	if !s.opts.Stream || s.status.StreamUnsupported {
 		return ModePoll
 	}
 	return ModeStream
@@ -76,21 +74,19 @@ func (s *Store) run() {
 	bo := newRetryDelay(s.opts.BackoffInitial, s.opts.BackoffMax)
 	unconditional := true
 	for s.ctx.Err() == nil {
-		if s.mode() == ModeStream {
-			err := s.followStream(&bo)
-			if s.ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, broker.ErrStreamUnsupported) {
-				s.latchPoll()
-				continue
-			}
-			if !s.sleep(bo.Next()) {
+		if s.mode() == ModePoll {
+			if !s.pollOnce(&bo, &unconditional) {
 				return
 			}
 			continue
 		}
-		if !s.pollOnce(&bo, &unconditional) {
+		err := s.followStream(&bo)
+		switch {
+		case s.ctx.Err() != nil:
+			return
+		case errors.Is(err, broker.ErrStreamUnsupported):
+			s.latchPoll()
+		case !s.sleep(bo.Next()):
 			return
 		}
 	}
@@ -103,12 +99,10 @@ func (s *Store) followStream(bo *retryDelay) error {
 	connected := false
 	before := *bo
 	conn, endConn := context.WithCancel(s.ctx)
-	reconciled := make(chan struct{})
+	var reconciler sync.WaitGroup
 	defer func() {
 		endConn()
-		if connected && s.opts.ReconcileEvery > 0 {
-			<-reconciled // gone before the loop sleeps or reconnects
-		}
+		reconciler.Wait() // gone before the loop sleeps or reconnects
 	}()
 	err := s.broker.Stream(conn, func(f *broker.StreamFrame) error {
 		s.applyFrame(f)
@@ -118,10 +112,7 @@ func (s *Store) followStream(bo *retryDelay) error {
 			bo.Reset()
 			s.syncOK(ModeStream, SyncResultOK)
 			if s.opts.ReconcileEvery > 0 {
-				go func(opened time.Time) {
-					defer close(reconciled)
-					s.reconcile(conn, opened)
-				}(f.ReceivedAt)
+				reconciler.Go(func() { s.reconcile(conn, f.ReceivedAt) })
 			}
 		}
 		return nil
@@ -131,8 +122,7 @@ func (s *Store) followStream(bo *retryDelay) error {
 	if s.ctx.Err() != nil {
 		return err
 	}
-	var pe *broker.ProtocolError
-	if connected && errors.As(err, &pe) {
+	if connected && errors.As(err, new(*broker.ProtocolError)) {
 		// A broker that sends a snapshot, then a frame the exporter cannot
 		// read, on every connection was not healthy after all: keep
 		// escalating rather than fetch a full snapshot every 500 ms.

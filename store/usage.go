@@ -127,9 +127,7 @@ func (s *Store) refreshUsage() {
 func (s *Store) waitUsage(last *Usage, wait time.Duration) bool {
 	for {
 		ctx, wake := context.WithCancel(s.ctx)
-		s.usageWakeMu.Lock()
-		s.usageWake = wake // installed before the flags are read: no call is missed
-		s.usageWakeMu.Unlock()
+		s.usageWake.Store(&wake) // installed before the flags are read: no call is missed
 		at, due := s.nextUsageFetch(last, wait)
 		now := s.clock.Now()
 		switch {
@@ -181,11 +179,9 @@ func (s *Store) blocksMovedUsage() { s.callForUsage(&s.usageBlocksMoved) }
 
 func (s *Store) callForUsage(flag *atomic.Bool) {
 	flag.Store(true)
-	s.usageWakeMu.Lock()
-	if s.usageWake != nil {
-		s.usageWake()
+	if wake := s.usageWake.Load(); wake != nil {
+		(*wake)()
 	}
-	s.usageWakeMu.Unlock()
 }
 
 // fetchUsage is the one fetch, on the refresher's goroutine; its context
