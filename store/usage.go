@@ -155,18 +155,10 @@ func (s *Store) nextUsageFetch(last *Usage, wait time.Duration) (at time.Time, d
 	if last == nil {
 		return time.Time{}, false
 	}
-	at = last.AttemptedAt.Add(wait)
 	if s.usageBlocksMoved.Load() {
-		at = minTime(at, last.AttemptedAt.Add(s.opts.UsageTTL/3))
+		wait = min(wait, s.opts.UsageTTL/3)
 	}
-	return at, true
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+	return last.AttemptedAt.Add(wait), true
 }
 
 // kickUsage makes the refresher fetch now, whatever the age of the last

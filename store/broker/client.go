@@ -256,17 +256,14 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	}
 	_, err = buf.ReadFrom(io.LimitReader(resp.Body, int64(limit)+1))
 	b := buf.Bytes()
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, c.netErr(r, actx, err)
+	case len(b) > limit && resp.StatusCode < 300:
+		return nil, &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
 	}
-	if len(b) > limit {
-		if resp.StatusCode >= 300 {
-			b = b[:limit]
-		} else {
-			return nil, &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
-		}
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	// An error answer over its limit is cut: only its message is read.
+	return &response{status: resp.StatusCode, header: resp.Header, body: b[:min(len(b), limit)]}, nil
 }
 
 func (c *Client) netErr(r *request, actx context.Context, err error) error {

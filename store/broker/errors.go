@@ -32,11 +32,9 @@ const (
 // SyncReason classifies a failed stream connection, long-poll or
 // reconciling GET.
 func SyncReason(err error) string {
-	var (
-		he *HTTPError
-		pe *ProtocolError
-		ne *NetError
-	)
+	var he *HTTPError
+	var pe *ProtocolError
+	var ne *NetError
 	switch {
 	case errors.Is(err, ErrStreamIdle):
 		return SyncReasonIdle
@@ -66,11 +64,9 @@ func SyncReason(err error) string {
 
 // CallReason classifies a failed refresh, disable or usage call.
 func CallReason(err error) string {
-	var (
-		he *HTTPError
-		pe *ProtocolError
-		ne *NetError
-	)
+	var he *HTTPError
+	var pe *ProtocolError
+	var ne *NetError
 	switch {
 	case errors.As(err, &pe) && pe.TooLarge:
 		return ReasonTooLarge
