@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,10 +108,7 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
+	msg := cmp.Or(e.Message, http.StatusText(e.Status))
 	return fmt.Sprintf("auth-broker %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, msg)
 }
 

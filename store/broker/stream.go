@@ -119,7 +119,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	// is what unblocks r3labs' reader when the watchdog or the handler ends
 	// the connection.
 	context.AfterFunc(req.Context(), func() { body.Close() })
-	resp.Body = newEventChunker(&observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut})
+	resp.Body = &eventChunker{ReadCloser: &observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut}}
 	return resp, nil
 }
 
