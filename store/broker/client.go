@@ -362,17 +362,15 @@ func (c *Client) Snapshot(ctx context.Context, sr SnapshotRequest) (*SnapshotRes
 	if err != nil {
 		return nil, err
 	}
-	recv := c.clock.Now()
-	etag := resp.header.Get("ETag")
 	switch resp.status {
 	case http.StatusNotModified:
-		return &SnapshotResult{NotModified: true, Generation: parseETag(etag, sr.Generation)}, nil
+		return &SnapshotResult{NotModified: true, Generation: parseETag(resp.header.Get("ETag"), sr.Generation)}, nil
 	case http.StatusOK:
-		s, err := decodeSnapshot(r.op(), resp.body, recv)
+		s, err := decodeSnapshot(r.op(), resp.body, c.clock.Now())
 		if err != nil {
 			return nil, err
 		}
-		s.Generation = parseETag(etag, s.Generation)
+		s.Generation = parseETag(resp.header.Get("ETag"), s.Generation)
 		return &SnapshotResult{Generation: s.Generation, Snapshot: s}, nil
 	default:
 		return nil, c.statusErr(r, resp)

@@ -144,11 +144,10 @@ func (r *reader) value() jsontext.Value {
 	return v
 }
 
+// skip skips a value; after a failure, what it skips is never read.
 func (r *reader) skip() {
-	if r.err == nil {
-		if err := r.dec.SkipValue(); err != nil {
-			r.syntax(err)
-		}
+	if err := r.dec.SkipValue(); err != nil {
+		r.syntax(err)
 	}
 }
 

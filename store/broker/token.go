@@ -68,15 +68,11 @@ func (t *fileToken) read() (string, error) {
 func (t *fileToken) Token() (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.tok != "" {
-		return t.tok, nil
+	var err error
+	if t.tok == "" {
+		t.tok, err = t.read() // "" on error: read again next time
 	}
-	tok, err := t.read()
-	if err != nil {
-		return "", err
-	}
-	t.tok = tok
-	return tok, nil
+	return t.tok, err
 }
 
 func (t *fileToken) Reload() (bool, error) {
