@@ -71,20 +71,16 @@ type FrameDecoder struct {
 func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error) {
 	d.r.reset("stream", data)
 	d.r.pool, d.r.recv = &d.pool, recv
-	f := d.r.frame(false)
-	err := d.r.finish()
+	f, err := d.r.frame(false)
 	d.r.reset("", nil) // let go of data, which may be a snapshot of megabytes
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return f, err
 }
 
 func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 	r := newReader(op, data, nil)
 	r.recv = recv
-	f := r.frame(true)
-	if err := r.finish(); err != nil {
+	f, err := r.frame(true)
+	if err != nil {
 		return nil, err
 	}
 	return f.Snapshot, nil
@@ -134,9 +130,10 @@ var frameFields = []field[wireFrame]{
 	{"id", optional, func(r *reader, f *wireFrame) bool { f.hasID = r.int(&f.RemovedID); return true }},
 }
 
-// frame reads a stream frame of any kind or, with document set, the
-// answer of GET /v1/snapshot (a snapshot frame without its kind).
-func (r *reader) frame(document bool) *StreamFrame {
+// frame decodes a whole document: a stream frame of any kind or, with
+// document set, the answer of GET /v1/snapshot (a snapshot frame without
+// its kind).
+func (r *reader) frame(document bool) (*StreamFrame, error) {
 	w := &wireFrame{StreamFrame: StreamFrame{ReceivedAt: r.recv}, document: document}
 	readObject(r, w, frameFields)
 	f := &w.StreamFrame
@@ -160,10 +157,10 @@ func (r *reader) frame(document bool) *StreamFrame {
 	default:
 		r.require(false, "kind")
 	}
-	if r.err != nil {
-		return nil
+	if err := r.finish(); err != nil {
+		return nil, err
 	}
-	return f
+	return f, nil
 }
 
 var refresherFields = []field[Refresher]{
