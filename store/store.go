@@ -81,9 +81,9 @@ type syncState struct {
 	reconcileFailing bool
 }
 
-// setDefaults fills in the defaults Options documents; a zero UsageTTL or
-// ReconcileEvery is defaulted (a negative one turns it off), a non-positive
-// PollWait or backoff bound is.
+// setDefaults fills in the defaults Options documents: for a zero UsageTTL
+// or ReconcileEvery (a negative one turns it off), and for a non-positive
+// PollWait or backoff bound.
 func (o *Options) setDefaults() {
 	o.UsageTTL = cmp.Or(o.UsageTTL, 15*time.Second)
 	o.PollWait = cmp.Or(max(o.PollWait, 0), 30*time.Second)

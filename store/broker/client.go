@@ -114,10 +114,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	return c, nil
 }
 
-// String and Format (which fmt prefers for every verb, %#v included)
-// keep fmt from walking into the client's
-// fields (the token source sits behind an unexported field, where fmt
-// would ignore its own redacting Format).
+// String and Format (which fmt prefers for every verb, %#v included) keep
+// fmt from walking into the client's fields (the token source sits behind
+// an unexported field, where fmt would ignore its own redacting Format).
 func (c Client) String() string             { return "broker.Client(" + c.base + ")" }
 func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
