@@ -17,7 +17,10 @@ import (
 // RefreshOAuthCredential asks the broker to refresh id now and counts the
 // outcome by provider; a non-OAuth answer is an invalid response.
 func (s *Store) RefreshOAuthCredential(ctx context.Context, id int64) error {
-	provider := s.providerOf(id)
+	provider := unknownProvider
+	if m := s.entry(id); m != nil {
+		provider = m.Provider
+	}
 	e, err := s.broker.Refresh(ctx, id)
 	if err == nil && e.Credential.Type != broker.TypeOAuth {
 		err = &broker.ProtocolError{Op: "POST /v1/credential/" + strconv.FormatInt(id, 10) + "/refresh",
@@ -26,7 +29,7 @@ func (s *Store) RefreshOAuthCredential(ctx context.Context, id int64) error {
 	if e != nil && provider == unknownProvider {
 		provider = e.Provider
 	}
-	s.countCall(s.count.RefreshRequests, s.count.RefreshErrors, provider, err)
+	s.countCall(&s.count.RefreshRequests, &s.count.RefreshErrors, provider, err)
 	return err
 }
 
@@ -38,17 +41,20 @@ func (s *Store) DisableCredentialRemote(ctx context.Context, id int64, cause str
 		return false, nil
 	}
 	err := s.broker.Disable(ctx, id, cause)
-	s.countCall(s.count.DisableRequests, s.count.DisableErrors, e.Provider, err)
+	s.countCall(&s.count.DisableRequests, &s.count.DisableErrors, e.Provider, err)
 	return err == nil, err
 }
 
-func (s *Store) countCall(requests map[CallOutcome]uint64, errs map[CallFailure]uint64, provider string, err error) {
+// unknownProvider labels a call about an id the mirror does not hold.
+const unknownProvider = "unknown"
+
+func (s *Store) countCall(requests *map[CallOutcome]uint64, errs *map[CallFailure]uint64, provider string, err error) {
 	s.sm.Lock()
 	defer s.sm.Unlock()
 	if err == nil {
-		requests[CallOutcome{provider, SyncResultOK}]++
+		inc(requests, CallOutcome{provider, SyncResultOK})
 		return
 	}
-	requests[CallOutcome{provider, SyncResultError}]++
-	errs[CallFailure{provider, broker.CallReason(err)}]++
+	inc(requests, CallOutcome{provider, SyncResultError})
+	inc(errs, CallFailure{provider, broker.CallReason(err)})
 }

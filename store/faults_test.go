@@ -381,7 +381,7 @@ func runFault(t *testing.T, row faultRow) {
 	if row.atStart {
 		row.inject(e)
 		e.start(opts)
-		c0 = newCounters()
+		c0 = Counters{}
 	} else {
 		e.start(opts)
 		want := e.brokerState()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -69,8 +70,8 @@ func (s *Store) nextCheck(checked time.Time) (time.Time, bool) {
 		}
 	}
 	s.mu.RLock()
-	if !s.refresher.NextSweep.IsZero() {
-		consider(s.refresher.NextSweep)
+	if !s.head.Refresher.NextSweep.IsZero() {
+		consider(s.head.Refresher.NextSweep)
 	}
 	for _, e := range s.entries.list {
 		d, ok := e.RotationDeadline()
@@ -95,18 +96,15 @@ func (s *Store) nextCheck(checked time.Time) (time.Time, bool) {
 // reconcileOnce asks whether the broker moved past the mirror's generation.
 func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 	s.mu.RLock()
-	gen := s.gen
+	gen := s.head.Generation
 	// An entry last sent while its refresh was under way (rotatesIn 0, the
 	// deadline passed) is rescheduled when the sweep ends, and the broker
 	// does not bump its generation for that: a 304 cannot tell, so ask for
 	// the whole snapshot.
-	plain := false
-	for _, e := range s.entries.list {
-		if d, ok := e.RotationDeadline(); ok && e.RotatesIn == 0 && !d.After(now) {
-			plain = true
-			break
-		}
-	}
+	plain := slices.ContainsFunc(s.entries.list, func(e *Entry) bool {
+		d, ok := e.RotationDeadline()
+		return ok && e.RotatesIn == 0 && !d.After(now)
+	})
 	s.mu.RUnlock()
 	// wait=1 ms: the broker answers a matching tag with 304 after the wait,
 	// and a different generation with 200 at once (a wait of 0 would
@@ -126,9 +124,9 @@ func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 		s.adoptSnapshot(res.Snapshot, false)
 	}
 	s.sm.Lock()
-	s.count.SyncRequests[SyncOutcome{ModeReconcile, result}]++
+	inc(&s.count.SyncRequests, SyncOutcome{ModeReconcile, result})
 	if err != nil {
-		s.count.SyncErrors[SyncFailure{ModeReconcile, broker.SyncReason(err)}]++
+		inc(&s.count.SyncErrors, SyncFailure{ModeReconcile, broker.SyncReason(err)})
 	}
 	failingBefore := s.status.reconcileFailing
 	s.status.reconcileFailing = err != nil
@@ -148,7 +146,7 @@ func (s *Store) reconcileOnce(ctx context.Context, now time.Time) {
 func (s *Store) advanceSweep(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &s.refresher
+	r := &s.head.Refresher
 	if !r.Enabled || r.Interval <= 0 || r.NextSweep.IsZero() || r.NextSweep.After(now) {
 		return
 	}

@@ -19,10 +19,7 @@ func (b *retryDelay) Next() time.Duration {
 	if b.next > b.max || b.next <= 0 {
 		b.next = b.max
 	}
-	if d > b.max {
-		d = b.max
-	}
-	return d
+	return min(d, b.max)
 }
 
 func (b *retryDelay) Reset() { b.next = b.initial }

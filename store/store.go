@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/store/broker"
+	"github.com/go-kit/log"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -28,19 +30,12 @@ type Store struct {
 	ctx    context.Context // owned goroutines stop when Close cancels it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	lifeMu sync.Mutex
-	closed bool
 
 	// mu guards the mirror. Entries are immutable: writers replace map
 	// values, readers copy pointers and let go.
-	mu          sync.RWMutex
-	entries     mirror
-	ready       bool
-	gen         int64
-	generatedAt time.Time
-	serverNow   time.Time
-	receivedAt  time.Time
-	refresher   broker.Refresher
+	mu      sync.RWMutex
+	entries mirror
+	head    View // the mirror's View but for its entries (head.Entries stays nil)
 
 	streamConnected atomic.Bool
 	// frameSeen wakes an idle reconciler after an applied frame.
@@ -58,8 +53,7 @@ type Store struct {
 	// soon (blocksMovedUsage). usageWake ends the refresher's current wait.
 	usageKicked      atomic.Bool
 	usageBlocksMoved atomic.Bool
-	usageWakeMu      sync.Mutex
-	usageWake        context.CancelFunc
+	usageWake        atomic.Pointer[context.CancelFunc]
 	// usageUnready: the sync loop failed before a first snapshot, which
 	// releases the refresher without one (once).
 	usageUnready sync.Once
@@ -67,8 +61,6 @@ type Store struct {
 	// changed, when set (tests), is called after every state change the
 	// sync loop or an owned goroutine makes.
 	changed func()
-	// streamBytes, when set (tests), sees every read from the stream body.
-	streamBytes func()
 }
 
 func (s *Store) notify() {
@@ -77,48 +69,27 @@ func (s *Store) notify() {
 	}
 }
 
+// syncState is the sync status as the sync loop keeps it. Of its
+// SyncStatus, Mode, StreamConnected and Live are left zero: Status works
+// them out when asked.
 type syncState struct {
-	streamUnsupported bool
-	pollOK            bool
-	lastPollAnswer    time.Time
-	lastSync          time.Time
-	lastError         string
-	lastErrorReason   string
-	resets            uint64
-	skew              time.Duration
-	hasSkew           bool
-	health            health
-	failures          int
-	reconcileFailing  bool
+	SyncStatus
+	pollOK           bool
+	lastPollAnswer   time.Time
+	connected        bool // a sync attempt has succeeded
+	failures         int  // failed attempts since the last success
+	reconcileFailing bool
 }
 
-type health int
-
-const (
-	healthUnknown health = iota
-	healthUp
-	healthDown
-)
-
+// setDefaults fills in the defaults Options documents: for a zero UsageTTL
+// or ReconcileEvery (a negative one turns it off), and for a non-positive
+// PollWait or backoff bound.
 func (o *Options) setDefaults() {
-	if o.UsageTTL == 0 {
-		o.UsageTTL = 15 * time.Second
-	}
-	if o.PollWait <= 0 {
-		o.PollWait = 30 * time.Second
-	}
-	if o.BackoffInitial <= 0 {
-		o.BackoffInitial = 500 * time.Millisecond
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = 30 * time.Second
-	}
-	if o.BackoffMax < o.BackoffInitial {
-		o.BackoffMax = o.BackoffInitial
-	}
-	if o.ReconcileEvery == 0 {
-		o.ReconcileEvery = 5 * time.Second
-	}
+	o.UsageTTL = cmp.Or(o.UsageTTL, 15*time.Second)
+	o.PollWait = cmp.Or(max(o.PollWait, 0), 30*time.Second)
+	o.BackoffInitial = cmp.Or(max(o.BackoffInitial, 0), 500*time.Millisecond)
+	o.BackoffMax = max(cmp.Or(max(o.BackoffMax, 0), 30*time.Second), o.BackoffInitial)
+	o.ReconcileEvery = cmp.Or(o.ReconcileEvery, 5*time.Second)
 }
 
 // New starts the background sync (stream first, long-poll after a 404)
@@ -134,17 +105,9 @@ func New(opts Options) *Store {
 }
 
 func (s *Store) start() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.run()
-	}()
+	s.wg.Go(s.run)
 	if s.opts.UsageTTL > 0 {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.refreshUsage()
-		}()
+		s.wg.Go(s.refreshUsage)
 	}
 }
 
@@ -158,52 +121,28 @@ func newStore(opts Options) *Store {
 		log:       opts.Logger,
 		entries:   newMirror(0),
 		frameSeen: make(chan struct{}, 1),
-		count:     newCounters(),
 	}
 	if s.clock == nil {
 		s.clock = broker.WallClock{}
 	}
 	if s.log == nil {
-		s.log = nopLogger{}
+		s.log = log.NewNopLogger()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
-// String, GoString and Format print a summary instead of the store's fields.
+// String and Format (which fmt prefers for every verb, %#v included)
+// print a summary instead of the store's fields.
 func (s *Store) String() string {
 	v := s.Snapshot()
 	return fmt.Sprintf("store.Store(generation %d, %d credentials)", v.Generation, len(v.Entries))
 }
-func (s *Store) GoString() string           { return s.String() }
 func (s *Store) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
-type nopLogger struct{}
-
-func (nopLogger) Log(...any) error { return nil }
-
-// enterOwned registers a goroutine that Close waits for (it calls
-// s.wg.Done when it ends); false once the store is closed.
-func (s *Store) enterOwned() bool {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
-}
-
 // Close stops the background sync and every goroutine the store owns,
-// including a shared usage fetch in flight.
+// including a shared usage fetch in flight. A second Close waits too.
 func (s *Store) Close() {
-	s.lifeMu.Lock()
-	if s.closed {
-		s.lifeMu.Unlock()
-		return
-	}
-	s.closed = true
-	s.lifeMu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 }
@@ -214,16 +153,8 @@ func (s *Store) Close() {
 func (s *Store) Snapshot() View {
 	now := s.clock.Now()
 	s.mu.RLock()
-	v := View{
-		Ready:       s.ready,
-		Generation:  s.gen,
-		GeneratedAt: s.generatedAt,
-		ServerNow:   s.serverNow,
-		ReceivedAt:  s.receivedAt,
-		Refresher:   s.refresher,
-		Entries:     make([]*Entry, len(s.entries.list)),
-	}
-	copy(v.Entries, s.entries.list)
+	v := s.head
+	v.Entries = slices.Clone(s.entries.list)
 	s.mu.RUnlock()
 	for i, e := range v.Entries {
 		v.Entries[i] = withoutExpiredBlocks(e, now)
@@ -232,24 +163,14 @@ func (s *Store) Snapshot() View {
 }
 
 func withoutExpiredBlocks(e *Entry, now time.Time) *Entry {
-	expired := 0
-	for i := range e.Blocks {
-		if !e.Blocks[i].BlockedUntil.After(now) {
-			expired++
-		}
-	}
-	if expired == 0 {
+	expired := func(b broker.Block) bool { return !b.BlockedUntil.After(now) }
+	if !slices.ContainsFunc(e.Blocks, expired) {
 		return e
 	}
 	be := *e.Entry
-	be.Blocks = nil
-	if expired < len(e.Blocks) {
-		be.Blocks = make([]broker.Block, 0, len(e.Blocks)-expired)
-		for _, b := range e.Blocks {
-			if b.BlockedUntil.After(now) {
-				be.Blocks = append(be.Blocks, b)
-			}
-		}
+	be.Blocks = slices.DeleteFunc(slices.Clone(e.Blocks), expired)
+	if len(be.Blocks) == 0 {
+		be.Blocks = nil
 	}
 	cp := *e
 	cp.Entry = &be
@@ -260,7 +181,7 @@ func withoutExpiredBlocks(e *Entry, now time.Time) *Entry {
 func (s *Store) Ready() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.ready
+	return s.head.Ready
 }
 
 func (s *Store) entry(id int64) *Entry {
@@ -269,25 +190,17 @@ func (s *Store) entry(id int64) *Entry {
 	return s.entries.get(id)
 }
 
-// unknownProvider labels a call about an id the mirror does not hold.
-const unknownProvider = "unknown"
-
-func (s *Store) providerOf(id int64) string {
-	if e := s.entry(id); e != nil {
-		return e.Provider
-	}
-	return unknownProvider
-}
-
 // observe wraps a decoded entry for the mirror, carrying rotation
 // tracking over from its previous version (nil for a new credential) and
 // recording a rotation when an OAuth token's material or expiry changed.
-// at is when the change was observed. The mirror takes e as it is: the
-// client hands over each decoded entry once and never touches it again.
-func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
-	next := &Entry{Entry: e}
+// at is when the change was observed. blocksMoved: the rate-limit blocks
+// of a mirrored credential differ in its new version. The mirror takes e
+// as it is: the client hands over each decoded entry once and never
+// touches it again.
+func observe(prev *Entry, e *broker.Entry, at time.Time) (next *Entry, blocksMoved bool) {
+	next = &Entry{Entry: e}
 	if prev == nil {
-		return next
+		return next, false
 	}
 	next.LastRotation, next.Rotations = prev.LastRotation, prev.Rotations
 	if prev.Credential.Type == broker.TypeOAuth && next.Credential.Type == broker.TypeOAuth &&
@@ -295,13 +208,7 @@ func observe(prev *Entry, e *broker.Entry, at time.Time) *Entry {
 		next.LastRotation = at
 		next.Rotations++
 	}
-	return next
-}
-
-// blocksChanged: a mirrored credential's rate-limit blocks differ in its
-// new version.
-func blocksChanged(prev, next *Entry) bool {
-	return prev != nil && !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b broker.Block) bool {
+	return next, !slices.EqualFunc(prev.Blocks, next.Blocks, func(a, b broker.Block) bool {
 		return a.ProviderKey == b.ProviderKey && a.Scope == b.Scope && a.BlockedUntil.Equal(b.BlockedUntil) && a.UpdatedAt.Equal(b.UpdatedAt)
 	})
 }
@@ -313,23 +220,22 @@ func blocksChanged(prev, next *Entry) bool {
 // that lost a race against newer frames.
 func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 	s.mu.Lock()
-	if !force && s.ready && snap.Generation < s.gen && s.streamConnected.Load() {
+	if !force && s.head.Ready && snap.Generation < s.head.Generation && s.streamConnected.Load() {
 		s.mu.Unlock()
 		return false
 	}
-	first := !s.ready
-	reset := s.ready && snap.Generation < s.gen
+	first := !s.head.Ready
+	reset := s.head.Ready && snap.Generation < s.head.Generation
 	next := newMirror(len(snap.Entries))
 	blocksMoved := false
 	for _, e := range snap.Entries {
-		prev := s.entries.get(e.ID)
-		cur := observe(prev, e, snap.ReceivedAt)
-		blocksMoved = blocksMoved || blocksChanged(prev, cur)
+		cur, moved := observe(s.entries.get(e.ID), e, snap.ReceivedAt)
+		blocksMoved = blocksMoved || moved
 		next.set(cur)
 	}
 	s.entries = next
-	s.ready = true
-	s.generatedAt = snap.GeneratedAt
+	s.head.Ready = true
+	s.head.GeneratedAt = snap.GeneratedAt
 	s.applied(snap.Generation, snap.ServerNow, snap.ReceivedAt, snap.Refresher, blocksMoved, reset)
 	if first {
 		s.kickUsage() // the refresher waits for the first snapshot
@@ -345,16 +251,15 @@ func (s *Store) adoptSnapshot(snap *broker.Snapshot, force bool) bool {
 // frames with the same generation).
 func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 	s.mu.Lock()
-	if f.Generation < s.gen {
+	if f.Generation < s.head.Generation {
 		s.mu.Unlock()
 		return false
 	}
 	blocksMoved := false
 	switch f.Kind {
 	case broker.FrameEntry:
-		prev := s.entries.get(f.Entry.ID)
-		cur := observe(prev, f.Entry, f.ReceivedAt)
-		blocksMoved = blocksChanged(prev, cur)
+		var cur *Entry
+		cur, blocksMoved = observe(s.entries.get(f.Entry.ID), f.Entry, f.ReceivedAt)
 		s.entries.set(cur)
 	case broker.FrameRemoved:
 		s.entries.del(f.RemovedID)
@@ -369,23 +274,19 @@ func (s *Store) applyDelta(f *broker.StreamFrame) bool {
 // new block usually means a limit was hit; the 18.2.3 client drops its
 // cached usage then too).
 func (s *Store) applied(gen int64, serverNow, recv time.Time, r broker.Refresher, blocksMoved, reset bool) {
-	s.gen, s.serverNow, s.receivedAt, s.refresher = gen, serverNow, recv, r
+	s.head.Generation, s.head.ServerNow, s.head.ReceivedAt, s.head.Refresher = gen, serverNow, recv, r
 	s.mu.Unlock()
 	if blocksMoved {
 		s.blocksMovedUsage()
 	}
 	s.sm.Lock()
 	if reset {
-		s.status.resets++
+		s.status.GenerationResets++
 	}
-	s.noteFrameLocked(recv, serverNow)
+	s.status.LastSync = recv
+	s.status.ClockSkew = recv.Sub(serverNow)
+	s.status.HasClockSkew = true
 	s.sm.Unlock()
-}
-
-func (s *Store) noteFrameLocked(recv, serverNow time.Time) {
-	s.status.lastSync = recv
-	s.status.skew = recv.Sub(serverNow)
-	s.status.hasSkew = true
 }
 
 // NewView is the View of one snapshot fetched by someone else (the

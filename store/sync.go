@@ -4,23 +4,19 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/store/broker"
 	"github.com/go-kit/log/level"
 )
 
-func newCounters() Counters {
-	return Counters{
-		SyncRequests:     map[SyncOutcome]uint64{},
-		SyncErrors:       map[SyncFailure]uint64{},
-		StreamEvents:     map[FrameOutcome]uint64{},
-		RefreshRequests:  map[CallOutcome]uint64{},
-		RefreshErrors:    map[CallFailure]uint64{},
-		DisableRequests:  map[CallOutcome]uint64{},
-		DisableErrors:    map[CallFailure]uint64{},
-		UsageFetchErrors: map[string]uint64{},
+// inc counts one under key, making the counter's map on first use.
+func inc[K comparable](m *map[K]uint64, key K) {
+	if *m == nil {
+		*m = map[K]uint64{}
 	}
+	(*m)[key]++
 }
 
 // Counters returns a copy of the outcome counters.
@@ -40,21 +36,12 @@ func (s *Store) Counters() Counters {
 }
 
 func (s *Store) mode() Mode {
-	if !s.opts.Stream {
-		return ModePoll
-	}
 	s.sm.Lock()
 	defer s.sm.Unlock()
-	if s.status.streamUnsupported {
+	if !s.opts.Stream || s.status.StreamUnsupported {
 		return ModePoll
 	}
 	return ModeStream
-}
-
-// pollWindow is how long a long-poll may legitimately stay unanswered: the
-// client's own long-poll timeout, max(request timeout, wait + 1 s).
-func (s *Store) pollWindow() (d time.Duration) {
-	return max(s.broker.RequestTimeout(), s.opts.PollWait+time.Second)
 }
 
 // Status returns the sync status.
@@ -64,21 +51,15 @@ func (s *Store) Status() SyncStatus {
 	connected := s.streamConnected.Load()
 	s.sm.Lock()
 	defer s.sm.Unlock()
-	st := SyncStatus{
-		Mode:              mode,
-		StreamConnected:   connected,
-		StreamUnsupported: s.status.streamUnsupported,
-		LastSync:          s.status.lastSync,
-		LastError:         s.status.lastError,
-		LastErrorReason:   s.status.lastErrorReason,
-		GenerationResets:  s.status.resets,
-		ClockSkew:         s.status.skew,
-		HasClockSkew:      s.status.hasSkew,
-	}
+	st := s.status.SyncStatus
+	st.Mode, st.StreamConnected = mode, connected
 	if mode == ModeStream {
 		st.Live = connected
 	} else {
-		st.Live = s.status.pollOK && now.Sub(s.status.lastPollAnswer) <= s.pollWindow()
+		// A long-poll may stay unanswered for the client's own long-poll
+		// timeout, max(request timeout, wait + 1 s).
+		window := max(s.broker.RequestTimeout(), s.opts.PollWait+time.Second)
+		st.Live = s.status.pollOK && now.Sub(s.status.lastPollAnswer) <= window
 	}
 	return st
 }
@@ -93,21 +74,19 @@ func (s *Store) run() {
 	bo := newRetryDelay(s.opts.BackoffInitial, s.opts.BackoffMax)
 	unconditional := true
 	for s.ctx.Err() == nil {
-		if s.mode() == ModeStream {
-			err := s.followStream(&bo)
-			if s.ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, broker.ErrStreamUnsupported) {
-				s.latchPoll()
-				continue
-			}
-			if !s.sleep(bo.Next()) {
+		if s.mode() == ModePoll {
+			if !s.pollOnce(&bo, &unconditional) {
 				return
 			}
 			continue
 		}
-		if !s.pollOnce(&bo, &unconditional) {
+		err := s.followStream(&bo)
+		switch {
+		case s.ctx.Err() != nil:
+			return
+		case errors.Is(err, broker.ErrStreamUnsupported):
+			s.latchPoll()
+		case !s.sleep(bo.Next()):
 			return
 		}
 	}
@@ -120,12 +99,10 @@ func (s *Store) followStream(bo *retryDelay) error {
 	connected := false
 	before := *bo
 	conn, endConn := context.WithCancel(s.ctx)
-	reconciled := make(chan struct{})
+	var reconciler sync.WaitGroup
 	defer func() {
 		endConn()
-		if connected && s.opts.ReconcileEvery > 0 {
-			<-reconciled // gone before the loop sleeps or reconnects
-		}
+		reconciler.Wait() // gone before the loop sleeps or reconnects
 	}()
 	err := s.broker.Stream(conn, func(f *broker.StreamFrame) error {
 		s.applyFrame(f)
@@ -135,10 +112,7 @@ func (s *Store) followStream(bo *retryDelay) error {
 			bo.Reset()
 			s.syncOK(ModeStream, SyncResultOK)
 			if s.opts.ReconcileEvery > 0 {
-				go func(opened time.Time) {
-					defer close(reconciled)
-					s.reconcile(conn, opened)
-				}(f.ReceivedAt)
+				reconciler.Go(func() { s.reconcile(conn, f.ReceivedAt) })
 			}
 		}
 		return nil
@@ -148,8 +122,7 @@ func (s *Store) followStream(bo *retryDelay) error {
 	if s.ctx.Err() != nil {
 		return err
 	}
-	var pe *broker.ProtocolError
-	if connected && errors.As(err, &pe) {
+	if connected && errors.As(err, new(*broker.ProtocolError)) {
 		// A broker that sends a snapshot, then a frame the exporter cannot
 		// read, on every connection was not healthy after all: keep
 		// escalating rather than fetch a full snapshot every 500 ms.
@@ -167,7 +140,7 @@ func (s *Store) applyFrame(f *broker.StreamFrame) {
 		result = FrameStale
 	}
 	s.sm.Lock()
-	s.count.StreamEvents[FrameOutcome{f.Kind, result}]++
+	inc(&s.count.StreamEvents, FrameOutcome{f.Kind, result})
 	s.sm.Unlock()
 	select {
 	case s.frameSeen <- struct{}{}:
@@ -178,7 +151,7 @@ func (s *Store) applyFrame(f *broker.StreamFrame) {
 
 func (s *Store) latchPoll() {
 	s.sm.Lock()
-	s.status.streamUnsupported = true
+	s.status.StreamUnsupported = true
 	s.sm.Unlock()
 	s.notify()
 	level.Info(s.log).Log("msg", "auth-broker has no snapshot stream (404); using long-poll from now on")
@@ -190,8 +163,8 @@ func (s *Store) latchPoll() {
 func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
 	req := broker.SnapshotRequest{}
 	s.mu.RLock()
-	if s.ready && !*unconditional {
-		req = broker.SnapshotRequest{LongPoll: true, Generation: s.gen, Wait: s.opts.PollWait}
+	if s.head.Ready && !*unconditional {
+		req = broker.SnapshotRequest{LongPoll: true, Generation: s.head.Generation, Wait: s.opts.PollWait}
 	}
 	s.mu.RUnlock()
 	res, err := s.broker.Snapshot(s.ctx, req)
@@ -217,26 +190,28 @@ func (s *Store) pollOnce(bo *retryDelay, unconditional *bool) bool {
 func (s *Store) syncOK(mode Mode, result string) {
 	now := s.clock.Now()
 	s.sm.Lock()
-	s.count.SyncRequests[SyncOutcome{mode.String(), result}]++
-	s.status.lastError, s.status.lastErrorReason = "", ""
-	s.status.lastSync = now
+	inc(&s.count.SyncRequests, SyncOutcome{mode.String(), result})
+	s.status.LastError, s.status.LastErrorReason = "", ""
+	s.status.LastSync = now
 	if mode == ModePoll {
 		s.status.pollOK = true
 		s.status.lastPollAnswer = now
 	}
-	prev, failures := s.status.health, s.status.failures
-	s.status.health, s.status.failures = healthUp, 0
+	wasConnected, failures := s.status.connected, s.status.failures
+	s.status.connected, s.status.failures = true, 0
 	s.sm.Unlock()
 	defer s.notify()
-	switch prev {
-	case healthUnknown:
-		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
-	case healthDown:
+	switch {
+	case failures > 0:
 		level.Info(s.log).Log("msg", "auth-broker mirror recovered", "mode", mode.String(), "failed_attempts", failures)
 		// A usage fetch that failed while the broker was away would
 		// otherwise hide usage for the rest of its TTL after the broker is
-		// back.
-		s.retryFailedUsage()
+		// back: retry it at once, leaving a good answer as it is.
+		if u := s.usage.Load(); u != nil && u.Failing {
+			s.kickUsage()
+		}
+	case !wasConnected:
+		level.Info(s.log).Log("msg", "auth-broker mirror connected", "mode", mode.String())
 	}
 }
 
@@ -246,15 +221,14 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 	reason := broker.SyncReason(err)
 	s.sm.Lock()
 	if countRequest {
-		s.count.SyncRequests[SyncOutcome{mode.String(), SyncResultError}]++
+		inc(&s.count.SyncRequests, SyncOutcome{mode.String(), SyncResultError})
 	}
-	s.count.SyncErrors[SyncFailure{mode.String(), reason}]++
-	s.status.lastError, s.status.lastErrorReason = err.Error(), reason
+	inc(&s.count.SyncErrors, SyncFailure{mode.String(), reason})
+	s.status.LastError, s.status.LastErrorReason = err.Error(), reason
 	if mode == ModePoll {
 		s.status.pollOK = false
 	}
-	prev := s.status.health
-	s.status.health = healthDown
+	firstFailure := s.status.failures == 0
 	s.status.failures++
 	s.sm.Unlock()
 	defer s.notify()
@@ -263,7 +237,7 @@ func (s *Store) syncFailed(mode Mode, err error, countRequest bool) {
 		// with the first snapshot.
 		s.usageUnready.Do(s.kickUsage)
 	}
-	if prev != healthDown {
+	if firstFailure {
 		level.Warn(s.log).Log("msg", "auth-broker mirror degraded; retrying with backoff", "mode", mode.String(), "reason", reason, "err", err)
 	}
 }

@@ -127,9 +127,7 @@ func (s *Store) refreshUsage() {
 func (s *Store) waitUsage(last *Usage, wait time.Duration) bool {
 	for {
 		ctx, wake := context.WithCancel(s.ctx)
-		s.usageWakeMu.Lock()
-		s.usageWake = wake // installed before the flags are read: no call is missed
-		s.usageWakeMu.Unlock()
+		s.usageWake.Store(&wake) // installed before the flags are read: no call is missed
 		at, due := s.nextUsageFetch(last, wait)
 		now := s.clock.Now()
 		switch {
@@ -157,18 +155,10 @@ func (s *Store) nextUsageFetch(last *Usage, wait time.Duration) (at time.Time, d
 	if last == nil {
 		return time.Time{}, false
 	}
-	at = last.AttemptedAt.Add(wait)
 	if s.usageBlocksMoved.Load() {
-		at = minTime(at, last.AttemptedAt.Add(s.opts.UsageTTL/3))
+		wait = min(wait, s.opts.UsageTTL/3)
 	}
-	return at, true
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+	return last.AttemptedAt.Add(wait), true
 }
 
 // kickUsage makes the refresher fetch now, whatever the age of the last
@@ -181,11 +171,9 @@ func (s *Store) blocksMovedUsage() { s.callForUsage(&s.usageBlocksMoved) }
 
 func (s *Store) callForUsage(flag *atomic.Bool) {
 	flag.Store(true)
-	s.usageWakeMu.Lock()
-	if s.usageWake != nil {
-		s.usageWake()
+	if wake := s.usageWake.Load(); wake != nil {
+		(*wake)()
 	}
-	s.usageWakeMu.Unlock()
 }
 
 // fetchUsage is the one fetch, on the refresher's goroutine; its context
@@ -212,7 +200,7 @@ func (s *Store) fetchUsage() (any, error) {
 	s.sm.Lock()
 	s.count.UsageFetches++
 	if err != nil {
-		s.count.UsageFetchErrors[next.Reason]++
+		inc(&s.count.UsageFetchErrors, next.Reason)
 	}
 	s.sm.Unlock()
 	// Logged before the answer is published, so whoever sees the answer
@@ -226,14 +214,6 @@ func (s *Store) fetchUsage() (any, error) {
 	s.usage.Store(next)
 	s.notify()
 	return next, nil
-}
-
-// retryFailedUsage retries a failed fetch at once (the broker is back),
-// leaving a good answer as it is.
-func (s *Store) retryFailedUsage() {
-	if u := s.usage.Load(); u != nil && u.Failing {
-		s.kickUsage()
-	}
 }
 
 func (s *Store) maxAccountsPerProvider() int {

@@ -2,16 +2,19 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -56,19 +59,18 @@ type ClientOptions struct {
 
 // Client speaks the broker's HTTP protocol. It is safe for concurrent use.
 type Client struct {
-	base       string
-	token      TokenSource
-	transport  http.RoundTripper
-	streamRT   http.RoundTripper
-	owned      []*http.Transport
-	httpc      *http.Client
-	timeout    time.Duration
-	maxBody    int
-	maxUsage   int
-	idle       time.Duration
-	userAgent  string
-	clock      Clock
-	subscriber func(streamConn) sseSubscriber
+	base      string
+	token     TokenSource
+	transport http.RoundTripper
+	streamRT  http.RoundTripper
+	owned     []*http.Transport
+	httpc     *http.Client
+	timeout   time.Duration
+	maxBody   int
+	maxUsage  int
+	idle      time.Duration
+	userAgent string
+	clock     Clock
 }
 
 // NewClient validates the options and builds a Client.
@@ -78,15 +80,16 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("auth-broker URL must be an absolute http(s) URL")
 	}
+	// A non-positive limit or timeout takes its default.
 	c := &Client{
 		base:      base,
 		token:     opts.Token,
 		transport: opts.Transport,
-		timeout:   opts.RequestTimeout,
-		maxBody:   opts.MaxFrameBytes,
-		maxUsage:  opts.MaxUsageBytes,
-		idle:      opts.StreamIdleTimeout,
-		userAgent: opts.UserAgent,
+		timeout:   cmp.Or(max(opts.RequestTimeout, 0), DefaultRequestTimeout),
+		maxBody:   cmp.Or(max(opts.MaxFrameBytes, 0), DefaultMaxFrameBytes),
+		maxUsage:  cmp.Or(max(opts.MaxUsageBytes, 0), DefaultMaxUsageBytes),
+		idle:      cmp.Or(max(opts.StreamIdleTimeout, 0), DefaultStreamIdleTimeout),
+		userAgent: cmp.Or(opts.UserAgent, "authbroker_exporter"),
 		clock:     opts.Clock,
 	}
 	c.streamRT = c.transport
@@ -104,34 +107,17 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		c.transport, c.streamRT = rt, st
 		c.owned = []*http.Transport{rt, st}
 	}
-	if c.timeout <= 0 {
-		c.timeout = DefaultRequestTimeout
-	}
-	if c.maxBody <= 0 {
-		c.maxBody = DefaultMaxFrameBytes
-	}
-	if c.maxUsage <= 0 {
-		c.maxUsage = DefaultMaxUsageBytes
-	}
-	if c.idle <= 0 {
-		c.idle = DefaultStreamIdleTimeout
-	}
 	if c.clock == nil {
 		c.clock = WallClock{}
 	}
-	if c.userAgent == "" {
-		c.userAgent = "authbroker_exporter"
-	}
 	c.httpc = &http.Client{Transport: c.transport}
-	c.subscriber = newR3labsSubscriber
 	return c, nil
 }
 
-// String, GoString and Format keep fmt from walking into the client's
-// fields (the token source sits behind an unexported field, where fmt
-// would ignore its own redacting Format).
+// String and Format (which fmt prefers for every verb, %#v included) keep
+// fmt from walking into the client's fields (the token source sits behind
+// an unexported field, where fmt would ignore its own redacting Format).
 func (c Client) String() string             { return "broker.Client(" + c.base + ")" }
-func (c Client) GoString() string           { return c.String() }
 func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
 // RequestTimeout bounds one request attempt.
@@ -151,7 +137,7 @@ type request struct {
 	body         []byte
 	header       http.Header
 	timeout      time.Duration
-	maxBody      int // 0 = the client's MaxFrameBytes
+	maxBody      int // 0 = the client's MaxFrameBytes; never negative
 	noAuth       bool
 	// plainRetry turns the retry of a long-poll into an unconditional GET:
 	// after a transport error the broker may have restarted and reused the
@@ -167,47 +153,56 @@ type response struct {
 
 func (r *request) op() string { return r.method + " " + r.path }
 
+// withToken calls call with the bearer token ("" with noAuth or without a
+// token source). When call reports a 401 and the token source reloads a
+// changed token, it calls once more, with the new token.
+func (c *Client) withToken(noAuth bool, call func(tok string) (unauthorized bool, err error)) error {
+	auth := !noAuth && c.token != nil
+	for retried := false; ; retried = true {
+		tok := ""
+		if auth {
+			var err error
+			if tok, err = c.token.Token(); err != nil {
+				return &TokenError{Err: err}
+			}
+		}
+		unauthorized, err := call(tok)
+		if !auth || retried || !unauthorized {
+			return err
+		}
+		if changed, rerr := c.token.Reload(); rerr != nil || !changed {
+			return err
+		}
+	}
+}
+
 // do runs one logical request: at most two attempts for transport errors,
 // and one more after a 401 when the token source yields a new token.
-func (c *Client) do(ctx context.Context, r *request) (*response, error) {
+func (c *Client) do(ctx context.Context, r *request) (resp *response, err error) {
 	if r.timeout <= 0 {
 		r.timeout = c.timeout
 	}
-	var tok string
-	if !r.noAuth && c.token != nil {
-		var err error
-		if tok, err = c.token.Token(); err != nil {
-			return nil, &TokenError{Err: err}
-		}
+	err = c.withToken(r.noAuth, func(tok string) (bool, error) {
+		resp, err = c.attempts(ctx, r, tok)
+		return err == nil && resp.status == http.StatusUnauthorized, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	resp, err := c.attempts(ctx, r, tok)
-	if err != nil || resp.status != http.StatusUnauthorized || r.noAuth || c.token == nil {
-		return resp, err
-	}
-	if changed, rerr := c.token.Reload(); rerr != nil || !changed {
-		return resp, nil
-	}
-	if tok, err = c.token.Token(); err != nil {
-		return nil, &TokenError{Err: err}
-	}
-	return c.attempts(ctx, r, tok)
+	return resp, nil
 }
 
 func (c *Client) attempts(ctx context.Context, r *request, tok string) (*response, error) {
-	var last error
-	for attempt := 0; attempt < 2; attempt++ {
+	for attempt := 1; ; attempt++ {
 		resp, err := c.once(ctx, r, tok)
-		if err == nil {
+		switch {
+		case err == nil:
 			return resp, nil
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		}
-		var ne *NetError
-		if !errors.As(err, &ne) {
+		case attempt == 2 || !errors.As(err, new(*NetError)):
 			return nil, err
 		}
-		last = err
 		if r.plainRetry {
 			plain := *r
 			plain.query, plain.timeout = nil, c.timeout
@@ -216,7 +211,6 @@ func (c *Client) attempts(ctx context.Context, r *request, tok string) (*respons
 			r = &plain
 		}
 	}
-	return nil, last
 }
 
 func (c *Client) once(ctx context.Context, r *request, tok string) (*response, error) {
@@ -242,18 +236,13 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	for k, v := range r.header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, r.header)
 	resp, err := c.httpc.Do(req)
 	if err != nil {
 		return nil, c.netErr(r, actx, err)
 	}
 	defer resp.Body.Close()
-	limit := c.maxBody
-	if r.maxBody > 0 {
-		limit = r.maxBody
-	}
+	limit := cmp.Or(r.maxBody, c.maxBody)
 	if resp.StatusCode >= 300 {
 		limit = maxErrorBody
 	}
@@ -266,17 +255,14 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	}
 	_, err = buf.ReadFrom(io.LimitReader(resp.Body, int64(limit)+1))
 	b := buf.Bytes()
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, c.netErr(r, actx, err)
+	case len(b) > limit && resp.StatusCode < 300:
+		return nil, &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
 	}
-	if len(b) > limit {
-		if resp.StatusCode >= 300 {
-			b = b[:limit]
-		} else {
-			return nil, &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
-		}
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	// An error answer over its limit is cut: only its message is read.
+	return &response{status: resp.StatusCode, header: resp.Header, body: b[:min(len(b), limit)]}, nil
 }
 
 func (c *Client) netErr(r *request, actx context.Context, err error) error {
@@ -316,7 +302,7 @@ func (c *Client) scrub(msg string) string {
 	}, msg)
 	if len(msg) > maxErrorMessage {
 		cut := maxErrorMessage
-		for cut > 0 && !utf8RuneStart(msg[cut]) {
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
 			cut--
 		}
 		msg = msg[:cut] + "…"
@@ -324,29 +310,23 @@ func (c *Client) scrub(msg string) string {
 	return msg
 }
 
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// call sends r and returns the body of a 200. Every other status becomes
-// an *HTTPError with the broker's message.
-func (c *Client) call(ctx context.Context, r *request) ([]byte, error) {
+// call sends r and decodes the body of a 200 with decode. Every other
+// status becomes an *HTTPError with the broker's message.
+func call[T any](ctx context.Context, c *Client, r *request, decode func(op string, body []byte) (T, error)) (T, error) {
 	resp, err := c.do(ctx, r)
+	if err == nil && resp.status != http.StatusOK {
+		err = c.statusErr(r, resp)
+	}
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	if resp.status != http.StatusOK {
-		return nil, c.statusErr(r, resp)
-	}
-	return resp.body, nil
+	return decode(r.op(), resp.body)
 }
 
 // Healthz calls GET /v1/healthz (no token).
 func (c *Client) Healthz(ctx context.Context) (Health, error) {
-	r := &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return Health{}, err
-	}
-	return decodeHealth(r.op(), body)
+	return call(ctx, c, &request{method: http.MethodGet, path: "/v1/healthz", noAuth: true}, decodeHealth)
 }
 
 // SnapshotRequest selects a plain GET (zero value) or a long-poll: with
@@ -381,23 +361,15 @@ func (c *Client) Snapshot(ctx context.Context, sr SnapshotRequest) (*SnapshotRes
 	if err != nil {
 		return nil, err
 	}
-	recv := c.clock.Now()
-	etag, hasTag := parseETag(resp.header.Get("ETag"))
 	switch resp.status {
 	case http.StatusNotModified:
-		res := &SnapshotResult{NotModified: true, Generation: sr.Generation}
-		if hasTag {
-			res.Generation = etag
-		}
-		return res, nil
+		return &SnapshotResult{NotModified: true, Generation: parseETag(resp.header.Get("ETag"), sr.Generation)}, nil
 	case http.StatusOK:
-		s, err := decodeSnapshot(r.op(), resp.body, recv)
+		s, err := decodeSnapshot(r.op(), resp.body, c.clock.Now())
 		if err != nil {
 			return nil, err
 		}
-		if hasTag {
-			s.Generation = etag
-		}
+		s.Generation = parseETag(resp.header.Get("ETag"), s.Generation)
 		return &SnapshotResult{Generation: s.Generation, Snapshot: s}, nil
 	default:
 		return nil, c.statusErr(r, resp)
@@ -405,8 +377,8 @@ func (c *Client) Snapshot(ctx context.Context, sr SnapshotRequest) (*SnapshotRes
 }
 
 // parseETag follows the broker's own If-None-Match parsing: trim, drop W/,
-// drop one pair of quotes, a non-negative integer.
-func parseETag(v string) (int64, bool) {
+// drop one pair of quotes, a non-negative integer; otherwise, fallback.
+func parseETag(v string, fallback int64) int64 {
 	v = strings.TrimSpace(v)
 	v = strings.TrimPrefix(v, "W/")
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
@@ -414,9 +386,9 @@ func parseETag(v string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, false
+		return fallback
 	}
-	return n, true
+	return n
 }
 
 // Usage calls GET /v1/usage. The broker fans out to every provider, so the
@@ -425,22 +397,16 @@ func parseETag(v string) (int64, bool) {
 func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
 	r := &request{method: http.MethodGet, path: "/v1/usage", maxBody: c.maxUsage,
 		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return decodeUsage(r.op(), body)
+	return call(ctx, c, r, decodeUsage)
 }
 
 // Refresh calls POST /v1/credential/:id/refresh and returns the redacted
 // entry (no rotatesInMs, no blocks).
 func (c *Client) Refresh(ctx context.Context, id int64) (*Entry, error) {
 	r := &request{method: http.MethodPost, path: "/v1/credential/" + strconv.FormatInt(id, 10) + "/refresh"}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return decodeEntryAnswer(r.op(), body, c.clock.Now())
+	return call(ctx, c, r, func(op string, body []byte) (*Entry, error) {
+		return decodeEntryAnswer(op, body, c.clock.Now())
+	})
 }
 
 // Disable calls POST /v1/credential/:id/disable; an empty cause lets the
@@ -451,11 +417,8 @@ func (c *Client) Disable(ctx context.Context, id int64, cause string) error {
 		quoted, _ := jsontext.AppendQuote(nil, cause) // invalid UTF-8 becomes U+FFFD
 		r.body = append(append([]byte(`{"cause":`), quoted...), '}')
 	}
-	body, err := c.call(ctx, r)
-	if err != nil {
-		return err
-	}
-	return decodeOKAnswer(r.op(), body)
+	_, err := call(ctx, c, r, decodeOKAnswer)
+	return err
 }
 
 // Disabled calls GET /v1/credentials/disabled (provider "" = all). An old
@@ -465,11 +428,9 @@ func (c *Client) Disabled(ctx context.Context, provider string) ([]Tombstone, er
 	if provider != "" {
 		r.query = url.Values{"provider": {provider}}
 	}
-	body, err := c.call(ctx, r)
+	ts, err := call(ctx, c, r, decodeDisabled)
 	if he := (*HTTPError)(nil); errors.As(err, &he) && he.Status == http.StatusNotFound {
 		return []Tombstone{}, nil
-	} else if err != nil {
-		return nil, err
 	}
-	return decodeDisabled(r.op(), body)
+	return ts, err
 }

@@ -423,11 +423,11 @@ func TestClientOversizedResponse(t *testing.T) {
 	c := newTestClient(t, srv.URL, ClientOptions{MaxFrameBytes: 256, MaxUsageBytes: 512})
 	_, err := c.Usage(context.Background(), 0)
 	var pe *ProtocolError
-	if !errors.As(err, &pe) || !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "larger than 512 bytes") {
+	if !errors.As(err, &pe) || !pe.TooLarge || !strings.Contains(err.Error(), "larger than 512 bytes") {
 		t.Fatalf("got %v", err)
 	}
 	// Other routes keep the frame limit.
-	if _, err := c.Snapshot(context.Background(), SnapshotRequest{}); !errors.Is(err, ErrTooLarge) {
+	if _, err := c.Snapshot(context.Background(), SnapshotRequest{}); !errors.As(err, &pe) || !pe.TooLarge {
 		t.Fatalf("snapshot: got %v", err)
 	}
 }

@@ -144,11 +144,10 @@ func (r *reader) value() jsontext.Value {
 	return v
 }
 
+// skip skips a value; after a failure, what it skips is never read.
 func (r *reader) skip() {
-	if r.err == nil {
-		if err := r.dec.SkipValue(); err != nil {
-			r.syntax(err)
-		}
+	if err := r.dec.SkipValue(); err != nil {
+		r.syntax(err)
 	}
 }
 
@@ -245,6 +244,15 @@ func (r *reader) array(read func()) bool {
 		read()
 	}
 	return r.err == nil
+}
+
+// objects reads an array of objects through fields, appending them to
+// *dst (false for null); each element must be a valid object.
+func objects[T any](r *reader, dst *[]T, fields []field[T]) bool {
+	return r.array(func() {
+		*dst = append(*dst, *new(T))
+		r.require(readObject(r, &(*dst)[len(*dst)-1], fields), "")
+	})
 }
 
 // more reports whether the open object or array has another member or

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,19 +30,12 @@ const (
 	ReasonTooLarge        = "too_large" // an answer over its size limit
 )
 
-func isTokenErr(err error) bool {
-	var te *TokenError
-	return errors.As(err, &te)
-}
-
 // SyncReason classifies a failed stream connection, long-poll or
 // reconciling GET.
 func SyncReason(err error) string {
-	var (
-		he *HTTPError
-		pe *ProtocolError
-		ne *NetError
-	)
+	var he *HTTPError
+	var pe *ProtocolError
+	var ne *NetError
 	switch {
 	case errors.Is(err, ErrStreamIdle):
 		return SyncReasonIdle
@@ -60,7 +54,7 @@ func SyncReason(err error) string {
 		default:
 			return SyncReason4xx
 		}
-	case isTokenErr(err):
+	case errors.As(err, new(*TokenError)):
 		return SyncReasonUnauthorized
 	case errors.As(err, &ne) && ne.Timeout, errors.Is(err, context.DeadlineExceeded):
 		return SyncReasonTimeout
@@ -71,13 +65,11 @@ func SyncReason(err error) string {
 
 // CallReason classifies a failed refresh, disable or usage call.
 func CallReason(err error) string {
-	var (
-		he *HTTPError
-		pe *ProtocolError
-		ne *NetError
-	)
+	var he *HTTPError
+	var pe *ProtocolError
+	var ne *NetError
 	switch {
-	case errors.Is(err, ErrTooLarge):
+	case errors.As(err, &pe) && pe.TooLarge:
 		return ReasonTooLarge
 	case errors.As(err, &he):
 		switch he.Status {
@@ -90,7 +82,7 @@ func CallReason(err error) string {
 		}
 	case errors.As(err, &pe):
 		return ReasonInvalidResponse
-	case isTokenErr(err):
+	case errors.As(err, new(*TokenError)):
 		return ReasonUnauthorized
 	case errors.As(err, &ne):
 		if ne.Timeout {
@@ -98,7 +90,7 @@ func CallReason(err error) string {
 		}
 		return ReasonNetwork
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		// The caller stopped waiting for the
+		// The caller stopped waiting for the answer.
 		return ReasonTimeout
 	default:
 		return ReasonNetwork
@@ -116,10 +108,7 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
+	msg := cmp.Or(e.Message, http.StatusText(e.Status))
 	return fmt.Sprintf("auth-broker %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, msg)
 }
 
@@ -154,12 +143,6 @@ type ProtocolError struct {
 func (e *ProtocolError) Error() string {
 	return "auth-broker " + e.Op + ": invalid response: " + e.Detail
 }
-
-// ErrTooLarge matches (errors.Is) a ProtocolError for a body or frame over
-// its size limit.
-var ErrTooLarge = errors.New("auth-broker response over its size limit")
-
-func (e *ProtocolError) Is(target error) bool { return target == ErrTooLarge && e.TooLarge }
 
 func protoErr(op, format string, args ...any) *ProtocolError {
 	return &ProtocolError{Op: op, Detail: fmt.Sprintf(format, args...)}

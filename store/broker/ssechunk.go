@@ -22,10 +22,6 @@ type eventChunker struct {
 	err     error  // the body's error, returned once pending is empty
 }
 
-func newEventChunker(body io.ReadCloser) *eventChunker {
-	return &eventChunker{ReadCloser: body}
-}
-
 var blankLine = []byte("\n\n")
 
 // maxKeptBuffer is the largest buf kept once its bytes are handed out.

@@ -47,7 +47,7 @@ func TestEventChunkerOnlyResizesReads(t *testing.T) {
 	}
 	stream = append(stream, "event: entry\ndata: {\"cut\":"...) // unterminated tail
 	for _, end := range []error{io.EOF, io.ErrUnexpectedEOF} {
-		c := newEventChunker(&randomReads{data: stream, rng: rng, err: end})
+		c := &eventChunker{ReadCloser: &randomReads{data: stream, rng: rng, err: end}}
 		var out []byte
 		var err error
 		for {
@@ -69,7 +69,7 @@ func TestEventChunkerOnlyResizesReads(t *testing.T) {
 			t.Fatal("bytes changed on the way through")
 		}
 	}
-	if err := iotest.TestReader(newEventChunker(io.NopCloser(bytes.NewReader(stream))), stream); err != nil {
+	if err := iotest.TestReader(&eventChunker{ReadCloser: io.NopCloser(bytes.NewReader(stream))}, stream); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -82,7 +82,7 @@ func TestEventChunkerHoldsLittle(t *testing.T) {
 	for i := 0; len(pass) < 4<<20; i++ {
 		pass = append(pass, sseBytes(FrameEntry, benchEntryFrame(i, 7, "tok"))...)
 	}
-	c := newEventChunker(io.NopCloser(bytes.NewReader(pass)))
+	c := &eventChunker{ReadCloser: io.NopCloser(bytes.NewReader(pass))}
 	p := make([]byte, 8<<20)
 	var out []byte
 	held := 0
@@ -114,7 +114,7 @@ func BenchmarkEventChunker(b *testing.B) {
 	p := make([]byte, 64<<10)
 	b.SetBytes(int64(len(pass)))
 	for b.Loop() {
-		c := newEventChunker(io.NopCloser(bytes.NewReader(pass)))
+		c := &eventChunker{ReadCloser: io.NopCloser(bytes.NewReader(pass))}
 		for {
 			if _, err := c.Read(p); err != nil {
 				break

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,48 +29,28 @@ var errStreamStopped = errors.New("stream stopped by handler")
 
 const streamPath = "/v1/snapshot/stream"
 
-// streamConn is what one stream connection needs from the client.
-type streamConn struct {
-	url        string
-	header     map[string]string
-	maxBuffer  int
-	httpClient *http.Client // no Timeout: the body is read for hours
-}
-
-// sseSubscriber is the seam around r3labs/sse: it reads one connection and
-// hands over every non-empty event until the connection ends. A nil return
-// means the server closed the stream (or ctx ended).
-type sseSubscriber interface {
-	Subscribe(ctx context.Context, onEvent func(data []byte)) error
-}
-
-type r3labsSubscriber struct{ c *sse.Client }
-
-func newR3labsSubscriber(conn streamConn) sseSubscriber {
-	c := sse.NewClient(conn.url, sse.ClientMaxBufferSize(conn.maxBuffer))
-	c.Connection = conn.httpClient
-	for k, v := range conn.header {
-		c.Headers[k] = v
+// newSSEClient is r3labs/sse reading one connection to the stream with
+// tok, through transport. Its Subscribe returns nil when the server closed
+// the stream (or ctx ended).
+func (c *Client) newSSEClient(tok string, transport http.RoundTripper) *sse.Client {
+	sc := sse.NewClient(c.base+streamPath, sse.ClientMaxBufferSize(c.maxBody))
+	sc.Connection = &http.Client{Transport: transport} // no Timeout: the body is read for hours
+	sc.Headers[capabilitiesHeader] = capabilities
+	sc.Headers["User-Agent"] = c.userAgent
+	if tok != "" {
+		sc.Headers["Authorization"] = "Bearer " + tok
 	}
 	// One connection per Subscribe: the store runs its own context-aware
 	// backoff, and must see a 404 to latch long-poll mode.
-	c.ReconnectStrategy = &backoff.StopBackOff{}
-	c.ResponseValidator = validateStream
-	return &r3labsSubscriber{c: c}
-}
-
-func (s *r3labsSubscriber) Subscribe(ctx context.Context, onEvent func(data []byte)) error {
-	return s.c.SubscribeRawWithContext(ctx, func(ev *sse.Event) {
-		// Keepalive comments never reach here; events without data do.
-		if len(ev.Data) > 0 {
-			onEvent(ev.Data)
-		}
-	})
+	sc.ReconnectStrategy = &backoff.StopBackOff{}
+	sc.ResponseValidator = c.validateStream
+	return sc
 }
 
 // validateStream runs before r3labs reads the body; on error it must close
-// the body itself. Errors are permanent so r3labs never retries.
-func validateStream(_ *sse.Client, resp *http.Response) error {
+// the body itself. Errors are permanent so r3labs never retries; r3labs
+// returns them unwrapped.
+func (c *Client) validateStream(_ *sse.Client, resp *http.Response) error {
 	if resp.StatusCode == http.StatusOK {
 		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if mt == "text/event-stream" {
@@ -84,17 +65,9 @@ func validateStream(_ *sse.Client, resp *http.Response) error {
 	if resp.StatusCode == http.StatusNotFound {
 		return backoff.Permanent(ErrStreamUnsupported)
 	}
-	return backoff.Permanent(&statusBody{status: resp.StatusCode, body: body})
+	r := &request{method: http.MethodGet, path: streamPath}
+	return backoff.Permanent(c.statusErr(r, &response{status: resp.StatusCode, body: body}))
 }
-
-// statusBody carries a non-200 stream answer out of the validator so the
-// client can build a scrubbed HTTPError.
-type statusBody struct {
-	status int
-	body   []byte
-}
-
-func (e *statusBody) Error() string { return http.StatusText(e.status) }
 
 // observedBody reports every successful read to the idle watchdog, and
 // a body that ends (EOF or error) part-way through an event.
@@ -146,7 +119,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	// is what unblocks r3labs' reader when the watchdog or the handler ends
 	// the connection.
 	context.AfterFunc(req.Context(), func() { body.Close() })
-	resp.Body = newEventChunker(&observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut})
+	resp.Body = &eventChunker{ReadCloser: &observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut}}
 	return resp, nil
 }
 
@@ -168,30 +141,15 @@ func (c *Client) Stream(ctx context.Context, handle func(*StreamFrame) error) er
 }
 
 func (c *Client) stream(ctx context.Context, cfg streamConfig, handle func(*StreamFrame) error) error {
-	var tok string
-	if c.token != nil {
-		var err error
-		if tok, err = c.token.Token(); err != nil {
-			return &TokenError{Err: err}
-		}
-	}
-	err := c.streamOnce(ctx, cfg, tok, handle)
-	var he *HTTPError
-	if errors.As(err, &he) && he.Status == http.StatusUnauthorized && c.token != nil {
-		if changed, rerr := c.token.Reload(); rerr == nil && changed {
-			if tok, err = c.token.Token(); err != nil {
-				return &TokenError{Err: err}
-			}
-			return c.streamOnce(ctx, cfg, tok, handle)
-		}
-	}
-	return err
+	return c.withToken(false, func(tok string) (bool, error) {
+		err := c.streamOnce(ctx, cfg, tok, handle)
+		var he *HTTPError
+		return errors.As(err, &he) && he.Status == http.StatusUnauthorized, err
+	})
 }
 
 func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, handle func(*StreamFrame) error) error {
-	if cfg.idle <= 0 {
-		cfg.idle = c.idle
-	}
+	cfg.idle = cmp.Or(max(cfg.idle, 0), c.idle)
 	if cfg.clock == nil {
 		cfg.clock = c.clock
 	}
@@ -214,29 +172,13 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 
 	wctx, stopWatchdog := context.WithCancel(sctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.watchdog(wctx, cfg, &lastByte, cancel)
-	}()
+	wg.Go(func() { c.watchdog(wctx, cfg, &lastByte, cancel) })
 	defer func() {
 		stopWatchdog()
 		wg.Wait()
 	}()
 
-	header := map[string]string{
-		capabilitiesHeader: capabilities,
-		"User-Agent":       c.userAgent,
-	}
-	if tok != "" {
-		header["Authorization"] = "Bearer " + tok
-	}
-	sub := c.subscriber(streamConn{
-		url:        c.base + streamPath,
-		header:     header,
-		maxBuffer:  c.maxBody,
-		httpClient: &http.Client{Transport: &observingTransport{base: c.streamRT, onRead: onRead, onCut: func() { cut.Store(true) }}},
-	})
+	sc := c.newSSEClient(tok, &observingTransport{base: c.streamRT, onRead: onRead, onCut: func() { cut.Store(true) }})
 
 	var (
 		handlerErr error
@@ -249,16 +191,18 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		cutFrame error
 	)
 	dec := &FrameDecoder{} // this connection's: a new connection starts with no history
-	err := sub.Subscribe(sctx, func(data []byte) {
-		if handlerErr != nil {
-			return // events already queued when the handler stopped the stream
+	err := sc.SubscribeRawWithContext(sctx, func(ev *sse.Event) {
+		// Keepalive comments never reach here; events without data do, and
+		// are skipped, as are those queued after the handler stopped the stream.
+		if len(ev.Data) == 0 || handlerErr != nil {
+			return
 		}
 		if cutFrame != nil {
 			handlerErr = cutFrame
 			cancel(errStreamStopped)
 			return
 		}
-		f, err := dec.Decode(data, cfg.clock.Now())
+		f, err := dec.Decode(ev.Data, cfg.clock.Now())
 		if err != nil && cut.Load() {
 			cutFrame = err
 			return
@@ -284,15 +228,8 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		return ErrStreamIdle
 	case err == nil:
 		return ErrStreamEnded
-	}
-	var sb *statusBody
-	var pe *ProtocolError
-	switch {
-	case errors.Is(err, ErrStreamUnsupported), errors.As(err, &pe):
+	case errors.Is(err, ErrStreamUnsupported), errors.As(err, new(*ProtocolError)), errors.As(err, new(*HTTPError)):
 		return err
-	case errors.As(err, &sb):
-		r := &request{method: http.MethodGet, path: streamPath}
-		return c.statusErr(r, &response{status: sb.status, body: sb.body})
 	case errors.Is(err, bufio.ErrTooLong):
 		return &ProtocolError{Op: "stream", Detail: fmt.Sprintf("frame larger than %d bytes", c.maxBody), TooLarge: true}
 	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && answered.Load():

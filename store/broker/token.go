@@ -40,7 +40,6 @@ func (t *staticToken) Token() (string, error) {
 }
 func (t *staticToken) Reload() (bool, error)      { return false, nil }
 func (t *staticToken) String() string             { return "StaticToken(" + redacted + ")" }
-func (t *staticToken) GoString() string           { return t.String() }
 func (t *staticToken) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, t.String()) }
 
 // FileToken reads the token from path (trimmed, like the broker's own token
@@ -69,15 +68,11 @@ func (t *fileToken) read() (string, error) {
 func (t *fileToken) Token() (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.tok != "" {
-		return t.tok, nil
+	var err error
+	if t.tok == "" {
+		t.tok, err = t.read() // "" on error: read again next time
 	}
-	tok, err := t.read()
-	if err != nil {
-		return "", err
-	}
-	t.tok = tok
-	return tok, nil
+	return t.tok, err
 }
 
 func (t *fileToken) Reload() (bool, error) {
@@ -93,5 +88,4 @@ func (t *fileToken) Reload() (bool, error) {
 }
 
 func (t *fileToken) String() string             { return "FileToken(" + t.path + ")" }
-func (t *fileToken) GoString() string           { return t.String() }
 func (t *fileToken) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, t.String()) }

@@ -147,12 +147,7 @@ var usageFields = []field[UsageResponse]{
 var reportFields = []field[UsageReport]{
 	{"provider", required, func(r *reader, u *UsageReport) bool { return r.text(&u.Provider) && u.Provider != "" }},
 	{"fetchedAt", optional, func(r *reader, u *UsageReport) bool { return r.time(&u.FetchedAt) }},
-	{"limits", optional, func(r *reader, u *UsageReport) bool {
-		return r.array(func() {
-			u.Limits = append(u.Limits, UsageLimit{})
-			r.require(readObject(r, &u.Limits[len(u.Limits)-1], limitFields), "")
-		})
-	}},
+	{"limits", optional, func(r *reader, u *UsageReport) bool { return objects(r, &u.Limits, limitFields) }},
 	{"metadata", optional, func(r *reader, u *UsageReport) bool { return r.metadata(&u.Metadata) }},
 	{"resetCredits", optional, func(r *reader, u *UsageReport) bool {
 		r.loose('{', func() {

@@ -71,20 +71,16 @@ type FrameDecoder struct {
 func (d *FrameDecoder) Decode(data []byte, recv time.Time) (*StreamFrame, error) {
 	d.r.reset("stream", data)
 	d.r.pool, d.r.recv = &d.pool, recv
-	f := d.r.frame(false)
-	err := d.r.finish()
+	f, err := d.r.frame(false)
 	d.r.reset("", nil) // let go of data, which may be a snapshot of megabytes
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return f, err
 }
 
 func decodeSnapshot(op string, data []byte, recv time.Time) (*Snapshot, error) {
 	r := newReader(op, data, nil)
 	r.recv = recv
-	f := r.frame(true)
-	if err := r.finish(); err != nil {
+	f, err := r.frame(true)
+	if err != nil {
 		return nil, err
 	}
 	return f.Snapshot, nil
@@ -134,9 +130,10 @@ var frameFields = []field[wireFrame]{
 	{"id", optional, func(r *reader, f *wireFrame) bool { f.hasID = r.int(&f.RemovedID); return true }},
 }
 
-// frame reads a stream frame of any kind or, with document set, the
-// answer of GET /v1/snapshot (a snapshot frame without its kind).
-func (r *reader) frame(document bool) *StreamFrame {
+// frame decodes a whole document: a stream frame of any kind or, with
+// document set, the answer of GET /v1/snapshot (a snapshot frame without
+// its kind).
+func (r *reader) frame(document bool) (*StreamFrame, error) {
 	w := &wireFrame{StreamFrame: StreamFrame{ReceivedAt: r.recv}, document: document}
 	readObject(r, w, frameFields)
 	f := &w.StreamFrame
@@ -160,10 +157,10 @@ func (r *reader) frame(document bool) *StreamFrame {
 	default:
 		r.require(false, "kind")
 	}
-	if r.err != nil {
-		return nil
+	if err := r.finish(); err != nil {
+		return nil, err
 	}
-	return f
+	return f, nil
 }
 
 var refresherFields = []field[Refresher]{
@@ -201,12 +198,7 @@ var entryFields = []field[Entry]{
 		}
 		return true
 	}},
-	{"blocks", optional, func(r *reader, e *Entry) bool {
-		return r.array(func() {
-			e.Blocks = append(e.Blocks, Block{})
-			r.require(readObject(r, &e.Blocks[len(e.Blocks)-1], blockFields), "")
-		})
-	}},
+	{"blocks", optional, func(r *reader, e *Entry) bool { return objects(r, &e.Blocks, blockFields) }},
 }
 
 // entry reads an entry; false for null.
@@ -285,9 +277,9 @@ var healthFields = []field[Health]{
 	{"version", optional, func(r *reader, h *Health) bool { return r.text(&h.Version) }},
 }
 
-func decodeHealth(op string, body []byte) (Health, error) {
-	var h Health
-	return h, decodeDocument(newReader(op, body, nil), &h, healthFields)
+func decodeHealth(op string, body []byte) (h Health, err error) {
+	err = decodeDocument(newReader(op, body, nil), &h, healthFields)
+	return h, err
 }
 
 // entryAnswerFields read the answer of POST /v1/credential/:id/refresh:
@@ -305,9 +297,9 @@ func decodeEntryAnswer(op string, body []byte, recv time.Time) (*Entry, error) {
 // {"ok": true}.
 var okAnswerFields = []field[bool]{{"ok", required, func(r *reader, ok *bool) bool { return r.bool(ok) && *ok }}}
 
-func decodeOKAnswer(op string, body []byte) error {
-	var ok bool
-	return decodeDocument(newReader(op, body, nil), &ok, okAnswerFields)
+func decodeOKAnswer(op string, body []byte) (ok bool, err error) {
+	err = decodeDocument(newReader(op, body, nil), &ok, okAnswerFields)
+	return ok, err
 }
 
 // disabledFields read the answer of GET /v1/credentials/disabled.
@@ -315,10 +307,7 @@ var disabledFields = []field[[]Tombstone]{
 	{"generatedAt", optional, func(r *reader, _ *[]Tombstone) bool { r.skip(); return true }},
 	{"disabled", required, func(r *reader, ts *[]Tombstone) bool {
 		*ts = []Tombstone{}
-		return r.array(func() {
-			*ts = append(*ts, Tombstone{})
-			r.require(readObject(r, &(*ts)[len(*ts)-1], tombstoneFields), "")
-		})
+		return objects(r, ts, tombstoneFields)
 	}},
 }
 
