@@ -56,6 +56,17 @@
     // A usage report is stale when the newest one is older than this: three
     // of the broker's 5-minute report cache periods.
     usageReportStaleSeconds: 900,
+    // Provider capacity (docs/health.md, "Provider capacity"): a provider
+    // is low while at most capacityLowCredentials of its active credentials
+    // are usable, or fewer than capacityLowFraction of them, whichever is
+    // higher. These match `check --provider` and the status page
+    // (internal/health's CapacityLevel: one, and a quarter).
+    capacityLowCredentials: 1,
+    capacityLowFraction: 0.25,
+    // While a saved usage reset can be redeemed, the exporter publishes the
+    // next-usable time as the scrape's own time; a time at most this far
+    // past the evaluation (clock differences) still reads as "now".
+    nextUsableNowSeconds: 30,
     // How far back the counting alerts look.
     usageFetchWindow: '5m',
     scrapesRefusedWindow: '5m',
@@ -73,6 +84,8 @@
       AuthBrokerClockSkew: '10m',
       AuthBrokerRefresherDisabled: '10m',
       AuthBrokerExporterScrapesRefused: '15m',
+      AuthBrokerProviderUnavailable: '2m',
+      AuthBrokerProviderCapacityLow: '15m',
       AuthBrokerCredentialExpiringSoon: '1m',
       AuthBrokerCredentialExpired: '1m',
       AuthBrokerCredentialRotationOverdue: '2m',

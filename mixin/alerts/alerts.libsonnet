@@ -3,6 +3,7 @@
 // alert's `for` comes from _config.alertFor, its runbook_url from
 // _config.runbookURLPattern; _config.disabledAlerts drops alerts and
 // _config.additionalAlertLabels labels every one.
+local capacity = import 'capacity.libsonnet';
 local credentials = import 'credentials.libsonnet';
 local exporter = import 'exporter.libsonnet';
 local usage = import 'usage.libsonnet';
@@ -22,7 +23,7 @@ local usage = import 'usage.libsonnet';
 
     local groups = [
       g { rules: [finish(a) for a in g.rules if enabled(a.alert)] }
-      for g in [exporter(cfg), credentials(cfg), usage(cfg)]
+      for g in [exporter(cfg), capacity(cfg), credentials(cfg), usage(cfg)]
     ],
     // A group whose every alert is disabled is left out.
     groups+: [g for g in groups if std.length(g.rules) > 0],
