@@ -51,7 +51,7 @@ fuzz:
 
 # The real broker, Prometheus and Alertmanager.
 e2e:
-	$(GO) test -tags e2e -count=1 -timeout 12m ./e2e/
+	$(GO) test -tags e2e -count=1 -timeout 14m ./e2e/
 
 test: deps fmt-check vet race fuzz check-build check-deploy e2e
 

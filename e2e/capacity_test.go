@@ -21,16 +21,21 @@ import (
 
 // providerAlert is an alert about a provider's capacity that must reach
 // Alertmanager while the provider has no usable credential, and resolve
-// once one is usable again; forDuration is its rule's `for:`.
+// once one is usable again; forDuration is its rule's `for:`, and the
+// firing alert's description ends with why (its template queries the
+// exporter's series in the real Prometheus).
 type providerAlert struct {
 	name        string
 	forDuration time.Duration
+	why         string
 }
 
 // unavailableAlerts are the alerts TestProviderCapacity expects while
 // both credentials are blocked. The first block is held for the longest
 // `for:` among them, plus the time the other checks need.
-var unavailableAlerts = []providerAlert{}
+var unavailableAlerts = []providerAlert{
+	{"AuthBrokerProviderUnavailable", 2 * time.Minute, "when a rate-limit block ends."},
+}
 
 // capacityProvider is the provider whose two credentials the test blocks.
 const capacityProvider = "anthropic"
@@ -302,16 +307,20 @@ func (c *capacityRun) check(t *testing.T) (int, string) {
 }
 
 // alertReachesAlertmanager waits until a fires for the provider in
-// Prometheus and is active in Alertmanager.
+// Prometheus and is active in Alertmanager, and checks why its
+// description gives.
 func (c *capacityRun) alertReachesAlertmanager(t *testing.T, a providerAlert) {
+	var description string
 	c.s.eventually(t, a.name+" active in Alertmanager", a.forDuration+90*time.Second, func() error {
 		as, _, err := c.s.prom.alerts(c.s.ctx)
 		if err != nil {
 			return err
 		}
-		if p := findAlert(as, a.name, "provider", capacityProvider); p == nil || p.State != "firing" {
+		p := findAlert(as, a.name, "provider", capacityProvider)
+		if p == nil || p.State != "firing" {
 			return fmt.Errorf("%s is not firing for %s in Prometheus", a.name, capacityProvider)
 		}
+		description = p.Annotations["description"]
 		am, _, err := amAlerts(c.s.ctx, c.s.hc, c.s.amURL)
 		if err != nil {
 			return err
@@ -323,6 +332,10 @@ func (c *capacityRun) alertReachesAlertmanager(t *testing.T, a providerAlert) {
 		}
 		return fmt.Errorf("alertmanager has no active %s for %s", a.name, capacityProvider)
 	})
+	if !strings.HasSuffix(description, a.why) {
+		t.Errorf("%s: description %q does not end with %q", a.name, description, a.why)
+	}
+	t.Logf("%s: %s", a.name, description)
 }
 
 // alertResolves waits until a no longer fires in Prometheus and is no

@@ -23,8 +23,10 @@ import (
 // checks the inhibitions: an unreachable broker silences the other alerts
 // of its instance but not another instance's, an exhausted limit
 // silences "high" for the same credential and limit but not for another
-// limit, and kube-prometheus' TargetDown silences AuthBrokerExporterDown
-// for the same target but not for another service. It needs no broker and no Prometheus, so it takes seconds.
+// limit, kube-prometheus' TargetDown silences AuthBrokerExporterDown
+// for the same target but not for another service, and a provider without
+// a usable credential silences its credentials' alerts but not another
+// provider's. It needs no broker and no Prometheus, so it takes seconds.
 func TestAlertmanagerInhibition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -57,6 +59,7 @@ func TestAlertmanagerInhibition(t *testing.T) {
 	}
 
 	a, b := map[string]string{"job": "authbroker", "instance": "broker-a:8766"}, map[string]string{"job": "authbroker", "instance": "broker-b:8766"}
+	e := map[string]string{"job": "authbroker", "instance": "broker-e:8766"}
 	with := func(target map[string]string, kv ...string) map[string]string {
 		l := map[string]string{}
 		for k, v := range target {
@@ -80,13 +83,22 @@ func TestAlertmanagerInhibition(t *testing.T) {
 		"b exhausted":   with(b, append([]string{"alertname", "AuthBrokerUsageLimitExhausted", "severity", "critical", "limit", "anthropic:5h", "window", "5h"}, cred...)...),
 		"b high 5h":     with(b, append([]string{"alertname", "AuthBrokerUsageLimitHigh", "severity", "warning", "limit", "anthropic:5h", "window", "5h"}, cred...)...),
 		"b high 7d":     with(b, append([]string{"alertname", "AuthBrokerUsageLimitHigh", "severity", "warning", "limit", "anthropic:7d", "window", "7d"}, cred...)...),
+		// A provider with no usable credential: its credentials' alerts
+		// are details of the one page, another provider's are not.
+		"e unavailable":    with(e, "alertname", "AuthBrokerProviderUnavailable", "severity", "critical", "provider", "anthropic"),
+		"e expired":        with(e, append([]string{"alertname", "AuthBrokerCredentialExpired", "severity", "critical"}, cred...)...),
+		"e exhausted wide": with(e, "alertname", "AuthBrokerUsageLimitExhaustedWidespread", "severity", "critical", "provider", "anthropic", "limit", "anthropic:5h"),
+		"e codex expired":  with(e, "alertname", "AuthBrokerCredentialExpired", "severity", "critical", "provider", "openai-codex", "id", "4"),
 		// kube-prometheus' TargetDown is per job, namespace and service.
 		"c target down": with(svc("authbroker-exporter"), "alertname", "TargetDown", "severity", "warning"),
 		"c down":        with(svc("authbroker-exporter"), "alertname", "AuthBrokerExporterDown", "severity", "critical", "instance", "10.0.0.7:8766"),
 		"d down":        with(svc("other-authbroker-exporter"), "alertname", "AuthBrokerExporterDown", "severity", "critical", "instance", "10.0.0.8:8766"),
 	}
 	// Which posted alert inhibits which; the rest stay active.
-	wantInhibitor := map[string]string{"a expired": "a unreachable", "b high 5h": "b exhausted", "c down": "c target down"}
+	wantInhibitor := map[string]string{
+		"a expired": "a unreachable", "b high 5h": "b exhausted", "c down": "c target down",
+		"e expired": "e unavailable", "e exhausted wide": "e unavailable",
+	}
 
 	if err := postAlerts(ctx, hc, url, slices.Collect(maps.Values(posted))); err != nil {
 		t.Fatal(err)
