@@ -59,8 +59,9 @@
     // Provider capacity (docs/health.md, "Provider capacity"): a provider
     // is low while at most capacityLowCredentials of its active credentials
     // are usable, or fewer than capacityLowFraction of them, whichever is
-    // higher. These match `check --provider` and the status page
-    // (internal/health's CapacityLevel: one, and a quarter).
+    // higher. The defaults match `check --provider` and the status page
+    // (internal/health's CapacityLevel: one, and a quarter; checked by
+    // mixin/capacity_test.go), which a change here does not follow.
     capacityLowCredentials: 1,
     capacityLowFraction: 0.25,
     // While a saved usage reset can be redeemed, the exporter publishes the
