@@ -41,7 +41,7 @@ function(cfg) {
         // of the provider's blocks, now (a saved reset, published as the
         // scrape's time), or else a window reset; absent when unknown.
         description:
-          'None of the ' + count + ' active {{ $labels.provider }} credentials on {{ $labels.instance }} is usable (expired, blocked or out of a usage limit), so agents cannot call {{ $labels.provider }}. '
+          '{{ if eq $value 1.0 }}The one active {{ $labels.provider }} credential on {{ $labels.instance }} is not usable{{ else }}None of the ' + count + ' active {{ $labels.provider }} credentials on {{ $labels.instance }} is usable{{ end }} (expired, blocked or out of a usage limit), so agents cannot call {{ $labels.provider }}. '
           + matchers
           + '{{ with ' + query(next, 1) + ' }}{{ $next := . | first | value }}'
           + '{{ if ' + query(blocked + ' == scalar(' + next + ')', 2) + ' }}'
