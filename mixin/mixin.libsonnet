@@ -1,0 +1,2 @@
+(import 'config.libsonnet') +
+(import 'dashboards/dashboards.libsonnet')
