@@ -21,7 +21,9 @@ type Query struct {
 	Dashboard string // dashboard title
 	UID       string // dashboard uid
 	Panel     string // panel title
+	PanelType string // stat, timeseries, table, ...
 	RefID     string
+	Instant   bool   // an instant query; else a range query over the dashboard's time range
 	Template  string // PromQL as stored, with Grafana variables
 	// Expr is Template with the variables Grafana would fill in replaced by
 	// values that select everything: $job, $instance and $provider by ".+",
@@ -45,12 +47,15 @@ func liveVars() map[string]string {
 
 // Queries returns every panel query of every shipped dashboard, in file and
 // panel order.
-func Queries() ([]Query, error) {
+func Queries() ([]Query, error) { return QueriesWith(liveVars()) }
+
+// QueriesWith is Queries with Expr made from the given variable values
+// (names without the $).
+func QueriesWith(vars map[string]string) ([]Query, error) {
 	boards, err := load()
 	if err != nil {
 		return nil, err
 	}
-	vars := liveVars()
 	var out []Query
 	for _, b := range boards {
 		for _, p := range b.Dashboard.allPanels() {
@@ -60,8 +65,8 @@ func Queries() ([]Query, error) {
 					return nil, fmt.Errorf("%s: panel %q query %s: %w", b.Name, p.Title, t.RefID, err)
 				}
 				out = append(out, Query{
-					Dashboard: b.Dashboard.Title, UID: b.Dashboard.UID, Panel: p.Title,
-					RefID: t.RefID, Template: t.Expr, Expr: expr,
+					Dashboard: b.Dashboard.Title, UID: b.Dashboard.UID, Panel: p.Title, PanelType: p.Type,
+					RefID: t.RefID, Instant: t.Instant, Template: t.Expr, Expr: expr,
 				})
 			}
 		}

@@ -12,7 +12,8 @@ function(board, g, s)
   local identityBy = s.by(['job', 'instance', 'id', 'provider', 'type', 'identity']);
   local count(rule) = 'count(%s{%s}) or vector(0)' % [rule, s.prov];
   local byProvider(rule) = 'count %s (%s{%s})' % [s.by(['provider']), rule, s.prov];
-  // The value of expr for the credentials in the bounded set.
+  // The value of expr for the credentials in the bounded set (a column
+  // other than the one that defines the set).
   local of(expr, set) = 'max %s (%s and %s %s)' % [credBy, expr, idOn, set];
   // The identity of the credentials in the bounded set, from the full
   // info family (a bounded set not from a breaching rule).
@@ -26,7 +27,9 @@ function(board, g, s)
   local soonestExpiring = 'bottomk(%d, %s{%s})' % [k, expiring, s.prov];
   local blockedFor = 'max %s (authbroker_credential_blocked_until_timestamp_seconds{%s}) - time() > 0' % [credBy, s.prov];
   local longestBlocked = 'topk(%d, %s)' % [k, blockedFor];
-  local rotations = 'increase(authbroker_credential_rotations_total{%s}[$__range])' % s.prov;
+  // The last hour, not the dashboard's range: an instant read of every
+  // credential's counter over 6 h is what would make this panel slow.
+  local rotations = 'increase(authbroker_credential_rotations_total{%s}[1h])' % s.prov;
   local expiresCol = { name: 'Expires in', unit: 's', steps: [['red', null], ['orange', 0], ['green', 600]], cell: 'color-text' };
 
   board('credentials', 'Credentials', 'Expired, expiring, rotation-overdue and blocked credentials: counts, the worst %d of each with their identity, and per-provider counts over time.' % k, [
@@ -37,7 +40,7 @@ function(board, g, s)
         g.stat('Expiring soon', 'Credentials expiring soon or expired (the set AuthBrokerCredentialExpiringSoon reads).', [g.target(count(expiring), instant=true)], w=4, opts={ colorMode: 'background', steps: [['green', null], ['orange', 1]] }),
         g.stat('Rotation overdue', 'Credentials whose rotation is overdue, or that are past expiry (the set AuthBrokerCredentialRotationOverdue reads).', [g.target(count(overdue), instant=true)], w=4, opts={ colorMode: 'background', steps: [['green', null], ['orange', 1]] }),
         g.stat('Blocked', 'Credentials with an active rate-limit block in any scope.', [g.target('count(%s) or vector(0)' % blockedFor, instant=true)], w=4, opts={ colorMode: 'background', steps: [['green', null], ['orange', 1]] }),
-        g.stat('Rotations', 'Token rotations observed in the selected range.', [g.target('sum(%s)' % rotations, instant=true)], w=4, opts={ decimals: 0 }),
+        g.stat('Rotations (1 h)', 'Token rotations observed in the last hour.', [g.target('sum(%s)' % rotations, instant=true)], w=4, opts={ decimals: 0 }),
         g.stat('Last rotation', 'The most recent token change the exporter observed.', [g.target('max(authbroker_credential_last_rotation_timestamp_seconds{%s}) * 1000' % s.prov, instant=true)], w=4, opts={ unit: 'dateTimeFromNow' }),
       ],
     },
@@ -46,7 +49,7 @@ function(board, g, s)
       panels: [
         g.table('Soonest expiry', 'The %d credentials whose access token expires soonest (negative: expired), with the time until the refresher next tries (negative: overdue) and the last rotation observed.' % k, [
           g.target(identity(soonest)),
-          g.target(of(expiresIn, soonest)),
+          g.target('max %s (%s)' % [credBy, soonest]),
           g.target(of('authbroker_credential_rotates_in_seconds{%s}' % s.prov, soonest)),
           g.target(of('authbroker_credential_last_rotation_timestamp_seconds{%s} * 1000' % s.prov, soonest)),
         ], labels, [
@@ -57,7 +60,7 @@ function(board, g, s)
         ], 'Expires in', w=12),
         g.table('Most overdue', 'The %d credentials longest past their rotation deadline or expiry (the set AuthBrokerCredentialRotationOverdue reads), with their expiry.' % k, [
           g.target(breachingIdentity(mostOverdue)),
-          g.target(of('%s{%s}' % [overdue, s.prov], mostOverdue)),
+          g.target('max %s (%s)' % [credBy, mostOverdue]),
           g.target(of(expiresIn, mostOverdue)),
         ], labels, [
           { name: 'info', hide: true },
@@ -66,25 +69,25 @@ function(board, g, s)
         ], 'Overdue for', desc=true, w=12),
         g.table('Expiring soon', 'The %d soonest of the credentials expiring soon or expired (the set AuthBrokerCredentialExpiringSoon reads).' % k, [
           g.target(breachingIdentity(soonestExpiring)),
-          g.target(of('%s{%s}' % [expiring, s.prov], soonestExpiring)),
+          g.target('max %s (%s)' % [credBy, soonestExpiring]),
         ], labels, [
           { name: 'info', hide: true },
           expiresCol,
         ], 'Expires in', w=8),
         g.table('Longest blocked', 'The %d credentials with the longest active rate-limit block (the longest over their scopes).' % k, [
           g.target(identity(longestBlocked)),
-          g.target(of(blockedFor, longestBlocked)),
+          g.target('max %s (%s)' % [credBy, longestBlocked]),
         ], labels, [
           { name: 'info', hide: true },
           { name: 'Blocked for', unit: 's', steps: [['orange', null]], cell: 'color-text' },
         ], 'Blocked for', desc=true, w=8),
-        g.table('Most rotated', 'The %d credentials with the most token rotations observed in the selected range.' % k, [
+        g.table('Most rotated', 'The %d credentials with the most token rotations observed in the last hour (a healthy one rotates about once an hour).' % k, [
           g.target(identity('topk(%d, %s)' % [k, rotations])),
-          g.target(of(rotations, 'topk(%d, %s)' % [k, rotations])),
+          g.target('max %s (topk(%d, %s))' % [credBy, k, rotations]),
         ], labels, [
           { name: 'info', hide: true },
-          { name: 'Rotations (range)', decimals: 0 },
-        ], 'Rotations (range)', desc=true, w=8),
+          { name: 'Rotations (1 h)', decimals: 0 },
+        ], 'Rotations (1 h)', desc=true, w=8),
       ],
     },
     {
@@ -98,12 +101,6 @@ function(board, g, s)
         g.timeseries('Blocked by provider and scope', 'Credentials with an active rate-limit block, per provider and scope.', [
           g.target('count %s (authbroker_credential_blocked_until_timestamp_seconds{%s} > time())' % [s.by(['provider', 'scope']), s.prov], '{{provider}} {{scope}}'),
         ]),
-        g.timeseries('Expiring soon: time left', 'Seconds left (negative: expired) of the %d credentials of the expiring-soon set that expire soonest at the end of the range.' % k, [
-          g.target('%s{%s} and %s bottomk(%d, %s{%s} @ end())' % [expiring, s.prov, s.on(['job', 'instance', 'id']), k, expiring, s.prov], '{{provider}} {{id}}'),
-        ], opts={ unit: 's' }),
-        g.timeseries('Rotation overdue: for how long', 'How long ago the rotation deadline (or expiry) passed, for the %d most overdue credentials at the end of the range.' % k, [
-          g.target('%s{%s} and %s topk(%d, %s{%s} @ end())' % [overdue, s.prov, s.on(['job', 'instance', 'id']), k, overdue, s.prov], '{{provider}} {{id}}'),
-        ], opts={ unit: 's' }),
       ],
     },
   ])
