@@ -24,6 +24,7 @@ type Query struct {
 	PanelType string // stat, timeseries, table, ...
 	RefID     string
 	Instant   bool   // an instant query; else a range query over the dashboard's time range
+	MinStep   string // the panel's minimum step (Grafana's "Min interval"), if it sets one
 	Template  string // PromQL as stored, with Grafana variables
 	// Expr is Template with the variables Grafana would fill in replaced by
 	// values that select everything: $job, $instance and $provider by ".+",
@@ -66,7 +67,7 @@ func QueriesWith(vars map[string]string) ([]Query, error) {
 				}
 				out = append(out, Query{
 					Dashboard: b.Dashboard.Title, UID: b.Dashboard.UID, Panel: p.Title, PanelType: p.Type,
-					RefID: t.RefID, Instant: t.Instant, Template: t.Expr, Expr: expr,
+					RefID: t.RefID, Instant: t.Instant, MinStep: p.Interval, Template: t.Expr, Expr: expr,
 				})
 			}
 		}
@@ -104,6 +105,7 @@ type panel struct {
 	GridPos         *gridPos `json:"gridPos"`
 	Datasource      *dsRef   `json:"datasource"`
 	Panels          []*panel `json:"panels"`
+	Interval        string   `json:"interval"`
 	Targets         []target `json:"targets"`
 	Transformations []struct {
 		ID      string         `json:"id"`
