@@ -351,7 +351,7 @@ func dashboardReport(o options, rep *report, rs []*queryResult, loadStart, loadE
 		o.n, o.hours, time.Now().UTC().Format("2006-01-02 15:04"), host, rep.series, o.n, 4*o.n, o.hours, o.settle)
 	fmt.Fprintf(&b, "Every panel query at the default variables (job: its values; instance, provider: All), instant for stats, bar gauges and tables, else over the last %s at a %s step (or the panel's minimum step). Each ran 3 times in turn; time = median to the last byte (slowest run in brackets). Bound: under %.0f s and at most %d series (tables: rows after merge).\n\n", dashboardRange, dashboardStep, maxQuerySeconds, maxSeries)
 	fmt.Fprintf(&b, "- `/proc/loadavg`: before the queries %s; after %s\n", loadStart, loadEnd)
-	fmt.Fprintf(&b, "- preparation (write and backfill) %s\n\n", rep.preparation.Round(time.Second))
+	fmt.Fprintf(&b, "- preparation (write and backfill) %s; the server started %s after the end of the backfilled history (a gap of that length in the data)\n\n", rep.preparation.Round(time.Second), rep.lag.Round(time.Second))
 	fmt.Fprintf(&b, "| dashboard | panel | ref | kind | time | series |\n|---|---|---|---|---|---|\n")
 	failed := 0
 	var slowest float64

@@ -27,9 +27,9 @@ function(board, g, s)
   local soonestExpiring = 'bottomk(%d, %s{%s})' % [k, expiring, s.prov];
   local blockedFor = 'max %s (authbroker_credential_blocked_until_timestamp_seconds{%s}) - time() > 0' % [credBy, s.prov];
   local longestBlocked = 'topk(%d, %s)' % [k, blockedFor];
-  // The last hour, not the dashboard's range: an instant read of every
-  // credential's counter over 6 h is what would make this panel slow.
-  local rotations = 'increase(authbroker_credential_rotations_total{%s}[1h])' % s.prov;
+  // The last 30 minutes, not the dashboard's range: an instant read of
+  // every credential's counter over 6 h is what would make this slow.
+  local rotations = 'increase(authbroker_credential_rotations_total{%s}[30m])' % s.prov;
   local expiresCol = { name: 'Expires in', unit: 's', steps: [['red', null], ['orange', 0], ['green', 600]], cell: 'color-text' };
 
   board('credentials', 'Credentials', 'Expired, expiring, rotation-overdue and blocked credentials: counts, the worst %d of each with their identity, and per-provider counts over time.' % k, [
@@ -40,7 +40,7 @@ function(board, g, s)
         g.stat('Expiring soon', 'Credentials expiring soon or expired (the set AuthBrokerCredentialExpiringSoon reads).', [g.target(count(expiring), instant=true)], w=4, opts={ colorMode: 'background', steps: [['green', null], ['orange', 1]] }),
         g.stat('Rotation overdue', 'Credentials whose rotation is overdue, or that are past expiry (the set AuthBrokerCredentialRotationOverdue reads).', [g.target(count(overdue), instant=true)], w=4, opts={ colorMode: 'background', steps: [['green', null], ['orange', 1]] }),
         g.stat('Blocked', 'Credentials with an active rate-limit block in any scope.', [g.target('count(%s) or vector(0)' % blockedFor, instant=true)], w=4, opts={ colorMode: 'background', steps: [['green', null], ['orange', 1]] }),
-        g.stat('Rotations (1 h)', 'Token rotations observed in the last hour.', [g.target('sum(%s)' % rotations, instant=true)], w=4, opts={ decimals: 0 }),
+        g.stat('Rotations (30 min)', 'Token rotations observed in the last 30 minutes.', [g.target('sum(%s)' % rotations, instant=true)], w=4, opts={ decimals: 0 }),
         g.stat('Last rotation', 'The most recent token change the exporter observed.', [g.target('max(authbroker_credential_last_rotation_timestamp_seconds{%s}) * 1000' % s.prov, instant=true)], w=4, opts={ unit: 'dateTimeFromNow' }),
       ],
     },
@@ -81,13 +81,13 @@ function(board, g, s)
           { name: 'info', hide: true },
           { name: 'Blocked for', unit: 's', steps: [['orange', null]], cell: 'color-text' },
         ], 'Blocked for', desc=true, w=8),
-        g.table('Most rotated', 'The %d credentials with the most token rotations observed in the last hour (a healthy one rotates about once an hour).' % k, [
+        g.table('Most rotated', 'The %d credentials with the most token rotations observed in the last 30 minutes (a healthy one rotates about once an hour).' % k, [
           g.target(identity('topk(%d, %s)' % [k, rotations])),
           g.target('max %s (topk(%d, %s))' % [credBy, k, rotations]),
         ], labels, [
           { name: 'info', hide: true },
-          { name: 'Rotations (1 h)', decimals: 0 },
-        ], 'Rotations (1 h)', desc=true, w=8),
+          { name: 'Rotations (30 min)', decimals: 0 },
+        ], 'Rotations (30 min)', desc=true, w=8),
       ],
     },
     {

@@ -82,11 +82,11 @@ function(board, g, s)
           g.target(byProvider(expiring), '{{provider}} expiring soon'),
           g.target(byProvider(overdue), '{{provider}} rotation overdue'),
         ]),
-        g.timeseries('Usage problems by provider', 'Usage limits in the exhausted, high and forecast-exhausted sets, per provider (recorded every minute).', [
+        g.timeseries('Usage problems by provider', 'Usage limits in the exhausted, high and forecast-exhausted sets, per provider, at steps of 5 minutes or more (a usage report changes at most every 5 minutes).', [
           g.target(byProvider(exhausted), '{{provider}} exhausted'),
           g.target(byProvider(high), '{{provider}} high'),
           g.target(byProvider(forecast), '{{provider}} forecast exhausted'),
-        ]) { interval: '1m' },
+        ]) { interval: '5m' },
       ],
     },
     {
@@ -120,7 +120,7 @@ function(board, g, s)
       panels: [
         g.timeseries('Credentials by provider and type', 'Active credentials.', [g.target('sum %s (authbroker_credentials{%s})' % [s.by(['provider', 'type']), s.prov], '{{provider}} {{type}}')], w=8),
         g.timeseries('Disabled credentials by cause', 'Broker tombstones, per provider and cause; causes with none are left out.', [g.target('sum %s (authbroker_credentials_disabled{%s}) > 0' % [s.by(['provider', 'cause']), s.prov], '{{provider}} {{cause}}')], w=8),
-        g.bargauge('Rotations in the last hour', 'Token rotations the exporter observed in the last hour, per provider (an instant read: a rate over time would read every credential at every step).', [g.target('sum %s (increase(authbroker_credential_rotations_total{%s}[1h]))' % [s.by(['provider']), s.prov], '{{provider}}', instant=true)], w=8, opts={ decimals: 0 }),
+        g.bargauge('Rotations in the last 30 minutes', 'Token rotations the exporter observed in the last 30 minutes, per provider (an instant read: a rate over time would read every credential at every step).', [g.target('sum %s (increase(authbroker_credential_rotations_total{%s}[30m]))' % [s.by(['provider']), s.prov], '{{provider}}', instant=true)], w=8, opts={ decimals: 0 }),
       ],
     },
     {

@@ -83,11 +83,11 @@ function(board, g, s)
     {
       row: 'Over time',
       panels: [
-        g.timeseries('Exhausted, high and forecast by provider', 'Usage limits in each breaching set, per provider (recorded every minute).', [
+        g.timeseries('Exhausted, high and forecast by provider', 'Usage limits in each breaching set, per provider, at steps of 5 minutes or more (a usage report changes at most every 5 minutes).', [
           g.target(byProvider(exhausted), '{{provider}} exhausted'),
           g.target(byProvider(high), '{{provider}} high'),
           g.target(byProvider(forecast), '{{provider}} forecast exhausted'),
-        ], w=24) { interval: '1m' },
+        ], w=24) { interval: '5m' },
       ],
     },
     {
