@@ -119,7 +119,7 @@ function(board, g, s)
       row: 'Inventory',
       panels: [
         g.timeseries('Credentials by provider and type', 'Active credentials.', [g.target('sum %s (authbroker_credentials{%s})' % [s.by(['provider', 'type']), s.prov], '{{provider}} {{type}}')], w=8),
-        g.timeseries('Disabled credentials by cause', 'Broker tombstones, per provider and cause; causes with none are left out.', [g.target('sum %s (authbroker_credentials_disabled{%s}) > 0' % [s.by(['provider', 'cause']), s.prov], '{{provider}} {{cause}}')], w=8),
+        g.timeseries('Disabled credentials by cause', 'Broker tombstones, per provider and cause.', [g.target('sum %s (authbroker_credentials_disabled{%s})' % [s.by(['provider', 'cause']), s.prov], '{{provider}} {{cause}}')], w=8),
         g.bargauge('Rotations in the last 30 minutes', 'Token rotations the exporter observed in the last 30 minutes, per provider (an instant read: a rate over time would read every credential at every step).', [g.target('sum %s (increase(authbroker_credential_rotations_total{%s}[30m]))' % [s.by(['provider']), s.prov], '{{provider}}', instant=true)], w=8, opts={ decimals: 0 }),
       ],
     },
