@@ -21,12 +21,15 @@ type Query struct {
 	Dashboard string // dashboard title
 	UID       string // dashboard uid
 	Panel     string // panel title
+	PanelType string // stat, timeseries, table, ...
 	RefID     string
+	Instant   bool   // an instant query; else a range query over the dashboard's time range
+	MinStep   string // the panel's minimum step (Grafana's "Min interval"), if it sets one
 	Template  string // PromQL as stored, with Grafana variables
 	// Expr is Template with the variables Grafana would fill in replaced by
-	// values that select everything: $job and $instance by ".+",
-	// $__rate_interval by 5m, $__interval by 1m, $__range by 1h. It is ready
-	// for Prometheus' /api/v1/query.
+	// values that select everything: $job, $instance and $provider by ".+",
+	// $__rate_interval by 5m, $__interval by 1m, $__range by 1h. It is
+	// ready for Prometheus' /api/v1/query.
 	Expr string
 }
 
@@ -39,17 +42,21 @@ func liveVars() map[string]string {
 		"__rate_interval": "5m",
 		"__interval":      "1m",
 		"__range":         "1h",
+		"provider":        ".+",
 	}
 }
 
 // Queries returns every panel query of every shipped dashboard, in file and
 // panel order.
-func Queries() ([]Query, error) {
+func Queries() ([]Query, error) { return QueriesWith(liveVars()) }
+
+// QueriesWith is Queries with Expr made from the given variable values
+// (names without the $).
+func QueriesWith(vars map[string]string) ([]Query, error) {
 	boards, err := load()
 	if err != nil {
 		return nil, err
 	}
-	vars := liveVars()
 	var out []Query
 	for _, b := range boards {
 		for _, p := range b.Dashboard.allPanels() {
@@ -59,8 +66,8 @@ func Queries() ([]Query, error) {
 					return nil, fmt.Errorf("%s: panel %q query %s: %w", b.Name, p.Title, t.RefID, err)
 				}
 				out = append(out, Query{
-					Dashboard: b.Dashboard.Title, UID: b.Dashboard.UID, Panel: p.Title,
-					RefID: t.RefID, Template: t.Expr, Expr: expr,
+					Dashboard: b.Dashboard.Title, UID: b.Dashboard.UID, Panel: p.Title, PanelType: p.Type,
+					RefID: t.RefID, Instant: t.Instant, MinStep: p.Interval, Template: t.Expr, Expr: expr,
 				})
 			}
 		}
@@ -98,6 +105,7 @@ type panel struct {
 	GridPos         *gridPos `json:"gridPos"`
 	Datasource      *dsRef   `json:"datasource"`
 	Panels          []*panel `json:"panels"`
+	Interval        string   `json:"interval"`
 	Targets         []target `json:"targets"`
 	Transformations []struct {
 		ID      string         `json:"id"`

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 
 	"github.com/authbroker/authbroker_exporter/collector"
 	"github.com/authbroker/authbroker_exporter/mixin"
@@ -95,11 +96,52 @@ var standard = map[string][]string{
 	"process_resident_memory_bytes": nil,
 }
 
-// Recording rules from alerts/. They aggregate instance away: their
-// selectors carry the job matcher only.
+// Recording rules from alerts/authbroker-rules.yml that the dashboards
+// read, with their labels. The provider_limit: rules aggregate instance
+// away: their selectors carry the job matcher only.
 var recording = map[string][]string{
 	"provider_limit:authbroker_usage_limit_credentials:count":          {"provider", "limit"},
 	"provider_limit:authbroker_usage_limit_headroom_credentials:count": {"provider", "limit"},
+	"id:authbroker_credential_expiring_soon:expires_in_seconds":        {"id", "provider"},
+	"id:authbroker_credential_expired:seconds_since_expiry":            {"id", "provider"},
+	"id:authbroker_credential_rotation_overdue:seconds":                {"id", "provider"},
+	"id:authbroker_credential_info:breaching":                          {"id", "provider", "type", "identity", "email", "account", "org"},
+	"id_limit:authbroker_usage_limit_high:used_fraction":               {"id", "provider", "limit", "window"},
+	"id_limit:authbroker_usage_limit_exhausted:used_fraction":          {"id", "provider", "limit", "window"},
+	"id_limit:authbroker_usage_limit_forecast_exhausted:used_fraction": {"id", "provider", "limit", "window"},
+	"id_limit:authbroker_usage_limit_reset_credits:exhausted":          {"id", "provider", "limit"},
+}
+
+// withoutInstance reports whether a recording rule aggregates instance away.
+func withoutInstance(rule string) bool { return strings.HasPrefix(rule, "provider_limit:") }
+
+// Every recording rule the dashboards read is recorded by the rules file.
+func TestRecordingRulesExist(t *testing.T) {
+	b, err := os.ReadFile("../alerts/authbroker-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rf struct {
+		Groups []struct {
+			Rules []struct {
+				Record string `yaml:"record"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &rf); err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]bool{}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			recorded[r.Record] = true
+		}
+	}
+	for name := range recording {
+		if !recorded[name] {
+			t.Errorf("%s is not recorded by alerts/authbroker-rules.yml", name)
+		}
+	}
 }
 
 // Closed label vocabularies from the contract, checked on = and != matchers.
@@ -133,6 +175,7 @@ var testVars = map[string]string{
 	"__rate_interval": "5m",
 	"__interval":      "1m",
 	"__range":         "6h",
+	"provider":        "provider-variable",
 }
 
 func labelsOf(metric string) ([]string, bool) {
@@ -178,8 +221,7 @@ func checkQuery(expr, legend string) (metrics []string, problems []error) {
 			for _, l := range ls {
 				known[l] = true
 			}
-			_, isRule := recording[name]
-			checkScope(n, isRule, bad)
+			checkScope(n, withoutInstance(name), bad)
 			for _, mt := range n.LabelMatchers {
 				if mt.Name == labels.MetricName {
 					continue
@@ -214,9 +256,9 @@ func checkQuery(expr, legend string) (metrics []string, problems []error) {
 	return metrics, problems
 }
 
-// checkScope insists on the dashboard variables: job and instance for
-// exporter series, job only for recording rules (they have no instance, and
-// instance=~".+" would select nothing).
+// checkScope insists on the dashboard variables: job and instance, job
+// only for the recording rules that have no instance (instance=~".+" would
+// select nothing).
 func checkScope(vs *parser.VectorSelector, isRule bool, bad func(string, ...any)) {
 	has := func(label, value string) bool {
 		return slices.ContainsFunc(vs.LabelMatchers, func(mt *labels.Matcher) bool {
@@ -408,6 +450,9 @@ func checkVariables(t *testing.T, file string, d *dashboard) {
 		if !slices.ContainsFunc(ms, func(m *labels.Matcher) bool { return m.Name == labels.MetricName && m.Value == "authbroker_up" }) {
 			t.Errorf("%s: variable %q does not read authbroker_up: %q", file, name, v.Query)
 		}
+	}
+	if v, ok := vars["provider"]; !ok || v.Type != "query" || v.Query != `label_values(authbroker_credentials{job=~"$job", instance=~"$instance"}, provider)` {
+		t.Errorf("%s: provider variable = %+v, want the providers of authbroker_credentials of the selected targets", file, v)
 	}
 }
 

@@ -799,8 +799,10 @@ var expectedAbsent = []struct {
 	re  *regexp.Regexp
 	why string
 }{
-	{regexp.MustCompile(`^(authbroker_usage_limit_.*|authbroker_usage_reset_.*|authbroker_usage_report_fetched_timestamp_seconds|authbroker_usage_reports_unmatched|provider_limit:authbroker_usage_limit_.*)$`),
+	{regexp.MustCompile(`^(authbroker_usage_limit_.*|authbroker_usage_reset_.*|authbroker_usage_report_fetched_timestamp_seconds|authbroker_usage_reports_unmatched|provider_limit:authbroker_usage_limit_.*|id_limit:authbroker_usage_limit_.*)$`),
 		"usage: the offline broker's /v1/usage answers {reports: []} (providers unreachable), so there are no limits, saved resets, reports or recording-rule results"},
+	{regexp.MustCompile(`^authbroker_provider_next_usable_timestamp_seconds$`),
+		"capacity: written only while a provider has no usable credential"},
 }
 
 func absentWhy(name string) string {

@@ -43,6 +43,9 @@ type fleet struct {
 	job      string
 	instance string
 	end      int64 // Unix seconds: the last backfilled step
+	// dashboards adds the families only the dashboards read
+	// (dashboardFamilies), for the -dashboards check.
+	dashboards bool
 }
 
 type cred struct {
@@ -92,10 +95,19 @@ func (f *fleet) usedFraction(c cred, k int, t int64) float64 {
 		return 1.0 + 0.1*hash01(c.id, k+10)
 	case h < 0.15:
 		// 25 %/h, reaching 100 % about 2 h after the end of the data.
-		return 0.5 + 0.25*float64(tr-(f.end-3600))/3600*(0.8+0.2*hash01(c.id, k+20))
+		return 0.5 + float64(tr-(f.end-3600))*f.climbRate(c, k)
 	default:
 		return 0.85*hash01(c.id, k+10) + 0.01*math.Sin(float64(tr)/1800)
 	}
+}
+
+// climbRate is the used fraction per second of a limit that climbs (0
+// for the others).
+func (f *fleet) climbRate(c cred, k int) float64 {
+	if h := hash01(c.id, k); h < 0.10 || h >= 0.15 {
+		return 0
+	}
+	return 0.25 / 3600 * (0.8 + 0.2*hash01(c.id, k+20))
 }
 
 func (f *fleet) status(c cred, k int, t int64) float64 {
@@ -160,38 +172,52 @@ type family struct {
 	name, typ string
 	series    []series
 	step      int64 // seconds between samples when not the scrape interval
+	since     int64 // Unix seconds: no samples before (0: from the start)
+}
+
+// The label sets: of the target, of a credential, of one of its limits.
+func (f *fleet) targetLabels() string {
+	return `job="` + f.job + `",instance="` + f.instance + `"`
+}
+
+func (f *fleet) credLabels(c cred) string {
+	return f.targetLabels() + `,id="` + strconv.Itoa(c.id) + `",provider="` + providers[c.provider].name + `"`
+}
+
+func (f *fleet) limitLabels(c cred, k int) string {
+	p := providers[c.provider]
+	return f.credLabels(c) + `,limit="` + p.name + ":" + p.limits[k] + `",window="` + windows[k] + `"`
+}
+
+func constant(v float64) func(int64) float64 { return func(int64) float64 { return v } }
+
+// perCred is one series per credential, labelled by lbl.
+func perCred(cs []cred, v func(c cred) func(int64) float64, lbl func(c cred) string) []series {
+	ss := make([]series, 0, len(cs))
+	for _, c := range cs {
+		ss = append(ss, series{lbl(c), v(c)})
+	}
+	return ss
+}
+
+// perLimit is one series per credential and limit, labelled by lbl.
+func perLimit(cs []cred, v func(c cred, k int) func(int64) float64, lbl func(c cred, k int) string) []series {
+	ss := make([]series, 0, 4*len(cs))
+	for _, c := range cs {
+		for k := range 4 {
+			ss = append(ss, series{lbl(c, k), v(c, k)})
+		}
+	}
+	return ss
 }
 
 func (f *fleet) families() []family {
 	cs := f.creds()
-	tl := `job="` + f.job + `",instance="` + f.instance + `"`
-	cl := func(c cred) string {
-		return tl + `,id="` + strconv.Itoa(c.id) + `",provider="` + providers[c.provider].name + `"`
-	}
-	ll := func(c cred, k int) string {
-		p := providers[c.provider]
-		return cl(c) + `,limit="` + p.name + ":" + p.limits[k] + `",window="` + windows[k] + `"`
-	}
-	constant := func(v float64) func(int64) float64 { return func(int64) float64 { return v } }
+	tl, cl, ll := f.targetLabels(), f.credLabels, f.limitLabels
 	var fams []family
 	add := func(name, typ string, ss []series) { fams = append(fams, family{name: name, typ: typ, series: ss}) }
-
-	one := func(v func(c cred) func(int64) float64, lbl func(c cred) string) []series {
-		ss := make([]series, 0, len(cs))
-		for _, c := range cs {
-			ss = append(ss, series{lbl(c), v(c)})
-		}
-		return ss
-	}
-	perLimit := func(v func(c cred, k int) func(int64) float64) []series {
-		ss := make([]series, 0, 4*len(cs))
-		for _, c := range cs {
-			for k := range 4 {
-				ss = append(ss, series{ll(c, k), v(c, k)})
-			}
-		}
-		return ss
-	}
+	one := func(v func(c cred) func(int64) float64, lbl func(c cred) string) []series { return perCred(cs, v, lbl) }
+	limits := func(v func(c cred, k int) func(int64) float64) []series { return perLimit(cs, v, ll) }
 
 	add("up", "gauge", []series{{tl, constant(1)}})
 	add("authbroker_up", "gauge", []series{{tl, constant(1)}})
@@ -230,13 +256,13 @@ func (f *fleet) families() []family {
 	add("authbroker_credential_rotates_in_seconds", "gauge", one(func(c cred) func(int64) float64 {
 		return func(t int64) float64 { return f.rotatesIn(c, t) }
 	}, cl))
-	add("authbroker_usage_limit_used_fraction", "gauge", perLimit(func(c cred, k int) func(int64) float64 {
+	add("authbroker_usage_limit_used_fraction", "gauge", limits(func(c cred, k int) func(int64) float64 {
 		return func(t int64) float64 { return f.usedFraction(c, k, t) }
 	}))
-	add("authbroker_usage_limit_resets_timestamp_seconds", "gauge", perLimit(func(c cred, k int) func(int64) float64 {
+	add("authbroker_usage_limit_resets_timestamp_seconds", "gauge", limits(func(c cred, k int) func(int64) float64 {
 		return constant(f.resets(c, k))
 	}))
-	add("authbroker_usage_limit_status", "gauge", perLimit(func(c cred, k int) func(int64) float64 {
+	add("authbroker_usage_limit_status", "gauge", limits(func(c cred, k int) func(int64) float64 {
 		return func(t int64) float64 { return f.status(c, k, t) }
 	}))
 	add("authbroker_usage_limit_reset_credits", "gauge", one(func(c cred) func(int64) float64 {
@@ -258,11 +284,15 @@ func (f *fleet) families() []family {
 		handler = append(handler, series{tl + `,code="` + code + `"`, v})
 	}
 	add("promhttp_metric_handler_requests_total", "counter", handler)
+	if f.dashboards {
+		fams = append(fams, f.dashboardFamilies(cs)...)
+	}
 	return fams
 }
 
-// writeOpenMetrics writes every family's history from start to end at step
-// seconds: per family, per series, the samples in time order, the layout
+// writeOpenMetrics writes every family's history from start (or its since)
+// to end at step seconds, leaving out NaN values: per family, per series,
+// the samples in time order, the layout
 // `promtool tsdb create-blocks-from openmetrics` reads.
 func writeOpenMetrics(w io.Writer, fams []family, start, end, step int64) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
@@ -274,17 +304,21 @@ func writeOpenMetrics(w io.Writer, fams []family, start, end, step int64) error 
 			name = name[:len(name)-len("_total")]
 		}
 		fmt.Fprintf(bw, "# TYPE %s %s\n", name, fam.typ)
-		first, st := start, step
+		first, st := max(start, fam.since), step
 		if fam.step > 0 {
-			first, st = (start+fam.step-1)/fam.step*fam.step, fam.step
+			first, st = (first+fam.step-1)/fam.step*fam.step, fam.step
 		}
 		for _, s := range fam.series {
 			for t := first; t <= end; t += st {
+				v := s.value(t)
+				if math.IsNaN(v) {
+					continue // no sample: the series is absent at t
+				}
 				bw.WriteString(fam.name)
 				bw.WriteByte('{')
 				bw.WriteString(s.labels)
 				bw.WriteString("} ")
-				buf = strconv.AppendFloat(buf[:0], s.value(t), 'g', -1, 64)
+				buf = strconv.AppendFloat(buf[:0], v, 'g', -1, 64)
 				buf = append(buf, ' ')
 				buf = strconv.AppendInt(buf, t, 10)
 				buf = append(buf, '\n')

@@ -51,6 +51,10 @@ type options struct {
 	keep      bool
 	promtool  string
 	prometheu string
+
+	dashboards bool          // run the dashboards' queries instead of the rule comparison
+	hours      int           // hours of history to backfill
+	settle     time.Duration // -dashboards: how long the rules evaluate before the queries
 }
 
 func main() {
@@ -65,6 +69,9 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory")
 	flag.StringVar(&o.promtool, "promtool", "promtool", "promtool binary")
 	flag.StringVar(&o.prometheu, "prometheus", "prometheus", "prometheus binary")
+	flag.BoolVar(&o.dashboards, "dashboards", false, "instead of comparing rules: run every panel query of dashboards/ against one server with the working tree's rules, and fail when one takes 1 s or more or returns more than 50 series")
+	flag.IntVar(&o.hours, "hours", 1, "hours of history to backfill (the dashboards' default range is 6)")
+	flag.DurationVar(&o.settle, "settle", 6*time.Minute, "-dashboards: how long the rules evaluate before the queries run (≥ 5m: the 5-minute group evaluates)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench/rules: ")
@@ -90,40 +97,14 @@ func run(ctx context.Context, o options) error {
 	log.Printf("working in %s", work)
 
 	// Rule files: every alerts/*.yml with rule groups, before from git,
-	// after from the working tree.
+	// after from the working tree. The dashboards' check needs after only.
 	sets := []*ruleSet{{name: "before"}, {name: "after"}}
+	if o.dashboards {
+		sets = sets[1:]
+	}
 	for _, s := range sets {
-		s.dir = filepath.Join(work, s.name)
-		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		if err := s.stage(ctx, root, work, o.base); err != nil {
 			return err
-		}
-		read := func(f string) ([]byte, error) { return os.ReadFile(filepath.Join(root, "alerts", f)) }
-		names, err := ruleFiles(ctx, root, "")
-		if s.name == "before" {
-			read = func(f string) ([]byte, error) {
-				return exec.CommandContext(ctx, "git", "-C", root, "show", o.base+":alerts/"+f).Output()
-			}
-			names, err = ruleFiles(ctx, root, o.base)
-		}
-		if err != nil {
-			return fmt.Errorf("%s rules: %v", s.name, err)
-		}
-		for _, f := range names {
-			b, err := read(f)
-			if err != nil {
-				return fmt.Errorf("%s rules %s: %v", s.name, f, err)
-			}
-			if !bytes.HasPrefix(b, []byte("groups:")) && !bytes.Contains(b, []byte("\ngroups:")) {
-				continue // not a rule file (e.g. alertmanager.example.yml)
-			}
-			p := filepath.Join(s.dir, f)
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				return err
-			}
-			s.files = append(s.files, p)
-		}
-		if len(s.files) == 0 {
-			return fmt.Errorf("%s rules: no alerts/*.yml with rule groups", s.name)
 		}
 	}
 
@@ -132,23 +113,35 @@ func run(ctx context.Context, o options) error {
 		// Measured on 2 busy cores (load 13–16): about 50 s per 1k
 		// credentials to write and backfill the hour; the margin absorbs a
 		// busier machine.
-		lead = time.Duration(o.n/1000+1) * 70 * time.Second
+		lead = time.Duration(o.n/1000+1) * 70 * time.Second * time.Duration(o.hours)
+		if o.dashboards {
+			// Twice the series, but only the small families and the
+			// breaching sets go back further than an hour.
+			lead = time.Duration(o.n/1000+1) * 140 * time.Second
+		}
 	}
 	end := time.Now().Add(lead).Truncate(15 * time.Second)
-	fl := &fleet{n: o.n, job: "authbroker", instance: "bench:8766", end: end.Unix()}
+	fl := &fleet{n: o.n, job: "authbroker", instance: "bench:8766", end: end.Unix(), dashboards: o.dashboards}
+	after := sets[len(sets)-1]
 	fams := fl.families()
 	// The after rules' groups with an interval of their own feed range
 	// selectors only ([1h]); a server that has run for an hour has their
 	// hour, so it is written with the rest.
-	slow, err := slowRecords(sets[1].files, fams)
+	slow, err := slowRecords(after.files, fams)
 	if err != nil {
 		return err
+	}
+	if o.dashboards {
+		recentOnly(fams, end.Unix())
+		recentOnly(slow, end.Unix())
+		slow = append(slow, fl.ruleHistory()...)
 	}
 	nseries := 0
 	for _, f := range fams {
 		nseries += len(f.series)
 	}
-	log.Printf("%d credentials, %d series; history %s … %s", o.n, nseries, end.Add(-time.Hour).Format(time.TimeOnly), end.Format(time.TimeOnly))
+	start := end.Add(-time.Duration(o.hours) * time.Hour)
+	log.Printf("%d credentials, %d series; history %s … %s", o.n, nseries, start.Format(time.TimeOnly), end.Format(time.TimeOnly))
 
 	// 1. The hour as OpenMetrics, backfilled. promtool parses its whole
 	// input once per 2-hour block window it touches (and once more for the
@@ -156,12 +149,15 @@ func run(ctx context.Context, o options) error {
 	// time: each slice is parsed twice instead of the whole file three
 	// times when the hour crosses a window boundary.
 	began := time.Now()
-	sets[0].data = filepath.Join(sets[0].dir, "data")
-	sets[1].data = filepath.Join(sets[1].dir, "data")
-	if err := backfill(ctx, o, work, fams, slow, end.Add(-time.Hour).Unix(), end.Unix(), sets[0].data, sets[1].data); err != nil {
+	var datas []string
+	for _, s := range sets {
+		s.data = filepath.Join(s.dir, "data")
+		datas = append(datas, s.data)
+	}
+	if err := backfill(ctx, o, work, fams, slow, start.Unix(), end.Unix(), datas...); err != nil {
 		return err
 	}
-	log.Printf("wrote and backfilled the hour in %s", time.Since(began).Round(time.Second))
+	log.Printf("wrote and backfilled the history in %s", time.Since(began).Round(time.Second))
 	preparation := time.Since(began)
 	if wait := time.Until(end); wait > 0 {
 		log.Printf("prepared in %s; waiting %s for the end of the backfilled hour", preparation.Round(time.Second), wait.Round(time.Second))
@@ -194,6 +190,9 @@ func run(ctx context.Context, o options) error {
 		defer s.stop()
 	}
 	rep := &report{n: o.n, series: nseries, base: o.base, preparation: preparation, lag: time.Since(end)}
+	if o.dashboards {
+		return checkDashboards(ctx, o, after, rep)
+	}
 	rep.loadBefore = loadavg()
 	log.Printf("both servers up; evaluating side by side for %s", o.run)
 	if err := sample(ctx, sets, o.run, rep); err != nil {
@@ -223,9 +222,48 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
+// stage writes the server's rule files into its directory: before's from
+// git at base, after's from the working tree.
+func (s *ruleSet) stage(ctx context.Context, root, work, base string) error {
+	s.dir = filepath.Join(work, s.name)
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
+	rev := ""
+	read := func(f string) ([]byte, error) { return os.ReadFile(filepath.Join(root, "alerts", f)) }
+	if s.name == "before" {
+		rev = base
+		read = func(f string) ([]byte, error) {
+			return exec.CommandContext(ctx, "git", "-C", root, "show", base+":alerts/"+f).Output()
+		}
+	}
+	names, err := ruleFiles(ctx, root, rev)
+	if err != nil {
+		return fmt.Errorf("%s rules: %v", s.name, err)
+	}
+	for _, f := range names {
+		b, err := read(f)
+		if err != nil {
+			return fmt.Errorf("%s rules %s: %v", s.name, f, err)
+		}
+		if !bytes.HasPrefix(b, []byte("groups:")) && !bytes.Contains(b, []byte("\ngroups:")) {
+			continue // not a rule file (e.g. alertmanager.example.yml)
+		}
+		p := filepath.Join(s.dir, f)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
+		s.files = append(s.files, p)
+	}
+	if len(s.files) == 0 {
+		return fmt.Errorf("%s rules: no alerts/*.yml with rule groups", s.name)
+	}
+	return nil
+}
+
 // backfill writes [start, end] in 15-minute slices and converts them with
-// promtool, two at a time, into blocks under before and after.
-func backfill(ctx context.Context, o options, work string, fams, slow []family, start, end int64, before, after string) error {
+// promtool, two at a time, into blocks under each of dsts.
+func backfill(ctx context.Context, o options, work string, fams, slow []family, start, end int64, dsts ...string) error {
 	const slice = 15 * 60
 	type job struct {
 		file, out string
@@ -274,11 +312,12 @@ func backfill(ctx context.Context, o options, work string, fams, slow []family, 
 	if werr != nil {
 		return werr
 	}
-	for _, dst := range []string{before, after} {
+	for _, dst := range dsts {
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return err
 		}
 	}
+	last := len(dsts) - 1
 	for _, j := range js {
 		entries, err := os.ReadDir(j.out)
 		if err != nil {
@@ -286,10 +325,12 @@ func backfill(ctx context.Context, o options, work string, fams, slow []family, 
 		}
 		for _, e := range entries {
 			src := filepath.Join(j.out, e.Name())
-			if out, err := exec.CommandContext(ctx, "cp", "-a", src, filepath.Join(before, e.Name())).CombinedOutput(); err != nil {
-				return fmt.Errorf("copy block: %v\n%s", err, out)
+			for _, dst := range dsts[:last] {
+				if out, err := exec.CommandContext(ctx, "cp", "-a", src, filepath.Join(dst, e.Name())).CombinedOutput(); err != nil {
+					return fmt.Errorf("copy block: %v\n%s", err, out)
+				}
 			}
-			if err := os.Rename(src, filepath.Join(after, e.Name())); err != nil {
+			if err := os.Rename(src, filepath.Join(dsts[last], e.Name())); err != nil {
 				return err
 			}
 		}

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -324,19 +322,6 @@ func ruleGroupLabel(line string) (string, bool) {
 
 // snapshot reads per-rule evaluation times and active alerts.
 func (s *ruleSet) snapshot(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/api/v1/rules", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
 	var r struct {
 		Data struct {
 			Groups []struct {
@@ -352,7 +337,7 @@ func (s *ruleSet) snapshot(ctx context.Context) error {
 			} `json:"groups"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := getJSON(ctx, s.url+"/api/v1/rules", &r); err != nil {
 		return fmt.Errorf("%s /api/v1/rules: %v", s.name, err)
 	}
 	s.rules = nil
