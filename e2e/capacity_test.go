@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authbroker/authbroker_exporter/mixin"
 )
 
 // providerAlert is an alert about a provider's capacity that must reach
@@ -32,9 +34,38 @@ type providerAlert struct {
 
 // unavailableAlerts are the alerts TestProviderCapacity expects while
 // both credentials are blocked. The first block is held for the longest
-// `for:` among them, plus the time the other checks need.
+// `for:` among them, plus the time the other checks need. Prometheus loads
+// the mixin rendered with these `for:` durations (capacityMixin): the
+// shipped 2m would add two idle minutes to the suite, and tuning `for:`
+// through `_config` is what an operator does too.
 var unavailableAlerts = []providerAlert{
-	{"AuthBrokerProviderUnavailable", 2 * time.Minute, "when a rate-limit block ends."},
+	{"AuthBrokerProviderUnavailable", 15 * time.Second, "when a rate-limit block ends."},
+}
+
+// capacityRules renders the mixin with unavailableAlerts' `for:`
+// durations and writes the two rule files into dir.
+func capacityRules(t *testing.T, root, dir string) []string {
+	t.Helper()
+	var override strings.Builder
+	override.WriteString("{ _config+:: { alertFor+: {")
+	for _, a := range unavailableAlerts {
+		fmt.Fprintf(&override, " %s: '%ds',", a.name, int(a.forDuration.Seconds()))
+	}
+	override.WriteString(" } } }")
+	out, err := mixin.Render(filepath.Join(root, "mixin"), override.String())
+	if err != nil {
+		t.Fatalf("rendering the mixin with %s: %v", override.String(), err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for name, b := range map[string][]byte{"authbroker-alerts.yml": out.Alerts, "authbroker-rules.yml": out.Rules} {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, string(b))
+		files = append(files, p)
+	}
+	return files
 }
 
 // capacityProvider is the provider whose two credentials the test blocks.
@@ -93,6 +124,7 @@ func TestProviderCapacity(t *testing.T) {
 	c := &capacityRun{s: s, bin: bin}
 	step("seed two credentials of one provider", c.seed)
 	s.startAlertmanager(t, tl.alertmanager)
+	s.rules = capacityRules(t, root, filepath.Join(work, "rules"))
 	s.startPrometheus(t, tl.prometheus, root)
 	s.startExporter(t, bin)
 
