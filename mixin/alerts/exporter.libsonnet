@@ -98,7 +98,7 @@ function(cfg) {
     },
     // promhttp_metric_handler_requests_total is what every Go exporter
     // exposes; the authbroker_up join keeps the rule to authbroker_exporter
-    // targets. The exporter answers 503 beyond 64 concurrent scrapes of
+    // targets. The exporter answers 503 beyond --web.max-requests concurrent scrapes of
     // /metrics, and the code series exist from the start at 0, so increase()
     // sees the first one.
     {
@@ -111,7 +111,7 @@ function(cfg) {
       labels: { severity: 'warning' },
       annotations: {
         summary: 'authbroker_exporter keeps refusing scrapes.',
-        description: 'The exporter {{ $labels.instance }} answered ' + count + ' scrape(s) of its metrics endpoint with 503 in the last ' + u.last(cfg.scrapesRefusedWindow) + ', and has refused some in every ' + u.duration(cfg.scrapesRefusedWindow) + ' for ' + forText('AuthBrokerExporterScrapesRefused') + ': more than 64 scrapes run at once. Some scrapers get no data.',
+        description: 'The exporter {{ $labels.instance }} answered ' + count + ' scrape(s) of its metrics endpoint with 503 in the last ' + u.last(cfg.scrapesRefusedWindow) + ', and has refused some in every ' + u.duration(cfg.scrapesRefusedWindow) + ' for ' + forText('AuthBrokerExporterScrapesRefused') + ': more scrapes ran at once than its --web.max-requests allows (default 40). Some scrapers get no data.',
       },
     },
   ],
