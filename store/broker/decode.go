@@ -32,6 +32,9 @@ type reader struct {
 	err  error
 	seen uint64 // the fields of the object read last that were there and valid
 	buf  []byte // scratch for unquoting
+	// Chunks the values of a usage answer are carved from (carve).
+	windows []UsageWindow
+	floats  []float64
 }
 
 // decodeOptions: JSON.stringify writes a lone surrogate of a string (an

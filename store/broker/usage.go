@@ -164,15 +164,13 @@ var limitFields = []field[UsageLimit]{
 	{"status", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.Status) }},
 	{"scope", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Scope, scopeFields) }},
 	{"window", optional, func(r *reader, l *UsageLimit) bool {
-		w := &UsageWindow{}
+		w := carve(&r.windows)
 		if readObject(r, w, windowFields) {
 			l.Window = w
 		}
 		return true
 	}},
-	{"amount", optional, func(r *reader, l *UsageLimit) bool {
-		return readObject(r, &wireAmount{UsageAmount: &l.Amount}, amountFields)
-	}},
+	{"amount", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Amount, amountFields) }},
 }
 
 var scopeFields = []field[UsageScope]{
@@ -194,24 +192,18 @@ var windowFields = []field[UsageWindow]{
 	{"resetsAt", optional, func(r *reader, w *UsageWindow) bool { return r.time(&w.ResetsAt) }},
 }
 
-// wireAmount reads an amount's numbers into one array, allocated with
-// it.
-type wireAmount struct {
-	*UsageAmount
-	nums [5]float64
+var amountFields = []field[UsageAmount]{
+	{"used", optional, func(r *reader, a *UsageAmount) bool { a.Used = r.float(); return true }},
+	{"limit", optional, func(r *reader, a *UsageAmount) bool { a.Limit = r.float(); return true }},
+	{"remaining", optional, func(r *reader, a *UsageAmount) bool { a.Remaining = r.float(); return true }},
+	{"usedFraction", optional, func(r *reader, a *UsageAmount) bool { a.UsedFraction = r.float(); return true }},
+	{"remainingFraction", optional, func(r *reader, a *UsageAmount) bool { a.RemainingFraction = r.float(); return true }},
+	{"unit", optional, func(r *reader, a *UsageAmount) bool { return r.text(&a.Unit) }},
 }
 
-var amountFields = []field[wireAmount]{
-	{"used", optional, func(r *reader, a *wireAmount) bool { a.Used = a.number(r, 0); return true }},
-	{"limit", optional, func(r *reader, a *wireAmount) bool { a.Limit = a.number(r, 1); return true }},
-	{"remaining", optional, func(r *reader, a *wireAmount) bool { a.Remaining = a.number(r, 2); return true }},
-	{"usedFraction", optional, func(r *reader, a *wireAmount) bool { a.UsedFraction = a.number(r, 3); return true }},
-	{"remainingFraction", optional, func(r *reader, a *wireAmount) bool { a.RemainingFraction = a.number(r, 4); return true }},
-	{"unit", optional, func(r *reader, a *wireAmount) bool { return r.text(&a.Unit) }},
-}
-
-// number reads the amount's i-th number; nil for null.
-func (a *wireAmount) number(r *reader, i int) *float64 {
+// float reads a number into a float carved from the reader's chunk; nil
+// for null.
+func (r *reader) float() *float64 {
 	raw := r.number()
 	if raw == nil {
 		return nil
@@ -221,8 +213,21 @@ func (a *wireAmount) number(r *reader, i int) *float64 {
 		r.fail("", "out of range")
 		return nil
 	}
-	a.nums[i] = f
-	return &a.nums[i]
+	p := carve(&r.floats)
+	*p = f
+	return p
+}
+
+// carve returns a zero T from the end of *chunk, starting a new chunk when
+// it is full: the tens of thousands of windows and amounts of a usage
+// answer take one allocation per chunk instead of one each. A chunk stays
+// alive while any of its values does, which is as long as the answer.
+func carve[T any](chunk *[]T) *T {
+	if len(*chunk) == cap(*chunk) {
+		*chunk = make([]T, 0, 512)
+	}
+	*chunk = append(*chunk, *new(T))
+	return &(*chunk)[len(*chunk)-1]
 }
 
 // metadataKeys: the identity strings usage matching reads, then their
