@@ -66,15 +66,11 @@ type UsageLimit struct {
 	Status string // ok, warning, exhausted, unknown, or ""
 }
 
+// UsageScope holds the scope ids usage matching reads; like Metadata, a
+// scope is reduced to them (a 10k-report answer has 40k scopes).
 type UsageScope struct {
-	Provider  string
 	AccountID string
 	ProjectID string
-	OrgID     string
-	ModelID   string
-	Tier      string
-	WindowID  string
-	Shared    bool
 }
 
 type UsageWindow struct {
@@ -173,16 +169,21 @@ var limitFields = []field[UsageLimit]{
 	{"amount", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Amount, amountFields) }},
 }
 
+// scopeFields keep accountId and projectId; the other fields of a scope
+// are checked for their type and dropped.
 var scopeFields = []field[UsageScope]{
-	{"provider", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Provider) }},
 	{"accountId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.AccountID) }},
 	{"projectId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.ProjectID) }},
-	{"orgId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.OrgID) }},
-	{"modelId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.ModelID) }},
-	{"tier", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Tier) }},
-	{"windowId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.WindowID) }},
-	{"shared", optional, func(r *reader, s *UsageScope) bool { return r.bool(&s.Shared) }},
+	{"provider", optional, dropText[UsageScope]},
+	{"orgId", optional, dropText[UsageScope]},
+	{"modelId", optional, dropText[UsageScope]},
+	{"tier", optional, dropText[UsageScope]},
+	{"windowId", optional, dropText[UsageScope]},
+	{"shared", optional, func(r *reader, _ *UsageScope) bool { return r.bool(new(bool)) }},
 }
+
+// dropText reads a string field that nothing keeps.
+func dropText[T any](r *reader, _ *T) bool { return r.string(new(string), r.pool) }
 
 var windowFields = []field[UsageWindow]{
 	{"id", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ID) }},

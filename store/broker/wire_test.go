@@ -265,7 +265,7 @@ func TestDecodeUsage(t *testing.T) {
 		t.Fatalf("metadata = %+v, want %+v (blank accountId falls back to account_id; non-string email ignored)", r.Metadata, want)
 	}
 	l := r.Limits[0]
-	if l.Scope.AccountID != " Acct-S" || !l.Scope.Shared || l.Window.Duration != 5*time.Hour ||
+	if l.Scope.AccountID != " Acct-S" || l.Window.Duration != 5*time.Hour ||
 		!l.Window.ResetsAt.Equal(time.UnixMilli(1795760000000)) || *l.Amount.Used != 42 || l.Amount.Unit != "percent" || l.Status != "ok" {
 		t.Fatalf("limit %+v", l)
 	}
