@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"cmp"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -118,14 +120,21 @@ type UsageResponse struct {
 // DecodeUsage decodes a /v1/usage answer.
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
-// decodeUsage decodes a /v1/usage answer in one pass. Thousands of reports
-// repeat the same providers, limit ids, labels and units, and the answer
-// is kept for the usage TTL, so those strings are kept once each.
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
-	out := &UsageResponse{Size: len(body)}
-	if err := decodeDocument(newReader(op, body, &stringPool{}), out, usageFields); err != nil {
+	return readUsage(op, bytes.NewBuffer(body)) // jsontext reads a bytes.Buffer in place
+}
+
+// readUsage decodes a /v1/usage answer in one pass as it arrives. Thousands
+// of reports repeat the same providers, limit ids, labels and units, and
+// the answer is kept for the usage TTL, so those strings are kept once
+// each.
+func readUsage(op string, in io.Reader) (*UsageResponse, error) {
+	out := &UsageResponse{}
+	r := newStreamReader(op, in, &stringPool{})
+	if err := decodeDocument(r, out, usageFields); err != nil {
 		return nil, err
 	}
+	out.Size = int(r.dec.InputOffset())
 	return out, nil
 }
 
