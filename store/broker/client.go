@@ -262,8 +262,8 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 		}
 		return &response{status: resp.StatusCode, header: resp.Header}, nil
 	}
-	// Sized from Content-Length when the broker sends one: a 10k-report
-	// usage answer is 13 MB, and growing a buffer to that by doubling
+	// Sized from Content-Length when the broker sends one: a 10k-entry
+	// snapshot is megabytes, and growing a buffer to that by doubling
 	// allocates twice over.
 	var buf bytes.Buffer
 	if n := resp.ContentLength; n > 0 && n <= int64(limit) {
