@@ -183,16 +183,24 @@ var limitFields = []field[UsageLimit]{
 var scopeFields = []field[UsageScope]{
 	{"accountId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.AccountID) }},
 	{"projectId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.ProjectID) }},
-	{"provider", optional, dropText[UsageScope]},
-	{"orgId", optional, dropText[UsageScope]},
-	{"modelId", optional, dropText[UsageScope]},
-	{"tier", optional, dropText[UsageScope]},
-	{"windowId", optional, dropText[UsageScope]},
-	{"shared", optional, func(r *reader, _ *UsageScope) bool { return r.bool(new(bool)) }},
+	{"provider", optional, dropped[UsageScope]('"')},
+	{"orgId", optional, dropped[UsageScope]('"')},
+	{"modelId", optional, dropped[UsageScope]('"')},
+	{"tier", optional, dropped[UsageScope]('"')},
+	{"windowId", optional, dropped[UsageScope]('"')},
+	{"shared", optional, dropped[UsageScope]('t')},
 }
 
-// dropText reads a string field that nothing keeps.
-func dropText[T any](r *reader, _ *T) bool { return r.string(new(string), r.pool) }
+// dropped reads a field that nothing keeps: a value of kind want (or
+// null) is skipped, any other is a failure.
+func dropped[T any](want jsontext.Kind) func(r *reader, _ *T) bool {
+	return func(r *reader, _ *T) bool {
+		if r.expect(want) {
+			r.skip()
+		}
+		return true
+	}
+}
 
 var windowFields = []field[UsageWindow]{
 	{"id", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ID) }},

@@ -290,6 +290,12 @@ func TestDecodeUsageReportList(t *testing.T) {
 		{`{"reports":[` + rep("a") + `,42]}`, nil},
 		{`{"reports":[{"provider":"a","limits":[{"id":7}]}]}`, nil},
 		{`{"reports":[` + rep("a") + `,]}`, nil},
+		// The scope fields matching does not read are dropped, but still
+		// checked for their type.
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"provider":"a","tier":null,"shared":false}}]}]}`, []string{"a"}},
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"tier":1}}]}]}`, nil},
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"shared":"yes"}}]}]}`, nil},
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"Tier":"x"}}]}]}`, nil},
 	} {
 		u, err := decodeUsage("GET /v1/usage", []byte(tc.body))
 		if tc.providers == nil {
