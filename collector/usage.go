@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -70,18 +71,20 @@ func (c *usageCollector) write(s sink) {
 // rows returns the row of every OAuth entry against x, in id order,
 // building those the cache does not hold for x.
 func (c *usageCollector) rows(x *store.Usage) []*usageRow {
-	now := c.o.Now()
+	now, wx := c.o.Now(), weak.Make(x)
 	rows := c.cache.update(c.o.Source.Snapshot().Entries, func(e *store.Entry, old *usageRow, hit bool) (*usageRow, bool) {
 		if e.Credential.Type != broker.TypeOAuth {
 			return nil, false
 		}
-		if hit && old.usage == x {
+		if hit && old.usage == wx {
 			return old, true
 		}
 		if !hit {
 			old = nil
 		}
-		return c.row(e, x, old, now), true
+		r := c.row(e, x, old, now)
+		r.usage = wx
+		return r, true
 	})
 	sortedByID(rows, func(r *usageRow) string { return r.id })
 	return rows
@@ -103,7 +106,10 @@ var statusValue = map[string]float64{"ok": 0, "warning": 1, "exhausted": 2}
 // usageRow is the label material of one OAuth entry version against one
 // usage answer (usage): its match and the series of its report's limits.
 type usageRow struct {
-	usage              *store.Usage
+	// usage is the answer the row was built against. Weak: once the store
+	// has a newer answer, the rows do not keep the old one alive until the
+	// next scrape rebuilds them (a 10k-report answer is some 18 MB).
+	usage              weak.Pointer[store.Usage]
 	found              bool    // a report matched
 	fetchedAt          float64 // its fetchedAt, Unix seconds
 	id, provider       string
@@ -133,7 +139,7 @@ type limitRow struct {
 // against an earlier report set) where the labels are the same: a new
 // report set every usage fetch mostly brings new numbers, not new limits.
 func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now time.Time) *usageRow {
-	r := &usageRow{usage: x}
+	r := &usageRow{}
 	if prev != nil {
 		r.id, r.provider, r.idProvider, r.matched, r.unmatched = prev.id, prev.provider, prev.idProvider, prev.matched, prev.unmatched
 	} else {
