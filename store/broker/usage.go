@@ -76,11 +76,10 @@ type UsageScope struct {
 }
 
 type UsageWindow struct {
-	ID         string
-	Label      string
-	Duration   time.Duration
-	ResetsAt   time.Time // zero when absent
-	ResetLabel string
+	ID       string
+	Label    string
+	Duration time.Duration
+	ResetsAt time.Time // zero when absent
 }
 
 // UsageAmount: nil pointers are absent fields.
@@ -205,7 +204,7 @@ func dropped[T any](want jsontext.Kind) func(r *reader, _ *T) bool {
 var windowFields = []field[UsageWindow]{
 	{"id", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ID) }},
 	{"label", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.Label) }},
-	{"resetLabel", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ResetLabel) }},
+	{"resetLabel", optional, dropped[UsageWindow]('"')}, // nothing shows it
 	{"durationMs", optional, func(r *reader, w *UsageWindow) bool { return r.duration(&w.Duration) }},
 	{"resetsAt", optional, func(r *reader, w *UsageWindow) bool { return r.time(&w.ResetsAt) }},
 }
