@@ -102,7 +102,7 @@ func newBenchSource(n int, usage bool) *benchSource {
 		for j, w := range []string{"5h", "7d", "7d-opus", "30d"} {
 			used := float64((i + j) % 100)
 			r.Limits = append(r.Limits, broker.UsageLimit{
-				ID: e.Provider + ":" + w, Label: w, Scope: broker.UsageScope{Provider: e.Provider, WindowID: w},
+				ID: e.Provider + ":" + w, Label: w,
 				Window: &broker.UsageWindow{ID: w, Label: w, Duration: 5 * time.Hour, ResetsAt: t0.Add(3 * time.Hour)},
 				Amount: broker.UsageAmount{Used: bf(used), Limit: bf(100), Remaining: bf(100 - used),
 					UsedFraction: bf(used / 100), Unit: "percent"},

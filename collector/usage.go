@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,36 +37,24 @@ func (c *usageCollector) write(s sink) {
 	}
 	rows := c.rows(x)
 	for _, r := range rows {
-		found := r.report != nil
-		s.add(mMatch, &r.matched, boolf(found))
-		s.add(mMatch, &r.unmatched, boolf(!found))
+		s.add(mMatch, &r.matched, boolf(r.found))
+		s.add(mMatch, &r.unmatched, boolf(!r.found))
 	}
 	for _, r := range rows {
-		if r.report != nil {
-			s.add(mFetched, &r.idProvider, unix(r.report.FetchedAt))
+		if r.found {
+			s.add(mFetched, &r.idProvider, r.fetchedAt)
 		}
 	}
 	// Limits sort by (limit, window); the amount families sort by (limit,
 	// unit, window), which is the same order unless one limit id repeats
 	// with different units, which a scraper accepts in any order.
 	eachLimit(s, rows, mUsedFraction, func(l *limitRow) (*labelSet, float64, bool) { return &l.labels, l.fraction, l.hasFraction })
-	amount := func(v func(a *broker.UsageAmount) *float64) func(l *limitRow) (*labelSet, float64, bool) {
-		return func(l *limitRow) (*labelSet, float64, bool) {
-			if p := v(&l.src.Amount); p != nil {
-				return &l.unitLabels, *p, true
-			}
-			return nil, 0, false
-		}
-	}
-	eachLimit(s, rows, mUsed, amount(func(a *broker.UsageAmount) *float64 { return a.Used }))
-	eachLimit(s, rows, mMax, amount(func(a *broker.UsageAmount) *float64 { return a.Limit }))
-	eachLimit(s, rows, mRemaining, amount(func(a *broker.UsageAmount) *float64 { return a.Remaining }))
-	eachLimit(s, rows, mResets, func(l *limitRow) (*labelSet, float64, bool) {
-		if w := l.src.Window; w != nil && !w.ResetsAt.IsZero() {
-			return &l.labels, unix(w.ResetsAt), true
-		}
-		return nil, 0, false
+	eachLimit(s, rows, mUsed, func(l *limitRow) (*labelSet, float64, bool) { return &l.unitLabels, l.used, l.hasUsed })
+	eachLimit(s, rows, mMax, func(l *limitRow) (*labelSet, float64, bool) { return &l.unitLabels, l.max, l.hasMax })
+	eachLimit(s, rows, mRemaining, func(l *limitRow) (*labelSet, float64, bool) {
+		return &l.unitLabels, l.remaining, l.hasRemaining
 	})
+	eachLimit(s, rows, mResets, func(l *limitRow) (*labelSet, float64, bool) { return &l.labels, l.resetsAt, l.hasResetsAt })
 	eachLimit(s, rows, mStatus, func(l *limitRow) (*labelSet, float64, bool) { return &l.labels, l.status, true })
 	writeSavedResets(s, rows)
 
@@ -82,18 +71,20 @@ func (c *usageCollector) write(s sink) {
 // rows returns the row of every OAuth entry against x, in id order,
 // building those the cache does not hold for x.
 func (c *usageCollector) rows(x *store.Usage) []*usageRow {
-	now := c.o.Now()
+	now, wx := c.o.Now(), weak.Make(x)
 	rows := c.cache.update(c.o.Source.Snapshot().Entries, func(e *store.Entry, old *usageRow, hit bool) (*usageRow, bool) {
 		if e.Credential.Type != broker.TypeOAuth {
 			return nil, false
 		}
-		if hit && old.usage == x {
+		if hit && old.usage == wx {
 			return old, true
 		}
 		if !hit {
 			old = nil
 		}
-		return c.row(e, x, old, now), true
+		r := c.row(e, x, old, now)
+		r.usage = wx
+		return r, true
 	})
 	sortedByID(rows, func(r *usageRow) string { return r.id })
 	return rows
@@ -115,8 +106,12 @@ var statusValue = map[string]float64{"ok": 0, "warning": 1, "exhausted": 2}
 // usageRow is the label material of one OAuth entry version against one
 // usage answer (usage): its match and the series of its report's limits.
 type usageRow struct {
-	usage              *store.Usage
-	report             *broker.UsageReport // nil = unmatched
+	// usage is the answer the row was built against. Weak: once the store
+	// has a newer answer, the rows do not keep the old one alive until the
+	// next scrape rebuilds them (a 10k-report answer is some 18 MB).
+	usage              weak.Pointer[store.Usage]
+	found              bool    // a report matched
+	fetchedAt          float64 // its fetchedAt, Unix seconds
 	id, provider       string
 	idProvider         labelSet
 	matched, unmatched labelSet // {id, provider, state}
@@ -124,20 +119,27 @@ type usageRow struct {
 	resets             *resetRow // nil without saved resets
 }
 
+// limitRow holds a limit's values as well as its labels: a scrape reads
+// them in one sweep over the rows, not through pointers into the report.
 type limitRow struct {
-	src                *broker.UsageLimit
 	limit, window      string
 	unit               string
 	labels, unitLabels labelSet // {id, provider, limit, window}, + unit
 	fraction, status   float64
+	used, max          float64
+	remaining          float64
+	resetsAt           float64 // Unix seconds
 	hasFraction        bool
+	hasUsed, hasMax    bool
+	hasRemaining       bool
+	hasResetsAt        bool
 }
 
 // row builds e's row against x, reusing the label sets of prev (e's row
 // against an earlier report set) where the labels are the same: a new
 // report set every usage fetch mostly brings new numbers, not new limits.
 func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now time.Time) *usageRow {
-	r := &usageRow{usage: x}
+	r := &usageRow{}
 	if prev != nil {
 		r.id, r.provider, r.idProvider, r.matched, r.unmatched = prev.id, prev.provider, prev.idProvider, prev.matched, prev.unmatched
 	} else {
@@ -150,15 +152,19 @@ func (c *usageCollector) row(e *store.Entry, x *store.Usage, prev *usageRow, now
 	if !found {
 		return r
 	}
-	r.report = rep
+	r.found, r.fetchedAt = true, unix(rep.FetchedAt)
 	r.resets = newResetRow(r.id, r.provider, rep.Resets, now)
 	r.limits = make([]limitRow, 0, len(rep.Limits))
 	for i := range rep.Limits {
 		l := &rep.Limits[i]
-		lr := limitRow{src: l, limit: label(l.ID), unit: label(l.Amount.Unit)}
-		if l.Window != nil {
-			lr.window = label(l.Window.ID)
+		lr := limitRow{limit: label(l.ID), unit: label(l.Amount.Unit)}
+		if w := l.Window; w != nil {
+			lr.window = label(w.ID)
+			lr.resetsAt, lr.hasResetsAt = unix(w.ResetsAt), !w.ResetsAt.IsZero()
 		}
+		lr.used, lr.hasUsed = value(l.Amount.Used)
+		lr.max, lr.hasMax = value(l.Amount.Limit)
+		lr.remaining, lr.hasRemaining = value(l.Amount.Remaining)
 		// A report listing one limit twice would otherwise emit a
 		// duplicate series and fail the whole scrape; the first wins.
 		if slices.ContainsFunc(r.limits, func(o limitRow) bool { return o.limit == lr.limit && o.window == lr.window }) {
@@ -200,4 +206,12 @@ func (r *usageRow) limit(id, window string) *limitRow {
 		}
 	}
 	return nil
+}
+
+// value is *p; false for nil.
+func value(p *float64) (float64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	return *p, true
 }

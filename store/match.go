@@ -29,11 +29,19 @@ type providerReports struct {
 
 func newUsageIndex(reports []broker.UsageReport) *usageIndex {
 	x := &usageIndex{reports: reports, providers: map[string]*providerReports{}}
+	// The maps of a provider are made at their size, most reports having an
+	// account id and an email: grown from empty, a 10k-report answer's
+	// would allocate twice over.
+	per := map[string]int{}
+	for i := range reports {
+		per[reports[i].Provider]++
+	}
 	for i := range reports {
 		r := &reports[i]
 		p := x.providers[r.Provider]
 		if p == nil {
-			p = &providerReports{firstPos: i, byAccount: map[string][]int{}, byEmail: map[string][]int{},
+			n := per[r.Provider]
+			p = &providerReports{firstPos: i, byAccount: make(map[string][]int, n), byEmail: make(map[string][]int, n),
 				byProject: map[string][]int{}, byOrg: map[string][]int{}}
 			x.providers[r.Provider] = p
 		}

@@ -30,7 +30,7 @@ func randomUsageWorld(rng *rand.Rand, nReports, nCreds int) ([]broker.UsageRepor
 		r.Metadata.AccountID = trimmed(r.Metadata.AccountID)
 		for range rng.IntN(3) {
 			r.Limits = append(r.Limits, broker.UsageLimit{ID: r.Provider + ":x",
-				Scope: broker.UsageScope{Provider: r.Provider, AccountID: pick(accounts...), ProjectID: pick(projects...)}})
+				Scope: broker.UsageScope{AccountID: pick(accounts...), ProjectID: pick(projects...)}})
 		}
 		reports[i] = r
 	}

@@ -85,8 +85,6 @@ func TestMatchUsageReport(t *testing.T) {
 			false, []broker.UsageReport{report("gemini", broker.UsageMetadata{}), report("gemini", broker.UsageMetadata{}, broker.UsageScope{ProjectID: "proj-1 "})}, -1},
 		{"metadata projectId", broker.Credential{ProjectID: "p"},
 			false, []broker.UsageReport{report("gemini", broker.UsageMetadata{}), report("gemini", broker.UsageMetadata{ProjectID: "P"})}, 1},
-		{"scope orgId is never consulted", broker.Credential{OrgID: "o1", Email: "a@x"},
-			false, []broker.UsageReport{report("anthropic", broker.UsageMetadata{Email: "a@x"}, broker.UsageScope{OrgID: "o1"})}, -1},
 		{"first identity match wins", broker.Credential{Email: "a@x", AccountID: "acct"},
 			false, []broker.UsageReport{report("anthropic", broker.UsageMetadata{Email: "b@x"}), report("anthropic", broker.UsageMetadata{AccountID: "acct"}), report("anthropic", broker.UsageMetadata{Email: "a@x"})}, 1},
 		{"no identity match among several", broker.Credential{Email: "a@x"},

@@ -66,7 +66,7 @@ func (u *Usage) Unmatched() int {
 func NewUsage(reports []broker.UsageReport, fetchedAt time.Time, entries []*Entry) *Usage {
 	u := &Usage{Reports: reports, FetchedAt: fetchedAt, AttemptedAt: fetchedAt, index: newUsageIndex(reports),
 		UnmatchedByProvider: make(map[string]int)}
-	claimed := make(map[*broker.UsageReport]bool)
+	claimed := make(map[*broker.UsageReport]bool, len(reports))
 	for _, e := range entries {
 		if r, ok := u.index.match(e); ok {
 			claimed[r] = true

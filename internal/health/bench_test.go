@@ -69,7 +69,7 @@ func scaleInput(n int) Input {
 				used = 100
 			}
 			r.Limits = append(r.Limits, broker.UsageLimit{
-				ID: e.Provider + ":" + w, Label: w, Scope: broker.UsageScope{Provider: e.Provider, WindowID: w},
+				ID: e.Provider + ":" + w, Label: w,
 				Window: &broker.UsageWindow{ID: w, Label: w, Duration: 5 * time.Hour, ResetsAt: t0.Add(3 * time.Hour)},
 				Amount: broker.UsageAmount{Used: f64(used), Limit: f64(100), Remaining: f64(100 - used),
 					UsedFraction: f64(used / 100), Unit: "percent"},

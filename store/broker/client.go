@@ -143,6 +143,9 @@ type request struct {
 	// after a transport error the broker may have restarted and reused the
 	// generation the request carries (docs/broker-protocol.md §11).
 	plainRetry bool
+	// read, when set, decodes the body of a 200 as it arrives, instead of
+	// the body being read whole first: a usage answer is tens of megabytes.
+	read func(op string, body io.Reader) error
 }
 
 type response struct {
@@ -246,8 +249,21 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	if resp.StatusCode >= 300 {
 		limit = maxErrorBody
 	}
-	// Sized from Content-Length when the broker sends one: a 10k-report
-	// usage answer is 13 MB, and growing a buffer to that by doubling
+	if r.read != nil && resp.StatusCode == http.StatusOK {
+		body := &countingReader{r: io.LimitReader(resp.Body, int64(limit)+1)}
+		err := r.read(r.op(), body)
+		switch {
+		case body.n > int64(limit):
+			return nil, tooLarge(r, limit)
+		case body.err != nil:
+			return nil, c.netErr(r, actx, body.err)
+		case err != nil:
+			return nil, err
+		}
+		return &response{status: resp.StatusCode, header: resp.Header}, nil
+	}
+	// Sized from Content-Length when the broker sends one: a 10k-entry
+	// snapshot is megabytes, and growing a buffer to that by doubling
 	// allocates twice over.
 	var buf bytes.Buffer
 	if n := resp.ContentLength; n > 0 && n <= int64(limit) {
@@ -259,10 +275,31 @@ func (c *Client) once(ctx context.Context, r *request, tok string) (*response, e
 	case err != nil:
 		return nil, c.netErr(r, actx, err)
 	case len(b) > limit && resp.StatusCode < 300:
-		return nil, &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
+		return nil, tooLarge(r, limit)
 	}
 	// An error answer over its limit is cut: only its message is read.
 	return &response{status: resp.StatusCode, header: resp.Header, body: b[:min(len(b), limit)]}, nil
+}
+
+func tooLarge(r *request, limit int) error {
+	return &ProtocolError{Op: r.op(), Detail: fmt.Sprintf("response larger than %d bytes", limit), TooLarge: true}
+}
+
+// countingReader counts the bytes read through it and keeps the first
+// read error other than EOF: a failing connection, not bad JSON.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 func (c *Client) netErr(r *request, actx context.Context, err error) error {
@@ -395,9 +432,11 @@ func parseETag(v string, fallback int64) int64 {
 // attempt timeout is RequestTimeout × (maxAccountsPerProvider + 1) like the
 // broker client's.
 func (c *Client) Usage(ctx context.Context, maxAccountsPerProvider int) (*UsageResponse, error) {
+	var u *UsageResponse
 	r := &request{method: http.MethodGet, path: "/v1/usage", maxBody: c.maxUsage,
-		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1)}
-	return call(ctx, c, r, decodeUsage)
+		timeout: c.timeout * time.Duration(max(maxAccountsPerProvider, 0)+1),
+		read:    func(op string, body io.Reader) (err error) { u, err = readUsage(op, body); return err }}
+	return call(ctx, c, r, func(string, []byte) (*UsageResponse, error) { return u, nil }) // read decoded it
 }
 
 // Refresh calls POST /v1/credential/:id/refresh and returns the redacted

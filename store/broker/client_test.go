@@ -432,6 +432,40 @@ func TestClientOversizedResponse(t *testing.T) {
 	}
 }
 
+// TestClientUsageCutMidBody: the usage answer is decoded as it arrives; a
+// connection that drops halfway through it is a network error, retried
+// once like any other, not bad JSON.
+func TestClientUsageCutMidBody(t *testing.T) {
+	body := `{"generatedAt":1,"reports":[` + strings.Repeat(`{"provider":"p","limits":[]},`, 500) + `{"provider":"p"}]}`
+	cut := func(w http.ResponseWriter) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
+		buf.Flush()
+		conn.Close()
+	}
+	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n <= 3 {
+			cut(w)
+			return
+		}
+		jsonReply(w, 200, body)
+	})
+	c := newTestClient(t, srv.URL, ClientOptions{})
+	_, err := c.Usage(context.Background(), 0)
+	var ne *NetError
+	if !errors.As(err, &ne) || CallReason(err) != ReasonNetwork || len(srv.Requests()) != 2 {
+		t.Fatalf("two cut answers: got %v after %d attempts, want a network error after 2", err, len(srv.Requests()))
+	}
+	u, err := c.Usage(context.Background(), 0) // cut once more, then whole
+	if err != nil || len(u.Reports) != 501 || u.Size != len(body) || len(srv.Requests()) != 4 {
+		t.Fatalf("got %v, %d attempts", err, len(srv.Requests()))
+	}
+}
+
 func TestClientLongPollRetryIsUnconditional(t *testing.T) {
 	srv := newRecServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		if n == 1 {

@@ -22,7 +22,8 @@ import (
 // included) and, through require, a missing field. The first failure
 // sticks: every read after it returns a zero value, and err is a
 // ProtocolError naming the field path. Values are parsed as they are read;
-// none is kept but what the caller copies out.
+// none is kept but what the caller copies out: a value read is valid only
+// until the next read, as the input may be streamed.
 type reader struct {
 	dec  jsontext.Decoder
 	in   bytes.Buffer // the document; jsontext reads a bytes.Buffer in place
@@ -32,6 +33,9 @@ type reader struct {
 	err  error
 	seen uint64 // the fields of the object read last that were there and valid
 	buf  []byte // scratch for unquoting
+	// Chunks the values of a usage answer are carved from (carve).
+	windows []UsageWindow
+	floats  []float64
 }
 
 // decodeOptions: JSON.stringify writes a lone surrogate of a string (an
@@ -48,6 +52,14 @@ func (r *reader) reset(op string, data []byte) {
 func newReader(op string, data []byte, pool *stringPool) *reader {
 	r := &reader{pool: pool}
 	r.reset(op, data)
+	return r
+}
+
+// newStreamReader reads a document from in as it arrives, through a
+// buffer of a few kilobytes: a large answer is never held whole.
+func newStreamReader(op string, in io.Reader, pool *stringPool) *reader {
+	r := &reader{op: op, pool: pool}
+	r.dec.Reset(in, decodeOptions...)
 	return r
 }
 
@@ -205,11 +217,10 @@ next:
 				continue next
 			}
 		}
-		r.skip()
-		for _, f := range fields {
-			if strings.EqualFold(string(name), f.key) {
-				r.fail("", "key differs only in case from %q", f.key)
-			}
+		fold := slices.IndexFunc(fields, func(f field[T]) bool { return strings.EqualFold(string(name), f.key) })
+		r.skip() // name is not valid after it
+		if fold >= 0 {
+			r.fail("", "key differs only in case from %q", fields[fold].key)
 		}
 	}
 	for i, f := range fields {

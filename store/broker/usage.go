@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"cmp"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -66,23 +68,18 @@ type UsageLimit struct {
 	Status string // ok, warning, exhausted, unknown, or ""
 }
 
+// UsageScope holds the scope ids usage matching reads; like Metadata, a
+// scope is reduced to them (a 10k-report answer has 40k scopes).
 type UsageScope struct {
-	Provider  string
 	AccountID string
 	ProjectID string
-	OrgID     string
-	ModelID   string
-	Tier      string
-	WindowID  string
-	Shared    bool
 }
 
 type UsageWindow struct {
-	ID         string
-	Label      string
-	Duration   time.Duration
-	ResetsAt   time.Time // zero when absent
-	ResetLabel string
+	ID       string
+	Label    string
+	Duration time.Duration
+	ResetsAt time.Time // zero when absent
 }
 
 // UsageAmount: nil pointers are absent fields.
@@ -122,14 +119,21 @@ type UsageResponse struct {
 // DecodeUsage decodes a /v1/usage answer.
 func DecodeUsage(body []byte) (*UsageResponse, error) { return decodeUsage("usage", body) }
 
-// decodeUsage decodes a /v1/usage answer in one pass. Thousands of reports
-// repeat the same providers, limit ids, labels and units, and the answer
-// is kept for the usage TTL, so those strings are kept once each.
 func decodeUsage(op string, body []byte) (*UsageResponse, error) {
-	out := &UsageResponse{Size: len(body)}
-	if err := decodeDocument(newReader(op, body, &stringPool{}), out, usageFields); err != nil {
+	return readUsage(op, bytes.NewBuffer(body)) // jsontext reads a bytes.Buffer in place
+}
+
+// readUsage decodes a /v1/usage answer in one pass as it arrives. Thousands
+// of reports repeat the same providers, limit ids, labels and units, and
+// the answer is kept for the usage TTL, so those strings are kept once
+// each.
+func readUsage(op string, in io.Reader) (*UsageResponse, error) {
+	out := &UsageResponse{}
+	r := newStreamReader(op, in, &stringPool{})
+	if err := decodeDocument(r, out, usageFields); err != nil {
 		return nil, err
 	}
+	out.Size = int(r.dec.InputOffset())
 	return out, nil
 }
 
@@ -164,54 +168,59 @@ var limitFields = []field[UsageLimit]{
 	{"status", optional, func(r *reader, l *UsageLimit) bool { return r.text(&l.Status) }},
 	{"scope", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Scope, scopeFields) }},
 	{"window", optional, func(r *reader, l *UsageLimit) bool {
-		w := &UsageWindow{}
+		w := carve(&r.windows)
 		if readObject(r, w, windowFields) {
 			l.Window = w
 		}
 		return true
 	}},
-	{"amount", optional, func(r *reader, l *UsageLimit) bool {
-		return readObject(r, &wireAmount{UsageAmount: &l.Amount}, amountFields)
-	}},
+	{"amount", optional, func(r *reader, l *UsageLimit) bool { return readObject(r, &l.Amount, amountFields) }},
 }
 
+// scopeFields keep accountId and projectId; the other fields of a scope
+// are checked for their type and dropped.
 var scopeFields = []field[UsageScope]{
-	{"provider", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Provider) }},
 	{"accountId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.AccountID) }},
 	{"projectId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.ProjectID) }},
-	{"orgId", optional, func(r *reader, s *UsageScope) bool { return r.plain(&s.OrgID) }},
-	{"modelId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.ModelID) }},
-	{"tier", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.Tier) }},
-	{"windowId", optional, func(r *reader, s *UsageScope) bool { return r.text(&s.WindowID) }},
-	{"shared", optional, func(r *reader, s *UsageScope) bool { return r.bool(&s.Shared) }},
+	{"provider", optional, dropped[UsageScope]('"')},
+	{"orgId", optional, dropped[UsageScope]('"')},
+	{"modelId", optional, dropped[UsageScope]('"')},
+	{"tier", optional, dropped[UsageScope]('"')},
+	{"windowId", optional, dropped[UsageScope]('"')},
+	{"shared", optional, dropped[UsageScope]('t')},
+}
+
+// dropped reads a field that nothing keeps: a value of kind want (or
+// null) is skipped, any other is a failure.
+func dropped[T any](want jsontext.Kind) func(r *reader, _ *T) bool {
+	return func(r *reader, _ *T) bool {
+		if r.expect(want) {
+			r.skip()
+		}
+		return true
+	}
 }
 
 var windowFields = []field[UsageWindow]{
 	{"id", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ID) }},
 	{"label", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.Label) }},
-	{"resetLabel", optional, func(r *reader, w *UsageWindow) bool { return r.text(&w.ResetLabel) }},
+	{"resetLabel", optional, dropped[UsageWindow]('"')}, // nothing shows it
 	{"durationMs", optional, func(r *reader, w *UsageWindow) bool { return r.duration(&w.Duration) }},
 	{"resetsAt", optional, func(r *reader, w *UsageWindow) bool { return r.time(&w.ResetsAt) }},
 }
 
-// wireAmount reads an amount's numbers into one array, allocated with
-// it.
-type wireAmount struct {
-	*UsageAmount
-	nums [5]float64
+var amountFields = []field[UsageAmount]{
+	{"used", optional, func(r *reader, a *UsageAmount) bool { a.Used = r.float(); return true }},
+	{"limit", optional, func(r *reader, a *UsageAmount) bool { a.Limit = r.float(); return true }},
+	{"remaining", optional, func(r *reader, a *UsageAmount) bool { a.Remaining = r.float(); return true }},
+	{"usedFraction", optional, func(r *reader, a *UsageAmount) bool { a.UsedFraction = r.float(); return true }},
+	{"remainingFraction", optional, func(r *reader, a *UsageAmount) bool { a.RemainingFraction = r.float(); return true }},
+	{"unit", optional, func(r *reader, a *UsageAmount) bool { return r.text(&a.Unit) }},
 }
 
-var amountFields = []field[wireAmount]{
-	{"used", optional, func(r *reader, a *wireAmount) bool { a.Used = a.number(r, 0); return true }},
-	{"limit", optional, func(r *reader, a *wireAmount) bool { a.Limit = a.number(r, 1); return true }},
-	{"remaining", optional, func(r *reader, a *wireAmount) bool { a.Remaining = a.number(r, 2); return true }},
-	{"usedFraction", optional, func(r *reader, a *wireAmount) bool { a.UsedFraction = a.number(r, 3); return true }},
-	{"remainingFraction", optional, func(r *reader, a *wireAmount) bool { a.RemainingFraction = a.number(r, 4); return true }},
-	{"unit", optional, func(r *reader, a *wireAmount) bool { return r.text(&a.Unit) }},
-}
-
-// number reads the amount's i-th number; nil for null.
-func (a *wireAmount) number(r *reader, i int) *float64 {
+// float reads a number into a float carved from the reader's chunk; nil
+// for null.
+func (r *reader) float() *float64 {
 	raw := r.number()
 	if raw == nil {
 		return nil
@@ -221,8 +230,21 @@ func (a *wireAmount) number(r *reader, i int) *float64 {
 		r.fail("", "out of range")
 		return nil
 	}
-	a.nums[i] = f
-	return &a.nums[i]
+	p := carve(&r.floats)
+	*p = f
+	return p
+}
+
+// carve returns a zero T from the end of *chunk, starting a new chunk when
+// it is full: the tens of thousands of windows and amounts of a usage
+// answer take one allocation per chunk instead of one each. A chunk stays
+// alive while any of its values does, which is as long as the answer.
+func carve[T any](chunk *[]T) *T {
+	if len(*chunk) == cap(*chunk) {
+		*chunk = make([]T, 0, 512)
+	}
+	*chunk = append(*chunk, *new(T))
+	return &(*chunk)[len(*chunk)-1]
 }
 
 // metadataKeys: the identity strings usage matching reads, then their

@@ -265,7 +265,7 @@ func TestDecodeUsage(t *testing.T) {
 		t.Fatalf("metadata = %+v, want %+v (blank accountId falls back to account_id; non-string email ignored)", r.Metadata, want)
 	}
 	l := r.Limits[0]
-	if l.Scope.AccountID != " Acct-S" || !l.Scope.Shared || l.Window.Duration != 5*time.Hour ||
+	if l.Scope.AccountID != " Acct-S" || l.Window.Duration != 5*time.Hour ||
 		!l.Window.ResetsAt.Equal(time.UnixMilli(1795760000000)) || *l.Amount.Used != 42 || l.Amount.Unit != "percent" || l.Status != "ok" {
 		t.Fatalf("limit %+v", l)
 	}
@@ -290,6 +290,12 @@ func TestDecodeUsageReportList(t *testing.T) {
 		{`{"reports":[` + rep("a") + `,42]}`, nil},
 		{`{"reports":[{"provider":"a","limits":[{"id":7}]}]}`, nil},
 		{`{"reports":[` + rep("a") + `,]}`, nil},
+		// The scope fields matching does not read are dropped, but still
+		// checked for their type.
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"provider":"a","tier":null,"shared":false}}]}]}`, []string{"a"}},
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"tier":1}}]}]}`, nil},
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"shared":"yes"}}]}]}`, nil},
+		{`{"reports":[{"provider":"a","limits":[{"scope":{"Tier":"x"}}]}]}`, nil},
 	} {
 		u, err := decodeUsage("GET /v1/usage", []byte(tc.body))
 		if tc.providers == nil {
