@@ -78,28 +78,8 @@ const capacityProvider = "anthropic"
 // that none is usable and when the first comes back; then lets the first
 // block end and sees one usable again and the next-usable series gone.
 func TestProviderCapacity(t *testing.T) {
-	began := time.Now()
-	t.Cleanup(func() { t.Logf("capacity wall time: %s", time.Since(began).Round(100*time.Millisecond)) })
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(9 * time.Minute)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-45*time.Second))
-	t.Cleanup(cancel)
-
-	root := repoRoot(t)
-	work, err := os.MkdirTemp("", "authbroker-e2e-capacity-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &suite{ctx: ctx, hc: newHTTPClient(), work: work}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept %s (logs, configs, data) for inspection", work)
-			return
-		}
-		_ = os.RemoveAll(work)
-	})
+	s, root := newSuite(t, "e2e-capacity", 9*time.Minute)
+	ctx, work := s.ctx, s.work
 	step := func(name string, f func(t *testing.T)) {
 		if !t.Run(name, f) {
 			t.FailNow()

@@ -50,24 +50,23 @@ type suite struct {
 	apiKey, soon, expired, stale, day, victim, canary int64
 }
 
-func TestEndToEnd(t *testing.T) {
+// newSuite starts a test's own stack: a context that ends 45 s before go
+// test's deadline (default when none is set), so cleanups still run, and
+// a work directory that is kept for inspection when the test fails. The
+// test's wall time is logged last as "<name> wall time".
+func newSuite(t *testing.T, name string, defaultTimeout time.Duration) (s *suite, root string) {
 	began := time.Now()
-	t.Cleanup(func() { t.Logf("e2e wall time: %s", time.Since(began).Round(100*time.Millisecond)) })
-
+	t.Cleanup(func() { t.Logf("%s wall time: %s", name, time.Since(began).Round(100*time.Millisecond)) })
 	deadline, ok := t.Deadline()
 	if !ok {
-		deadline = time.Now().Add(11 * time.Minute)
+		deadline = time.Now().Add(defaultTimeout)
 	}
-	// Leave time for cleanups before go test's own timeout panics.
 	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-45*time.Second))
 	t.Cleanup(cancel)
-
-	root := repoRoot(t)
-	work, err := os.MkdirTemp("", "authbroker-e2e-")
+	work, err := os.MkdirTemp("", "authbroker-"+name+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &suite{ctx: ctx, hc: newHTTPClient(), work: work}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("kept %s (logs, configs, data) for inspection", work)
@@ -75,6 +74,12 @@ func TestEndToEnd(t *testing.T) {
 		}
 		_ = os.RemoveAll(work)
 	})
+	return &suite{ctx: ctx, hc: newHTTPClient(), work: work}, repoRoot(t)
+}
+
+func TestEndToEnd(t *testing.T) {
+	s, root := newSuite(t, "e2e", 11*time.Minute)
+	ctx, work := s.ctx, s.work
 
 	step := func(name string, f func(t *testing.T)) {
 		if !t.Run(name, f) {
