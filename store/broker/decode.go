@@ -163,21 +163,37 @@ func (r *reader) skip() {
 	}
 }
 
-// expect checks that the next value is of kind want (a string, a number,
-// true or false, an object or an array): false for null, which is read as
-// absent, and for any other kind, which is a failure.
+var kindNames = map[jsontext.Kind]string{'"': "a string", '0': "a number", 't': "a boolean", 'f': "a boolean",
+	'{': "an object", '[': "an array"}
+
+// expect checks that the next value is an object or an array (want '{'
+// or '['), leaving it unread: false for null, which is read as absent,
+// and for any other kind, which is a failure.
 func (r *reader) expect(want jsontext.Kind) bool {
 	k := r.peek()
-	switch {
+	if k != want && k != 0 {
+		r.is(want, r.value())
+	}
+	return k == want
+}
+
+// scalar reads a string, a number or a boolean (want '"', '0' or 't')
+// whole; nil for null, which is read as absent, and for any other kind.
+func (r *reader) scalar(want jsontext.Kind) jsontext.Value {
+	if v := r.value(); r.is(want, v) {
+		return v
+	}
+	return nil
+}
+
+// is reports whether v, a value read whole, is of kind want; null is not,
+// and any other kind is a failure.
+func (r *reader) is(want jsontext.Kind, v jsontext.Value) bool {
+	switch k := v.Kind(); {
 	case k == want || want == 't' && k == 'f':
 		return true
-	case k == 'n':
-		r.value()
-	case k != 0:
-		names := map[jsontext.Kind]string{'"': "a string", '0': "a number", 't': "a boolean", 'f': "a boolean",
-			'{': "an object", '[': "an array"}
-		r.skip()
-		r.fail("", "want %s, got %s", names[want], names[k])
+	case v != nil && k != 'n':
+		r.fail("", "want %s, got %s", kindNames[want], kindNames[k])
 	}
 	return false
 }
@@ -298,10 +314,7 @@ func (r *reader) unquote(raw []byte) []byte {
 
 // number reads a number literal; nil for null.
 func (r *reader) number() []byte {
-	if !r.expect('0') {
-		return nil
-	}
-	return r.value()
+	return r.scalar('0')
 }
 
 // The readers of a field's value into dst report whether the value was
@@ -316,22 +329,15 @@ func (r *reader) text(dst *string) bool { return r.string(dst, r.pool) }
 func (r *reader) plain(dst *string) bool { return r.string(dst, nil) }
 
 func (r *reader) string(dst *string, pool *stringPool) bool {
-	*dst = ""
-	if !r.expect('"') {
-		return false
-	}
-	*dst = pool.get(r.unquote(r.value()))
-	return true
+	v := r.scalar('"')
+	*dst = pool.get(r.unquote(v))
+	return v != nil
 }
 
 func (r *reader) bool(dst *bool) bool {
-	*dst = false
-	if !r.expect('t') {
-		return false
-	}
-	v := r.value() // nil for a bad literal
+	v := r.scalar('t')
 	*dst = len(v) > 0 && v[0] == 't'
-	return r.err == nil
+	return v != nil
 }
 
 func (r *reader) int(dst *int64) (ok bool) {

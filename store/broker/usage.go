@@ -194,9 +194,7 @@ var scopeFields = []field[UsageScope]{
 // null) is skipped, any other is a failure.
 func dropped[T any](want jsontext.Kind) func(r *reader, _ *T) bool {
 	return func(r *reader, _ *T) bool {
-		if r.expect(want) {
-			r.skip()
-		}
+		r.scalar(want)
 		return true
 	}
 }

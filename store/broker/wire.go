@@ -241,11 +241,11 @@ var credentialFields = []field[Credential]{
 // secret reads access or key: a string, of which only a fingerprint is
 // kept.
 func (r *reader) secret(c *Credential) bool {
-	if !r.expect('"') {
-		return r.require(false, "") // null
+	v := r.scalar('"')
+	if v != nil {
+		c.fingerprint = fingerprint(v)
 	}
-	c.fingerprint = fingerprint(r.value())
-	return true
+	return r.require(v != nil, "") // null
 }
 
 // credential reads a credential and checks the fields its type requires.

@@ -48,6 +48,7 @@ type options struct {
 	scrapeRounds int
 	load         time.Duration
 	out          string
+	phase        string
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.IntVar(&o.scrapeRounds, "scrape-rounds", 21, "interleaved rounds of /metrics, / and /api/v1/health")
 	flag.DurationVar(&o.load, "load", 3*time.Minute, "how long both exporters run under load for the RSS figures")
 	flag.StringVar(&o.out, "out", "", "also write the report (Markdown) to this file")
+	flag.StringVar(&o.phase, "phase", "all", "run only this phase: stream (rows a and b), usage (rows d and e), or all")
 	flag.Parse()
 	if o.base == "" {
 		fmt.Fprintln(os.Stderr, "compare: -base is required (a checkout of the start)")
@@ -96,11 +98,15 @@ func run(ctx context.Context, o options) error {
 		sides[i] = s
 	}
 	var t table
-	if err := streamPhase(ctx, o, sides, &t); err != nil {
-		return fmt.Errorf("stream phase: %w", err)
+	if o.phase != "usage" {
+		if err := streamPhase(ctx, o, sides, &t); err != nil {
+			return fmt.Errorf("stream phase: %w", err)
+		}
 	}
-	if err := usagePhase(ctx, o, sides, &t); err != nil {
-		return fmt.Errorf("usage phase: %w", err)
+	if o.phase != "stream" {
+		if err := usagePhase(ctx, o, sides, &t); err != nil {
+			return fmt.Errorf("usage phase: %w", err)
+		}
 	}
 	var w strings.Builder
 	fmt.Fprintf(&w, "base %s (%s), head %s (%s); %d credentials; %s, %s\n\n", sides[0].rev, sides[0].root,
