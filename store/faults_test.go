@@ -22,7 +22,7 @@ import (
 )
 
 // The fault matrix: each way the broker or the network can misbehave, run
-// through the real client, r3labs and the sync loop against the fake broker
+// through the real client and the sync loop against the fake broker
 // on the injected clock. Every row is held to the same contract (docs/design.md,
 // "rules of the house"):
 //

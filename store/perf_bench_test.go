@@ -35,8 +35,8 @@ func benchStore(b *testing.B, n int) *Store {
 }
 
 // BenchmarkStreamDelta is one entry frame, decoded and applied to a mirror
-// of n credentials, as the sync loop does it (r3labs framing excluded; see
-// BenchmarkStreamDeltaSSE).
+// of n credentials, as the sync loop does it (the event reader excluded;
+// see BenchmarkStreamDeltaSSE).
 func BenchmarkStreamDelta(b *testing.B) {
 	for _, n := range benchStoreSizes {
 		b.Run("creds="+benchSize(n), func(b *testing.B) {
@@ -62,8 +62,8 @@ func BenchmarkStreamDelta(b *testing.B) {
 
 var errBenchDone = errors.New("benchmark done")
 
-// BenchmarkStreamDeltaSSE is one entry frame through the client's SSE
-// reader (r3labs), decoding and the mirror, per frame.
+// BenchmarkStreamDeltaSSE is one entry frame through the client's event
+// reader, decoding and the mirror, per frame.
 func BenchmarkStreamDeltaSSE(b *testing.B) {
 	for _, n := range benchStoreSizes {
 		b.Run("creds="+benchSize(n), func(b *testing.B) {

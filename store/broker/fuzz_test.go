@@ -18,7 +18,7 @@ import (
 )
 
 // One fuzz target per broker document: the snapshot, the stream frame
-// (raw SSE bytes through r3labs and the frame decoder), the usage answer,
+// (raw SSE bytes through the client's event reader and the frame decoder), the usage answer,
 // and the refresh and disable answers (usage matching has its own, in
 // package store). scripts/fuzz.sh runs each for a bounded time;
 // testdata/fuzz/<Fuzz...>/ holds the seed corpus (shapes of the real
@@ -188,7 +188,7 @@ func checkFrame(t *testing.T, f *StreamFrame) {
 
 // decodeTwice decodes data, and a copy that is then overwritten: the two
 // results must agree (deterministic, and nothing aliases the input buffer,
-// which r3labs reuses).
+// which the event reader reuses).
 func decodeTwice[T any](t *testing.T, data []byte, decode func([]byte) (T, error)) (T, error) {
 	t.Helper()
 	v, err := decode(data)
@@ -227,11 +227,11 @@ func FuzzSnapshot(f *testing.F) {
 var canonicalSSE = regexp.MustCompile(`^(?:(?:event: [a-z]+\n)?data: [^\n\r]*\n\n|: [^\n\r]*\n\n)*$`)
 
 // FuzzStreamFrame feeds raw bytes, as the broker's stream body, through
-// the real client: r3labs' SSE reader and the frame decoder. The stream
+// the real client: its event reader and the frame decoder. The stream
 // must end with ErrStreamEnded or a ProtocolError, hand over a snapshot
 // first, and, for streams in the broker's own framing, hand over exactly
 // the frames an independent reading of that framing decodes to (so the
-// decoder neither depends on nor aliases r3labs' reused buffers).
+// decoder neither depends on nor aliases the reader's reused buffers).
 func FuzzStreamFrame(f *testing.F) {
 	f.Add([]byte(sseFrame("snapshot", sseSnapshot) + ": keepalive\n\n" + sseFrame("entry", sseEntry) + sseFrame("removed", sseRemoved)))
 	f.Add([]byte(sseFrame("snapshot", sseSnapshot) + "data: {\"kind\":\"entry\"\n\n"))
@@ -263,6 +263,10 @@ func FuzzStreamFrame(f *testing.F) {
 		var want []*StreamFrame
 		wantErr := false
 		for _, block := range strings.SplitAfter(string(raw), "\n\n") {
+			if len(block) > maxFrame {
+				wantErr = true
+				break
+			}
 			if block == "" || strings.HasPrefix(block, ":") {
 				continue
 			}
@@ -270,10 +274,6 @@ func FuzzStreamFrame(f *testing.F) {
 			data = strings.TrimSuffix(data, "\n\n")
 			if data == "" {
 				continue // an event without data is ignored
-			}
-			if len(block) > maxFrame {
-				wantErr = true
-				break
 			}
 			fr, err := decodeTwice(t, []byte(data), func(b []byte) (*StreamFrame, error) { return decodeFrame(b, epoch) })
 			if err == nil && len(want) == 0 && fr.Kind != FrameSnapshot {

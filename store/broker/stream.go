@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,9 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/r3labs/sse/v2"
-	"gopkg.in/cenkalti/backoff.v1"
 )
 
 // ErrStreamEnded is returned by Client.Stream when the broker closed the
@@ -25,102 +23,93 @@ var (
 	ErrStreamIdle  = errors.New("auth-broker snapshot stream idle (no data, no keepalive)")
 )
 
-var errStreamStopped = errors.New("stream stopped by handler")
-
 const streamPath = "/v1/snapshot/stream"
 
-// newSSEClient is r3labs/sse reading one connection to the stream with
-// tok, through transport. Its Subscribe returns nil when the server closed
-// the stream (or ctx ended).
-func (c *Client) newSSEClient(tok string, transport http.RoundTripper) *sse.Client {
-	sc := sse.NewClient(c.base+streamPath, sse.ClientMaxBufferSize(c.maxBody))
-	sc.Connection = &http.Client{Transport: transport} // no Timeout: the body is read for hours
-	sc.Headers[capabilitiesHeader] = capabilities
-	sc.Headers["User-Agent"] = c.userAgent
-	if tok != "" {
-		sc.Headers["Authorization"] = "Bearer " + tok
-	}
-	// One connection per Subscribe: the store runs its own context-aware
-	// backoff, and must see a 404 to latch long-poll mode.
-	sc.ReconnectStrategy = &backoff.StopBackOff{}
-	sc.ResponseValidator = c.validateStream
-	return sc
-}
-
-// validateStream runs before r3labs reads the body; on error it must close
-// the body itself. Errors are permanent so r3labs never retries; r3labs
-// returns them unwrapped.
-func (c *Client) validateStream(_ *sse.Client, resp *http.Response) error {
+// checkStream checks the answer to the stream request: a 200 of
+// text/event-stream, ErrStreamUnsupported for a 404, an HTTPError else.
+func (c *Client) checkStream(r *request, resp *http.Response) error {
 	if resp.StatusCode == http.StatusOK {
-		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-		if mt == "text/event-stream" {
-			return nil
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+			return protoErr(r.op(), "Content-Type %s is not text/event-stream", quoteShort(resp.Header.Get("Content-Type")))
 		}
-		resp.Body.Close()
-		return backoff.Permanent(protoErr("GET "+streamPath, "Content-Type %s is not text/event-stream",
-			quoteShort(resp.Header.Get("Content-Type"))))
+		return nil
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return ErrStreamUnsupported
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return backoff.Permanent(ErrStreamUnsupported)
-	}
-	r := &request{method: http.MethodGet, path: streamPath}
-	return backoff.Permanent(c.statusErr(r, &response{status: resp.StatusCode, body: body}))
+	return c.statusErr(r, &response{status: resp.StatusCode, body: body})
 }
 
-// observedBody reports every successful read to the idle watchdog, and
-// a body that ends (EOF or error) part-way through an event.
-type observedBody struct {
-	io.ReadCloser
-	onRead func()
-	onCut  func()
-	tail   [3]byte // the last bytes read
-	n      int
-}
-
-func (b *observedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.onRead()
-		for _, c := range p[max(0, n-3):n] {
-			b.tail = [3]byte{b.tail[1], b.tail[2], c}
-			b.n++
+// readEvents reads an event stream (the text/event-stream format of the
+// WHATWG HTML standard) and calls dispatch with the data of each event
+// that has some, valid until dispatch returns. The broker writes an
+// "event:" and a "data:" line per event, each ending in LF
+// (docs/broker-protocol.md §6.1); CRLF ends a line too, a lone CR does not.
+// Comments and the fields other than data are skipped. An event of more
+// than limit bytes (its lines and the blank line that ends it) is a
+// protocol error. It returns dispatch's error, or the body's (io.EOF at
+// its end): an event the body ends in the middle of is discarded, as the
+// standard says.
+func readEvents(body io.Reader, limit int, dispatch func(data []byte) error) error {
+	br := bufio.NewReaderSize(body, 64<<10)
+	var data []byte                // the event's data lines so far, each ending in LF
+	size := 0                      // the event's bytes so far
+	inLine, isData := false, false // the line goes on in the next part; it is a data line
+	for {
+		part, err := br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			return err
+		}
+		if size += len(part); size > limit {
+			return &ProtocolError{Op: "stream", Detail: fmt.Sprintf("frame larger than %d bytes", limit), TooLarge: true}
+		}
+		first := !inLine
+		if inLine = err != nil; first && (string(part) == "\n" || string(part) == "\r\n") {
+			// A blank line ends the event.
+			if len(data) > 1 {
+				if err := dispatch(data[:len(data)-1]); err != nil {
+					return err
+				}
+			}
+			if data, size = data[:0], 0; cap(data) > 64<<10 {
+				data = nil // a snapshot's megabytes are not kept for the connection's life
+			}
+			continue
+		}
+		if first {
+			part, isData = dataValue(part)
+		}
+		if isData {
+			if data = append(data, part...); !inLine {
+				data = append(bytes.TrimSuffix(bytes.TrimSuffix(data, []byte("\n")), []byte("\r")), '\n')
+			}
 		}
 	}
-	if err != nil && !b.atBoundary() {
-		b.onCut()
+}
+
+// dataValue returns the value of a data line from the line's first part,
+// false for any other line.
+func dataValue(part []byte) ([]byte, bool) {
+	rest, ok := bytes.CutPrefix(part, []byte("data"))
+	if value, colon := bytes.CutPrefix(rest, []byte(":")); ok && colon {
+		return bytes.TrimPrefix(value, []byte(" ")), true
+	}
+	return rest, ok && (string(rest) == "\n" || string(rest) == "\r\n")
+}
+
+// seenReader calls seen after every read that returned bytes.
+type seenReader struct {
+	io.Reader
+	seen func()
+}
+
+func (r seenReader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	if n > 0 {
+		r.seen()
 	}
 	return n, err
-}
-
-// atBoundary: nothing read yet, or the bytes so far end with a blank line
-// (any of the SSE line endings).
-func (b *observedBody) atBoundary() bool {
-	t := b.tail
-	return b.n == 0 || t[1] == '\n' && t[2] == '\n' || t[1] == '\r' && t[2] == '\r' ||
-		b.n >= 3 && t == [3]byte{'\n', '\r', '\n'}
-}
-
-type observingTransport struct {
-	base   http.RoundTripper
-	onRead func()
-	onCut  func()
-}
-
-func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	t.onRead()
-	body := resp.Body
-	// Not every transport ties the body to the request context; closing it
-	// is what unblocks r3labs' reader when the watchdog or the handler ends
-	// the connection.
-	context.AfterFunc(req.Context(), func() { body.Close() })
-	resp.Body = &eventChunker{ReadCloser: &observedBody{ReadCloser: body, onRead: t.onRead, onCut: t.onCut}}
-	return resp, nil
 }
 
 // streamConfig is per call so the store can pass its own clock and idle
@@ -156,20 +145,14 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	var (
-		lastByte atomic.Int64
-		answered atomic.Bool // the broker sent a response, not just a hang-up
-		cut      atomic.Bool // the body ended in the middle of an event
-	)
-	lastByte.Store(cfg.clock.Now().UnixNano())
-	onRead := func() {
-		answered.Store(true)
+	var lastByte atomic.Int64
+	seen := func() {
 		lastByte.Store(cfg.clock.Now().UnixNano())
 		if cfg.onBytes != nil {
 			cfg.onBytes()
 		}
 	}
-
+	lastByte.Store(cfg.clock.Now().UnixNano())
 	wctx, stopWatchdog := context.WithCancel(sctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.watchdog(wctx, cfg, &lastByte, cancel) })
@@ -178,47 +161,43 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		wg.Wait()
 	}()
 
-	sc := c.newSSEClient(tok, &observingTransport{base: c.streamRT, onRead: onRead, onCut: func() { cut.Store(true) }})
-
-	var (
-		handlerErr error
-		first      = true
-		// cutFrame failed to decode after the connection broke mid-event.
-		// If nothing follows it, it is the unterminated remainder r3labs
-		// hands over at EOF, which the SSE spec discards: the connection
-		// ended (eof), the broker sent nothing wrong. If another event
-		// follows, it was a complete bad frame after all.
-		cutFrame error
-	)
-	dec := &FrameDecoder{} // this connection's: a new connection starts with no history
-	err := sc.SubscribeRawWithContext(sctx, func(ev *sse.Event) {
-		// Keepalive comments never reach here; events without data do, and
-		// are skipped, as are those queued after the handler stopped the stream.
-		if len(ev.Data) == 0 || handlerErr != nil {
-			return
+	r := &request{method: http.MethodGet, path: streamPath, timeout: c.timeout}
+	req, err := http.NewRequestWithContext(sctx, r.method, c.base+r.path, nil)
+	if err != nil {
+		return fmt.Errorf("auth-broker %s: building request: %w", r.op(), err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set(capabilitiesHeader, capabilities)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	// No Timeout: the body is read for hours.
+	resp, err := (&http.Client{Transport: c.streamRT}).Do(req)
+	var handlerErr error
+	if err == nil {
+		seen()
+		defer resp.Body.Close()
+		// Not every transport ties the body to the request context; closing
+		// it is what ends a read when the watchdog or ctx ends the connection.
+		defer context.AfterFunc(sctx, func() { resp.Body.Close() })()
+		if err = c.checkStream(r, resp); err == nil {
+			first, dec := true, &FrameDecoder{} // this connection's: a new one starts with no history
+			err = readEvents(seenReader{resp.Body, seen}, c.maxBody, func(data []byte) error {
+				f, err := dec.Decode(data, cfg.clock.Now())
+				if err == nil && first && f.Kind != FrameSnapshot {
+					err = protoErr("stream", "first frame is %s, not snapshot", quoteShort(f.Kind))
+				}
+				if err == nil {
+					first = false
+					err = handle(f)
+				}
+				handlerErr = err
+				return err
+			})
 		}
-		if cutFrame != nil {
-			handlerErr = cutFrame
-			cancel(errStreamStopped)
-			return
-		}
-		f, err := dec.Decode(ev.Data, cfg.clock.Now())
-		if err != nil && cut.Load() {
-			cutFrame = err
-			return
-		}
-		if err == nil && first && f.Kind != FrameSnapshot {
-			err = protoErr("stream", "first frame is %s, not snapshot", quoteShort(f.Kind))
-		}
-		if err == nil {
-			first = false
-			err = handle(f)
-		}
-		if err != nil {
-			handlerErr = err
-			cancel(errStreamStopped)
-		}
-	})
+	}
 	switch {
 	case handlerErr != nil:
 		return handlerErr
@@ -226,18 +205,14 @@ func (c *Client) streamOnce(ctx context.Context, cfg streamConfig, tok string, h
 		return ctx.Err()
 	case errors.Is(context.Cause(sctx), ErrStreamIdle):
 		return ErrStreamIdle
-	case err == nil:
-		return ErrStreamEnded
 	case errors.Is(err, ErrStreamUnsupported), errors.As(err, new(*ProtocolError)), errors.As(err, new(*HTTPError)):
 		return err
-	case errors.Is(err, bufio.ErrTooLong):
-		return &ProtocolError{Op: "stream", Detail: fmt.Sprintf("frame larger than %d bytes", c.maxBody), TooLarge: true}
-	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && answered.Load():
+	case resp != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
 		return ErrStreamEnded
 	}
 	// A connection closed before any answer is a broker that cannot be
 	// reached, as for every other route.
-	return c.netErr(&request{method: http.MethodGet, path: streamPath, timeout: c.timeout}, sctx, err)
+	return c.netErr(r, sctx, err)
 }
 
 // watchdog cancels the connection with ErrStreamIdle once no byte has

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/authbroker/authbroker_exporter/store/internal/testkit"
@@ -289,5 +291,51 @@ func TestStreamCutMidFrame(t *testing.T) {
 				t.Fatalf("%d frames, %v (reason %s); want %d frames, reason %s", len(frames), err, SyncReason(err), tc.frames, tc.reason)
 			}
 		})
+	}
+}
+
+// TestReadEvents: the event stream format as the standard defines it, read
+// in one-byte reads and whole: the data of each event with data, LF or
+// CRLF line ends (a CRLF split across two buffer fills included), comments
+// and other fields skipped, an unterminated last event discarded, and the
+// size limit on an event, the blank line that ends it included.
+func TestReadEvents(t *testing.T) {
+	long := strings.Repeat("x", 64<<10-len("data: ")-1) // its CR ends the reader's first 64 KiB
+	cases := []struct {
+		name, in string
+		limit    int
+		want     []string
+		err      string
+	}{
+		{"broker framing", "event: snapshot\ndata: {\"a\":1}\n\n: keepalive\n\nevent: entry\ndata: {}\n\n", 100, []string{`{"a":1}`, "{}"}, "EOF"},
+		{"CRLF", "event: entry\r\ndata: A\r\n\r\n: c\r\n\r\n", 100, []string{"A"}, "EOF"},
+		{"CRLF across fills", "data: " + long + "\r\n\r\n", 1 << 20, []string{long}, "EOF"},
+		{"data lines join with LF", "data: A\ndata:B\ndata:  C\ndata\n\n", 100, []string{"A\nB\n C\n"}, "EOF"},
+		{"events without data", "event: entry\n\ndata\n\ndata:\n\n", 100, nil, "EOF"},
+		{"other fields", "id: 7\nretry: 10\ndatum: X\ndata2: Y\nfoo\ndata: A\n\n", 100, []string{"A"}, "EOF"},
+		{"a lone CR is no line end", "data: A\rdata: B\n\n", 100, []string{"A\rdata: B"}, "EOF"},
+		{"cut mid-event", "data: A\n\ndata: B\n", 100, []string{"A"}, "EOF"},
+		{"event over the limit", "data: A\n\nevent: entry\ndata: 0123456789\n\n", 30, []string{"A"}, "larger than 30 bytes"},
+		{"the limit is per event", strings.Repeat("data: A\n\n", 5), 9, []string{"A", "A", "A", "A", "A"}, "EOF"},
+		{"the limit counts the blank line", "data: 0123\n\n", 11, nil, "larger than 11 bytes"},
+		{"a comment counts", "data: A\n\n: " + strings.Repeat("c", 30) + "\n\n", 30, []string{"A"}, "larger than 30 bytes"},
+	}
+	for _, tc := range cases {
+		for _, oneByte := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/one-byte=%v", tc.name, oneByte), func(t *testing.T) {
+				var in io.Reader = strings.NewReader(tc.in)
+				if oneByte {
+					in = iotest.OneByteReader(in)
+				}
+				var got []string
+				err := readEvents(in, tc.limit, func(data []byte) error {
+					got = append(got, string(data))
+					return nil
+				})
+				if !slices.Equal(got, tc.want) || err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %q, %v; want %q, an error with %q", got, err, tc.want, tc.err)
+				}
+			})
+		}
 	}
 }

@@ -58,7 +58,7 @@ func BenchEntryFrames(n int, gen int64) [][]byte {
 }
 
 // PipeTransport answers the stream request with a body the benchmark
-// writes to, so the whole client path (r3labs framing included) runs
+// writes to, so the whole client path (the event reader included) runs
 // without a socket.
 type PipeTransport struct{ Body io.ReadCloser }
 
